@@ -1,0 +1,47 @@
+"""Find a TFLite interpreter: ai-edge-litert, else tflite-runtime, else TensorFlow's (last resort)."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# (module holding ``Interpreter``, distribution name) in order of preference
+CANDIDATES = (
+    ("ai_edge_litert.interpreter", "ai-edge-litert"),
+    ("tflite_runtime.interpreter", "tflite-runtime"),
+    ("tensorflow.lite", "tensorflow"),
+)
+
+
+class NoInterpreterError(ImportError):
+    """No TFLite interpreter is installed."""
+
+
+def interpreter_class(prefer: str | None = None) -> tuple[type, str]:
+    """The ``Interpreter`` class and the name of the package that provides it."""
+    candidates = [c for c in CANDIDATES if prefer in (None, c[1])]
+    for module_name, dist in candidates:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        return module.Interpreter, dist
+    wanted = prefer or "ai-edge-litert (or tflite-runtime)"
+    raise NoInterpreterError(f"no TFLite interpreter found: pip install {wanted}")
+
+
+def interpreter_version(dist: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def make_interpreter(model_content: bytes, threads: int = 1, prefer: str | None = None) -> Any:
+    """A ready (tensors allocated) interpreter for a model held in memory."""
+    cls, _ = interpreter_class(prefer)
+    interpreter = cls(model_content=model_content, num_threads=threads)
+    interpreter.allocate_tensors()
+    return interpreter

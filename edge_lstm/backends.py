@@ -1,0 +1,78 @@
+"""One small interface over every way to score token rows: Keras, TFLite, ONNX.
+
+``score(rows)`` takes ``(n, max_len)`` int32 token ids and returns ``n`` positive-class
+probabilities. TFLite goes through the device runtime's own code path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from edge_lstm_device.runtime import TFLiteScorer
+
+
+class Backend(Protocol):
+    name: str
+
+    def score(self, rows: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass
+class KerasBackend:
+    model: Any
+    name: str = "keras_float"
+    batch_size: int = 256
+
+    def score(self, rows: np.ndarray) -> np.ndarray:
+        return self.model.predict(rows, batch_size=self.batch_size, verbose=0).reshape(-1)
+
+
+@dataclass
+class TFLiteBackend:
+    scorer: TFLiteScorer
+    name: str
+
+    @classmethod
+    def from_bytes(cls, content: bytes, name: str, threads: int = 1) -> TFLiteBackend:
+        return cls(TFLiteScorer(content, threads), name)
+
+    def score(self, rows: np.ndarray) -> np.ndarray:
+        return self.scorer.score(rows)
+
+
+@dataclass
+class OnnxBackend:
+    session: Any
+    name: str
+    batch_size: int = 64
+
+    @classmethod
+    def from_file(cls, path: Path, name: str, threads: int = 1, batch_size: int = 64) -> OnnxBackend:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return cls(session, name, batch_size)
+
+    def score(self, rows: np.ndarray) -> np.ndarray:
+        feed = self.session.get_inputs()[0].name
+        parts = [
+            self.session.run(None, {feed: rows[i : i + self.batch_size]})[0].reshape(-1)
+            for i in range(0, len(rows), self.batch_size)
+        ]
+        return np.concatenate(parts) if parts else np.empty(0, np.float32)
+
+
+def open_artifact(bundle_dir: Path, name: str, entry: dict, threads: int = 1, batch_size: int = 64) -> Backend:
+    """A backend for one manifest artifact (TFLite through the device runtime)."""
+    path = Path(bundle_dir) / entry["file"]
+    if entry["format"] == "tflite":
+        return TFLiteBackend.from_bytes(path.read_bytes(), name, threads)
+    return OnnxBackend.from_file(path, name, threads, batch_size)

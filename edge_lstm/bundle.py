@@ -1,0 +1,80 @@
+"""The bundle directory: the float model, its tokenizer and metrics, and what export writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+from edge_lstm_device.files import MANIFEST_FILE, TOKENIZER_FILE, atomic_write_json
+from edge_lstm_device.tokenizer import Tokenizer, TokenizerError
+
+MODEL_FILE = "model.h5"
+METRICS_FILE = "metrics.json"
+DEFAULT_BUNDLE = Path("export")
+
+__all__ = ["MODEL_FILE", "METRICS_FILE", "MANIFEST_FILE", "TOKENIZER_FILE", "DEFAULT_BUNDLE"]
+
+
+class BundleError(Exception):
+    """A bundle is missing files, unreadable, or inconsistent."""
+
+
+def ensure_writable(directory: Path) -> None:
+    """Create ``directory`` if needed and prove we can write into it."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=directory, prefix=".write-probe.")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise BundleError(f"cannot write to {directory}: {err.strerror or err}") from err
+
+
+def write_trained(out_dir: Path, model: Any, tokenizer: Tokenizer, metrics: dict) -> None:
+    """Write model, tokenizer and metrics; each file appears whole or not at all."""
+    ensure_writable(out_dir)
+    fd, tmp_model = tempfile.mkstemp(dir=out_dir, prefix=".model.", suffix=".h5")
+    os.close(fd)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "HDF5 is legacy": it is small and exact
+            model.save(tmp_model, include_optimizer=False)
+        os.chmod(tmp_model, 0o644)
+        tokenizer.save(out_dir / TOKENIZER_FILE)
+        os.replace(tmp_model, out_dir / MODEL_FILE)
+    finally:
+        Path(tmp_model).unlink(missing_ok=True)
+    atomic_write_json(out_dir / METRICS_FILE, metrics)
+
+
+def load_tokenizer(bundle_dir: Path) -> Tokenizer:
+    try:
+        return Tokenizer.load(bundle_dir / TOKENIZER_FILE)
+    except TokenizerError as err:
+        raise BundleError(str(err)) from err
+
+
+def load_model(bundle_dir: Path) -> Any:
+    """Load the float tf-keras model of a bundle."""
+    path = bundle_dir / MODEL_FILE
+    if not path.is_file():
+        raise BundleError(f"no model in {bundle_dir} (expected {MODEL_FILE}; run 'edge-lstm train')")
+    import tf_keras as keras
+
+    try:
+        return keras.models.load_model(path, compile=False)
+    except (OSError, ValueError) as err:
+        raise BundleError(f"cannot load {path}: {err}") from err
+
+
+def read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as err:
+        raise BundleError(f"missing file: {path}") from err
+    except (OSError, ValueError) as err:
+        raise BundleError(f"cannot read {path}: {err}") from err

@@ -1,0 +1,48 @@
+"""The ``edge-lstm`` command: a click group whose verbs load lazily from their own modules."""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+from edge_lstm import __version__
+
+# verb -> (module, attribute, one-line help shown in ``edge-lstm --help``)
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "train": ("edge_lstm.commands.train", "train_command", "Train the IMDB LSTM and write a bundle."),
+    "export": ("edge_lstm.commands.export", "export_command", "Export TFLite + ONNX (float, --int8) with a manifest."),
+}
+
+
+class LazyGroup(click.Group):
+    """Imports a verb's module only when that verb runs (or its help is asked for)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module, attr, _ = COMMANDS[name]
+        return getattr(importlib.import_module(module), attr)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, short) for name, (_, _, short) in COMMANDS.items()]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="edge-lstm")
+def main() -> None:
+    """Train the IMDB sentiment LSTM, export it to int8 TFLite and ONNX, and prove the
+    quantized models agree with the float one.
+
+    \b
+    Typical flow:
+      edge-lstm train --data aclImdb_v1.tar.gz     # writes ./export
+      edge-lstm export --int8                      # TFLite + ONNX + manifest.json
+      edge-lstm parity                             # quantized vs float
+      edge-lstm bench                              # size, latency, memory
+    """

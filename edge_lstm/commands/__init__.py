@@ -1,0 +1,1 @@
+"""One module per ``edge-lstm`` verb; heavy libraries are imported inside the commands."""

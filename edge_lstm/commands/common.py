@@ -1,0 +1,38 @@
+"""Small helpers shared by the verbs: typed paths, JSON output, quiet TensorFlow."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+BUNDLE_OPTION = click.option(
+    "--bundle",
+    "bundle_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("export"),
+    show_default=True,
+    help="Bundle directory (the shipped reference model lives in ./export).",
+)
+JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print one JSON document for scripts.")
+
+
+def quiet_tensorflow() -> None:
+    """Silence TensorFlow's C++ start-up chatter; called by verbs just before importing it."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def echo_json(data: object) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+def status(message: str) -> None:
+    """Progress for people goes to stderr, so stdout stays clean for ``--json``."""
+    click.echo(message, err=True)
+
+
+def is_terminal() -> bool:
+    return sys.stderr.isatty()

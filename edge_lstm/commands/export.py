@@ -1,0 +1,62 @@
+"""``edge-lstm export``: float model -> TFLite and ONNX (float, and int8 with --int8) + manifest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from edge_lstm.commands.common import BUNDLE_OPTION, JSON_OPTION, echo_json, quiet_tensorflow, status
+
+
+def _summary(result: dict) -> str:
+    lines = [f"{'artifact':<22}{'file':<28}{'KiB':>8}{'ratio':>7}{'labels':>8}{'max|Δp|':>10}"]
+    for name, entry in result["artifacts"].items():
+        check = entry["validation"]
+        ratio = f"{entry['size_ratio_to_float']:.2f}" if "size_ratio_to_float" in entry else "-"
+        lines.append(f"{name:<22}{entry['file']:<28}{entry['bytes'] / 1024:>8.0f}{ratio:>7}"
+                     f"{check['label_agreement']:>8.1%}{check['max_abs_diff']:>10.2g}")
+    lines.append(f"manifest.json written; export took {result['export_seconds']:.0f} s "
+                 f"(agreement with the float model on {check['reviews']} shipped reviews)")
+    return "\n".join(lines)
+
+
+@click.command("export")
+@BUNDLE_OPTION
+@click.option("--int8", is_flag=True, help="Also write int8 TFLite and int8 ONNX.")
+@click.option("--tflite-scheme", type=click.Choice(["full-integer", "dynamic-range", "both"]),
+              default="full-integer", show_default=True,
+              help="int8 TFLite scheme: full-integer (int8 weights and activations, calibrated), "
+                   "dynamic-range (int8 weights, float activations), or both (the second as "
+                   "model_int8_dynamic.tflite).")
+@click.option("--calibration-reviews", type=click.IntRange(min=1), default=400, show_default=True,
+              help="Real training reviews used to calibrate full-integer int8.")
+@click.option("--data", type=click.Path(exists=True, path_type=Path), default=None,
+              help="Calibrate on this IMDB data's train split instead of the shipped 400-review sample.")
+@JSON_OPTION
+def export_command(bundle_dir: Path, int8: bool, tflite_scheme: str, calibration_reviews: int,
+                   data: Path | None, as_json: bool) -> None:
+    """Convert a bundle's float model to TFLite (fused LSTM, builtin ops) and ONNX (LSTM node),
+    validate every file against the float model, and write manifest.json beside them.
+
+    \b
+    Examples:
+      edge-lstm export --int8                      # the shipped reference bundle in ./export
+      edge-lstm export --int8 --bundle runs/b1 --tflite-scheme both
+    """
+    if tflite_scheme != "full-integer" and not int8:
+        raise click.UsageError("--tflite-scheme needs --int8")
+    quiet_tensorflow()
+    from edge_lstm.bundle import BundleError
+    from edge_lstm.data import DataError
+    from edge_lstm.exporter import ExportError, ExportOptions, export_bundle
+
+    options = ExportOptions(int8, tflite_scheme, calibration_reviews, data)
+    try:
+        result = export_bundle(bundle_dir, options, log=status)
+    except (ExportError, BundleError, DataError) as err:
+        raise click.ClickException(str(err)) from err
+    if as_json:
+        echo_json(result)
+    else:
+        click.echo(_summary(result))

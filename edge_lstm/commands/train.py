@@ -1,0 +1,89 @@
+"""``edge-lstm train``: train the IMDB LSTM and write a bundle directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from edge_lstm.commands.common import JSON_OPTION, echo_json, is_terminal, quiet_tensorflow, status
+
+
+def _download_progress() -> callable:
+    bar: dict = {}
+
+    def update(done: int, total: int) -> None:
+        if "bar" not in bar:
+            bar["bar"] = click.progressbar(length=total or None, label="downloading IMDB", file=None)
+            bar["bar"].__enter__()
+            bar["last"] = 0
+        bar["bar"].update(done - bar["last"])
+        bar["last"] = done
+
+    return update
+
+
+@click.command("train")
+@click.option("--data", type=click.Path(path_type=Path), default=None,
+              help="aclImdb .tar.gz or extracted folder. Default: $EDGE_LSTM_DATA, the cache, "
+                   "then download the official tarball.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("export"), show_default=True, help="Bundle directory to write.")
+@click.option("--seed", type=int, default=42, show_default=True, help="Seed for shuffling, init and dropout.")
+@click.option("--epochs", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--num-words", type=click.IntRange(min=4), default=10_000, show_default=True,
+              help="Vocabulary size including the pad, start and out-of-vocabulary ids.")
+@click.option("--max-len", type=click.IntRange(min=1), default=200, show_default=True,
+              help="Tokens per review (pre-padded, pre-truncated).")
+@click.option("--embedding-dim", type=click.IntRange(min=1), default=128, show_default=True)
+@click.option("--lstm-units", type=click.IntRange(min=1), default=128, show_default=True)
+@click.option("--validation-split", type=click.FloatRange(0.01, 0.9), default=0.2, show_default=True)
+@click.option("--keep-best-epoch/--keep-last-epoch", default=True, show_default=True,
+              help="Keep the weights of the epoch with the best validation accuracy, or the last.")
+@click.option("--limit", type=click.IntRange(min=10), default=None,
+              help="Train on a balanced subset of N training reviews (quick runs).")
+@click.option("--test-limit", type=click.IntRange(min=10), default=None,
+              help="Evaluate on a balanced subset of N test reviews.")
+@JSON_OPTION
+def train_command(data: Path | None, out_dir: Path, seed: int, epochs: int, batch_size: int,
+                  num_words: int, max_len: int, embedding_dim: int, lstm_units: int,
+                  validation_split: float, keep_best_epoch: bool, limit: int | None,
+                  test_limit: int | None, as_json: bool) -> None:
+    """Train the IMDB LSTM of the reference lecture and write a bundle: the float
+    model (model.h5), its tokenizer (tokenizer.json) and metrics.json.
+
+    \b
+    Examples:
+      edge-lstm train --data ~/Downloads/aclImdb_v1.tar.gz
+      edge-lstm train --data aclImdb_v1.tar.gz --limit 2000 --epochs 1 --out /tmp/quick
+    """
+    from edge_lstm.bundle import BundleError, ensure_writable
+    from edge_lstm.data import DataError, load_imdb, resolve_source
+    from edge_lstm.training import TrainConfig
+    from edge_lstm_device.files import file_sha256
+
+    try:
+        ensure_writable(out_dir)
+        source = resolve_source(data, progress=_download_progress())
+        status(f"reading {source}")
+        splits = load_imdb(source)
+    except (DataError, BundleError) as err:
+        raise click.ClickException(str(err)) from err
+    train_set = splits["train"].balanced(limit, seed)
+    test_set = splits["test"].balanced(test_limit, seed)
+    cfg = TrainConfig(num_words, max_len, embedding_dim, lstm_units, epochs, batch_size,
+                      validation_split, seed, keep_best_epoch)
+    quiet_tensorflow()
+    from edge_lstm.training import train
+
+    status(f"training on {len(train_set)} reviews ({validation_split:.0%} held out), "
+           f"{epochs} epochs, batch {batch_size}")
+    verbose = 1 if is_terminal() and not as_json else 0
+    sha = file_sha256(source) if source.is_file() else "directory"
+    metrics = train(train_set, test_set, cfg, out_dir, sha, verbose=verbose, log=status)
+    if as_json:
+        echo_json(metrics)
+    else:
+        click.echo(f"test accuracy {metrics['test_accuracy']:.4f} (epoch {metrics['kept_epoch']} kept), "
+                   f"{metrics['wall_time_s']:.0f} s; bundle written to {out_dir}")

@@ -1,0 +1,63 @@
+"""Stage 1 of export: the float tf-keras model to float TFLite and float ONNX.
+
+TFLite is converted from a fixed-batch (1, max_len) concrete function, which is what gives the
+fused ``UNIDIRECTIONAL_SEQUENCE_LSTM`` op (DEVELOPERS.md); ONNX keeps a dynamic batch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+INPUT_NAME = "token_ids"
+ONNX_OPSET = 17
+
+
+class ConversionError(Exception):
+    """A converter failed or produced a model we will not ship."""
+
+
+def _signature(max_len: int, batch: int | None) -> Any:
+    import tensorflow as tf
+
+    return [tf.TensorSpec([batch, max_len], tf.int32, name=INPUT_NAME)]
+
+
+def _inference_function(model: Any) -> Any:
+    import tensorflow as tf
+
+    return tf.function(lambda token_ids: model(token_ids, training=False))
+
+
+def tflite_converter(model: Any, max_len: int) -> Any:
+    """A TFLite converter for batch 1, builtin ops only (no Flex / Select TF ops)."""
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [_inference_function(model).get_concrete_function(*_signature(max_len, 1))], model
+    )
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    return converter
+
+
+def run_converter(converter: Any) -> bytes:
+    try:
+        return converter.convert()
+    except (ValueError, RuntimeError) as err:  # the converter's own error types
+        raise ConversionError(f"TFLite conversion failed: {err}") from err
+
+
+def to_tflite_float(model: Any, max_len: int) -> bytes:
+    return run_converter(tflite_converter(model, max_len))
+
+
+def to_onnx_float(model: Any, max_len: int) -> bytes:
+    """Float ONNX with a dynamic batch, through tf2onnx (a real ``LSTM`` node)."""
+    import tf2onnx
+
+    try:
+        proto, _ = tf2onnx.convert.from_function(
+            _inference_function(model), input_signature=_signature(max_len, None), opset=ONNX_OPSET
+        )
+    except (ValueError, RuntimeError, KeyError) as err:
+        raise ConversionError(f"ONNX conversion failed: {err}") from err
+    return proto.SerializeToString()

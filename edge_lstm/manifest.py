@@ -1,0 +1,87 @@
+"""manifest.json: describes and fingerprints every file of an exported bundle."""
+
+from __future__ import annotations
+
+import datetime as dt
+import platform
+from pathlib import Path
+from typing import Any
+
+from edge_lstm_device.files import file_sha256
+from edge_lstm_device.interpreter import make_interpreter
+from edge_lstm_device.model import MANIFEST_FORMAT
+from edge_lstm_device.tokenizer import Tokenizer
+
+
+def file_entry(path: Path) -> dict:
+    return {"file": path.name, "sha256": file_sha256(path), "bytes": path.stat().st_size}
+
+
+def _dtype_name(dtype: Any) -> str:
+    return getattr(dtype, "__name__", str(dtype))
+
+
+def describe_tflite(path: Path) -> dict:
+    """Inputs, outputs (with quantization parameters) and operators of a TFLite file."""
+    interpreter = make_interpreter(path.read_bytes())
+
+    def tensor(detail: dict) -> dict:
+        scale, zero_point = detail["quantization"]
+        info = {"name": detail["name"], "shape": [int(d) for d in detail["shape"]], "dtype": _dtype_name(detail["dtype"])}
+        info["quantization"] = {"scale": float(scale), "zero_point": int(zero_point)} if scale else None
+        return info
+
+    return {
+        "inputs": [tensor(d) for d in interpreter.get_input_details()],
+        "outputs": [tensor(d) for d in interpreter.get_output_details()],
+        "operators": sorted({op["op_name"] for op in interpreter._get_ops_details()}),
+        "stateful": True,  # the fused LSTM keeps state across invoke(): reset per review
+    }
+
+
+def describe_onnx(path: Path) -> dict:
+    """Inputs, outputs, operators and opset of an ONNX file."""
+    import onnx
+    from onnx import helper
+
+    model = onnx.load(str(path))
+
+    def tensor(value: Any) -> dict:
+        tt = value.type.tensor_type
+        shape = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tt.shape.dim]
+        return {"name": value.name, "shape": shape, "dtype": helper.tensor_dtype_to_np_dtype(tt.elem_type).name, "quantization": None}
+
+    ops = sorted({f"{n.domain}.{n.op_type}" if n.domain else n.op_type for n in model.graph.node})
+    return {
+        "inputs": [tensor(v) for v in model.graph.input],
+        "outputs": [tensor(v) for v in model.graph.output],
+        "operators": ops,
+        "opset": {o.domain or "ai.onnx": o.version for o in model.opset_import},
+        "stateful": False,
+    }
+
+
+def artifact_entry(path: Path, fmt: str, precision: str, scheme: str, tools: dict) -> dict:
+    describe = describe_tflite if fmt == "tflite" else describe_onnx
+    return {**file_entry(path), "format": fmt, "precision": precision, "quantization": scheme,
+            **describe(path), "tools": tools}
+
+
+def tool_versions() -> dict[str, str]:
+    from importlib.metadata import version
+
+    names = ("tensorflow", "tf-keras", "tf2onnx", "onnx", "onnxruntime", "ai-edge-litert", "numpy")
+    return {"python": platform.python_version(), **{n: version(n) for n in names}}
+
+
+def build_manifest(source_model: Path, tokenizer_path: Path, tokenizer: Tokenizer,
+                   model_config: dict, artifacts: dict[str, dict], device_default: str) -> dict:
+    return {
+        "format_version": MANIFEST_FORMAT,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "source_model": file_entry(source_model),
+        "tokenizer": {**file_entry(tokenizer_path), "settings": tokenizer.settings()},
+        "model": model_config,
+        "device_default": device_default,
+        "artifacts": artifacts,
+    }

@@ -1,0 +1,257 @@
+"""Foreign Python environments for tests: numpy + one TFLite interpreter, no TensorFlow.
+
+* :func:`isolated_venv` - an x86-64 venv with ``tflite-runtime`` or ``ai-edge-litert``.
+* :func:`arm_python` - Debian bookworm's aarch64 Python 3.11 run under
+  ``qemu-aarch64-static`` user emulation (no binfmt, no chroot), with aarch64 wheels
+  unpacked into a site dir on ``PYTHONPATH``.
+
+Everything is cached under ``cache_root`` and built atomically (temp dir, marker file
+written last, rename), so an interrupted build is redone and a finished one is reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = [
+    "FLAVOURS",
+    "ForeignEnvBuildError",
+    "ForeignEnvUnavailable",
+    "ForeignPython",
+    "arm_python",
+    "check_no_tensorflow",
+    "isolated_venv",
+]
+
+# flavour -> (pip requirements, distribution name, interpreter module)
+FLAVOURS: dict[str, tuple[tuple[str, ...], str, str]] = {
+    "tflite-runtime": (("tflite-runtime==2.14.0", "numpy<2"), "tflite-runtime", "tflite_runtime.interpreter"),
+    "litert": (("ai-edge-litert", "numpy"), "ai-edge-litert", "ai_edge_litert.interpreter"),
+}
+_LAYOUT = 2  # bump to invalidate every cache entry
+_MARKER = ".complete.json"
+_SUITE = "bookworm"  # glibc 2.36, Python 3.11
+_DEFAULT_MIRROR = "http://deb.debian.org/debian"
+# qemu-user shows the guest the host's x86 /proc/cpuinfo, on which XNNPACK's cpuinfo (ai-edge-litert
+# 2.3) segfaults in allocate_tensors. Emulate a Raspberry Pi 4 class CPU and describe it in a
+# rootfs /proc/cpuinfo, which qemu -L serves instead of the host's (other /proc files fall through).
+_QEMU_CPU = "cortex-a72"
+_CPUINFO = "".join(
+    f"processor\t: {i}\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm crc32 cpuid\n"
+    "CPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: 0xd08\nCPU revision\t: 3\n\n"
+    for i in range(2)
+)
+# tflite-runtime 2.14 is tagged manylinux_2_34, ai-edge-litert 2.3 manylinux_2_27: list all <= 2.36.
+_ARM_PLATFORMS = ("manylinux2014_aarch64", *(f"manylinux_2_{m}_aarch64" for m in range(17, 37)))
+_PROBE = (
+    "import importlib, platform, sys\n"
+    "from importlib.metadata import version\n"
+    "importlib.import_module(sys.argv[1])\n"
+    "print(platform.machine(), platform.python_version(), version(sys.argv[2]), version('numpy'), sep='|')\n"
+)
+
+
+class ForeignEnvUnavailable(RuntimeError):
+    """A host tool needed to build the environment is missing (tests may skip)."""
+
+
+class ForeignEnvBuildError(RuntimeError):
+    """A build step failed (e.g. no access to PyPI or the Debian mirror)."""
+
+
+@dataclass(frozen=True)
+class ForeignPython:
+    """A Python interpreter command plus the site dirs it needs, run with a clean environment."""
+
+    command: tuple[str, ...]
+    root: Path
+    interpreter_module: str
+    description: str
+    site_dirs: tuple[Path, ...] = ()
+
+    def run(
+        self,
+        args: Sequence[str],
+        *,
+        pythonpath: Sequence[Path] = (),
+        input: str | None = None,
+        timeout: float = 600.0,
+        cwd: Path | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``python *args``; only ``pythonpath`` and the env's own site dirs are importable."""
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "LANG": "C.UTF-8",
+            "HOME": str(self.root),
+            "PYTHONNOUSERSITE": "1",
+            "PYTHONPYCACHEPREFIX": str(self.root / ".pycache"),  # keeps qemu restarts fast
+        }
+        paths = [str(p) for p in (*pythonpath, *self.site_dirs)]
+        if paths:
+            env["PYTHONPATH"] = os.pathsep.join(paths)
+        return subprocess.run(
+            [*self.command, *args], env=env, input=input, text=True, capture_output=True,
+            timeout=timeout, cwd=cwd or self.root, check=False,
+        )
+
+
+def check_no_tensorflow(py: ForeignPython) -> None:
+    """Assert that ``import tensorflow`` fails inside ``py``."""
+    proc = py.run(["-c", "import tensorflow"])
+    assert proc.returncode != 0 and "ModuleNotFoundError" in proc.stderr, (
+        f"tensorflow is importable in {py.description}: rc={proc.returncode} {proc.stderr[-500:]}"
+    )
+
+
+def isolated_venv(kind: str, cache_root: Path) -> ForeignPython:
+    """An x86-64 venv (host Python) holding only numpy and the ``kind`` interpreter."""
+    reqs, dist, module = _flavour(kind)
+    target = Path(cache_root) / f"{kind}-{_digest('venv', reqs)}"
+
+    def build(dest: Path) -> str:
+        _check([sys.executable, "-m", "venv", str(dest)])
+        _check([str(dest / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check", *reqs])
+        return _describe(ForeignPython((str(dest / "bin" / "python"),), dest, module, ""), dist, "venv")
+
+    description = _cached(target, build)
+    return ForeignPython((str(target / "bin" / "python"),), target, module, description)
+
+
+def arm_python(cache_root: Path, flavour: str = "litert") -> ForeignPython:
+    """Debian bookworm aarch64 Python 3.11 under ``qemu-aarch64-static`` with ``flavour`` wheels."""
+    reqs, dist, module = _flavour(flavour)
+    qemu = shutil.which("qemu-aarch64-static")
+    debootstrap = shutil.which("debootstrap", path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin")
+    missing = [n for n, p in (("qemu-user-static", qemu), ("debootstrap", debootstrap)) if p is None]
+    if missing:
+        raise ForeignEnvUnavailable(f"arm_python needs: apt-get install -y {' '.join(missing)}")
+    assert qemu is not None and debootstrap is not None
+    rootfs = _arm_rootfs(Path(cache_root), debootstrap, qemu)
+    command = (qemu, "-cpu", _QEMU_CPU, "-L", str(rootfs), str(rootfs / "usr" / "bin" / "python3.11"))
+    flags = ["--only-binary=:all:", "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311"]
+    flags += [f"--platform={p}" for p in _ARM_PLATFORMS]
+    target = Path(cache_root) / f"arm-{flavour}-{_digest(rootfs.name, reqs, flags)}"
+
+    def build(dest: Path) -> str:
+        wheels, site = dest / "wheels", dest / "site"
+        _check([sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check",
+                "-d", str(wheels), *flags, *reqs])
+        for whl in sorted(wheels.glob("*.whl")):
+            with zipfile.ZipFile(whl) as zf:
+                zf.extractall(site)
+        shutil.rmtree(wheels)
+        return _describe(ForeignPython(command, dest, module, "", (site,)), dist, f"under qemu ({_QEMU_CPU})")
+
+    description = _cached(target, build)
+    return ForeignPython(command, target, module, description, (target / "site",))
+
+
+def _arm_rootfs(cache_root: Path, debootstrap: str, qemu: str) -> Path:
+    """First-stage debootstrap of arm64 bookworm, plus the ``--include``'d python3 closure."""
+    if os.geteuid() != 0:
+        raise ForeignEnvUnavailable("debootstrap (arm_python) must run as root")
+    target = cache_root / f"arm-rootfs-{_digest(_SUITE, 'minbase', 'python3')}"
+
+    def build(dest: Path) -> str:
+        _check([debootstrap, "--foreign", "--arch=arm64", "--variant=minbase", "--include=python3",
+                _SUITE, str(dest), _debian_mirror()])
+        # --foreign unpacks only the Required set; the other packages are merely downloaded.
+        meta = dest / "debootstrap"
+        debpaths = dict(line.split(maxsplit=1) for line in (meta / "debpaths").read_text().splitlines())
+        for pkg in (meta / "base").read_text().split():
+            data = _check(["dpkg-deb", "--fsys-tarfile", str(dest / debpaths[pkg].lstrip("/"))])
+            # --keep-directory-symlink: keep merged-/usr links (/lib -> usr/lib) intact
+            _check(["tar", "-x", "--keep-directory-symlink", "-C", str(dest)], stdin=data)
+        for deb in (dest / "var" / "cache" / "apt" / "archives").glob("*.deb"):
+            deb.unlink()
+        # qemu -L falls back to host paths that are missing in the rootfs: shadow the host's .pth dir
+        (dest / "usr" / "local" / "lib" / "python3.11" / "dist-packages").mkdir(parents=True, exist_ok=True)
+        proc = dest / "proc"
+        if proc.is_symlink():  # debootstrap links proc -> /proc when it runs inside a container
+            proc.unlink()
+        proc.mkdir(exist_ok=True)
+        (proc / "cpuinfo").write_text(_CPUINFO)
+        probe = "import platform, ssl; print(platform.machine(), platform.python_version())"
+        py = [qemu, "-cpu", _QEMU_CPU, "-L", str(dest), str(dest / "usr" / "bin" / "python3.11"), "-c", probe]
+        return f"Debian {_SUITE} rootfs: " + _check(py).decode().strip()
+
+    _cached(target, build)
+    return target
+
+
+def _flavour(kind: str) -> tuple[tuple[str, ...], str, str]:
+    if kind not in FLAVOURS:
+        raise ValueError(f"unknown flavour {kind!r}; expected one of {sorted(FLAVOURS)}")
+    return FLAVOURS[kind]
+
+
+def _digest(*parts: object) -> str:
+    return hashlib.sha256(json.dumps([_LAYOUT, *parts], default=list).encode()).hexdigest()[:12]
+
+
+def _describe(py: ForeignPython, dist: str, how: str) -> str:
+    """Import the interpreter module inside ``py`` (validating the build) and describe it."""
+    proc = py.run(["-c", _PROBE, py.interpreter_module, dist], timeout=900)
+    if proc.returncode != 0:
+        raise ForeignEnvBuildError(f"probe failed in {py.command}: {proc.stderr[-2000:]}")
+    machine, version, dist_version, numpy_version = proc.stdout.strip().split("|")
+    return f"{machine} Python {version} {how}, {dist} {dist_version}, numpy {numpy_version}"
+
+
+def _cached(target: Path, build: Callable[[Path], str]) -> str:
+    """Return the description stored in ``target``'s marker, building ``target`` first if needed."""
+    marker = target / _MARKER
+    if not marker.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=target.parent))
+        tmp.chmod(0o755)
+        try:
+            description = build(tmp)
+            (tmp / _MARKER).write_text(json.dumps({"description": description}))
+            if target.exists() and not marker.is_file():
+                shutil.rmtree(target)  # leftover of an interrupted, non-atomic build
+            try:
+                tmp.rename(target)
+            except OSError:
+                if not marker.is_file():  # not just a concurrent builder that finished first
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return str(json.loads(marker.read_text())["description"])
+
+
+def _debian_mirror() -> str:
+    """The Debian archive URI apt on this host uses (e.g. a local mirror), else deb.debian.org."""
+    sources = Path("/etc/apt")
+    files = [sources / "sources.list", *sorted((sources / "sources.list.d").glob("*.list")),
+             *sorted((sources / "sources.list.d").glob("*.sources"))]
+    for file in files:
+        text = file.read_text(errors="replace") if file.is_file() else ""
+        for line in text.splitlines():
+            match = re.match(r"\s*(?:deb\s+(?:\[[^\]]*\]\s+)?|URIs:\s*)(\S+/debian)/?\s", line + " ")
+            if match:
+                return match.group(1)
+    return _DEFAULT_MIRROR
+
+
+def _check(cmd: list[str], *, stdin: bytes | None = None) -> bytes:
+    """Run a build step; return its stdout or raise with the tail of its stderr."""
+    try:
+        proc = subprocess.run(cmd, input=stdin, capture_output=True, check=False)
+    except FileNotFoundError as exc:
+        raise ForeignEnvUnavailable(f"missing host tool: {cmd[0]}") from exc
+    if proc.returncode != 0:
+        err = proc.stderr.decode(errors="replace")[-2000:]
+        raise ForeignEnvBuildError(f"{' '.join(cmd[:6])} ... failed ({proc.returncode}): {err}")
+    return proc.stdout
