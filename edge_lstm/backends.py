@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from edge_lstm_device.model import read_verified
 from edge_lstm_device.runtime import TFLiteScorer
 
 
@@ -28,7 +29,9 @@ class KerasBackend:
     batch_size: int = 256
 
     def score(self, rows: np.ndarray) -> np.ndarray:
-        return self.model.predict(rows, batch_size=self.batch_size, verbose=0).reshape(-1)
+        parts = [np.asarray(self.model.predict_on_batch(rows[i : i + self.batch_size])).reshape(-1)
+                 for i in range(0, len(rows), self.batch_size)]
+        return np.concatenate(parts) if parts else np.empty(0, np.float32)
 
 
 @dataclass
@@ -51,14 +54,14 @@ class OnnxBackend:
     batch_size: int = 64
 
     @classmethod
-    def from_file(cls, path: Path, name: str, threads: int = 1, batch_size: int = 64) -> OnnxBackend:
+    def from_bytes(cls, content: bytes, name: str, threads: int = 1, batch_size: int = 64) -> OnnxBackend:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(content, options, providers=["CPUExecutionProvider"])
         return cls(session, name, batch_size)
 
     def score(self, rows: np.ndarray) -> np.ndarray:
@@ -71,8 +74,9 @@ class OnnxBackend:
 
 
 def open_artifact(bundle_dir: Path, name: str, entry: dict, threads: int = 1, batch_size: int = 64) -> Backend:
-    """A backend for one manifest artifact (TFLite through the device runtime)."""
-    path = Path(bundle_dir) / entry["file"]
+    """A backend for one manifest artifact, its file checked against the entry's sha256 when the
+    entry has one (TFLite runs through the device runtime)."""
+    content = read_verified(bundle_dir, entry) if "sha256" in entry else (Path(bundle_dir) / entry["file"]).read_bytes()
     if entry["format"] == "tflite":
-        return TFLiteBackend.from_bytes(path.read_bytes(), name, threads)
-    return OnnxBackend.from_file(path, name, threads, batch_size)
+        return TFLiteBackend.from_bytes(content, name, threads)
+    return OnnxBackend.from_bytes(content, name, threads, batch_size)

@@ -11,6 +11,8 @@ from edge_lstm import __version__
 # verb -> (module, attribute, one-line help shown in ``edge-lstm --help``)
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "train": ("edge_lstm.commands.train", "train_command", "Train the IMDB LSTM and write a bundle."),
+    "parity": ("edge_lstm.commands.parity", "parity_command", "Check every artifact against the float model."),
+    "bench": ("edge_lstm.commands.bench", "bench_command", "Benchmark size, latency, throughput, memory."),
     "export": ("edge_lstm.commands.export", "export_command", "Export TFLite + ONNX (float, --int8) with a manifest."),
 }
 
@@ -46,3 +48,7 @@ def main() -> None:
       edge-lstm parity                             # quantized vs float
       edge-lstm bench                              # size, latency, memory
     """
+
+
+if __name__ == "__main__":
+    main()

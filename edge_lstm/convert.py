@@ -60,4 +60,30 @@ def to_onnx_float(model: Any, max_len: int) -> bytes:
         )
     except (ValueError, RuntimeError, KeyError) as err:
         raise ConversionError(f"ONNX conversion failed: {err}") from err
-    return proto.SerializeToString()
+    return canonical_names(proto).SerializeToString()
+
+
+def canonical_names(model: Any) -> Any:
+    """Rename nodes and inner tensors by position: tf2onnx's names vary from run to run, and
+    the same model should always export to the same bytes (and sha256)."""
+    graph = model.graph
+    keep = {v.name for v in graph.input} | {v.name for v in graph.output}
+    names: dict[str, str] = {}
+
+    def rename(name: str) -> str:
+        if not name or name in keep:
+            return name
+        return names.setdefault(name, f"t{len(names)}")
+
+    for index, node in enumerate(graph.node):
+        node.input[:] = [rename(n) for n in node.input]
+        node.output[:] = [rename(n) for n in node.output]
+        node.name = f"{node.op_type}_{index}"
+    for initializer in graph.initializer:
+        initializer.name = rename(initializer.name)
+    ordered = sorted(graph.initializer, key=lambda t: int(t.name[1:]) if t.name[1:].isdigit() else -1)
+    graph.ClearField("initializer")
+    graph.initializer.extend(ordered)
+    for info in graph.value_info:
+        info.name = rename(info.name)
+    return model

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import platform
 from pathlib import Path
 from typing import Any
@@ -78,7 +77,6 @@ def build_manifest(source_model: Path, tokenizer_path: Path, tokenizer: Tokenize
                    model_config: dict, artifacts: dict[str, dict], device_default: str) -> dict:
     return {
         "format_version": MANIFEST_FORMAT,
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "source_model": file_entry(source_model),
         "tokenizer": {**file_entry(tokenizer_path), "settings": tokenizer.settings()},
         "model": model_config,

@@ -32,6 +32,7 @@ class TrainConfig:
     validation_split: float = 0.2
     seed: int = 42
     keep_best_epoch: bool = True
+    refit: bool = True  # after choosing the epoch count on validation, retrain on all training reviews
 
 
 def build_model(cfg: TrainConfig) -> Any:
@@ -91,25 +92,20 @@ def train(
     x_test = tokenizer.encode_batch(test_reviews.texts)
     log(f"tokenized {len(x_train)} training and {len(x_test)} test reviews")
 
-    model = build_model(cfg)
-    best = _epoch_callback(cfg.keep_best_epoch, log)
-    history = model.fit(
-        x_train,
-        train_reviews.labels,
-        epochs=cfg.epochs,
-        batch_size=cfg.batch_size,
-        validation_split=cfg.validation_split,
-        shuffle=True,
-        callbacks=[best],
-        verbose=verbose,
-    )
-    best.restore(model)
+    model, history, kept_epoch = _fit_selecting_epoch(cfg, x_train, train_reviews.labels, verbose, log)
+    selection_test_acc = None
+    if cfg.refit:
+        selection_test_acc = model.evaluate(x_test, test_reviews.labels, batch_size=256, verbose=0)[1]
+        log(f"refitting on all {len(x_train)} training reviews for {kept_epoch} epoch(s)")
+        model = _refit(cfg, x_train, train_reviews.labels, kept_epoch, verbose, log)
     test_loss, test_acc = model.evaluate(x_test, test_reviews.labels, batch_size=256, verbose=0)
     metrics = {
         "config": asdict(cfg),
         "epochs": _per_epoch(history.history),
-        "kept_epoch": best.epoch,
+        "kept_epoch": kept_epoch,
         "epoch_selection": "highest val_accuracy" if cfg.keep_best_epoch else "last epoch",
+        "refit_on_all_training_reviews": cfg.refit,
+        "test_accuracy_before_refit": None if selection_test_acc is None else round(float(selection_test_acc), 5),
         "test_accuracy": round(float(test_acc), 5),
         "test_loss": round(float(test_loss), 5),
         "n_train": int(round(len(x_train) * (1 - cfg.validation_split))),
@@ -122,6 +118,30 @@ def train(
     }
     bundle.write_trained(out_dir, model, tokenizer, metrics)
     return metrics
+
+
+def _fit_selecting_epoch(cfg: TrainConfig, x: np.ndarray, y: np.ndarray, verbose: int,
+                         log: Callable[[str], None]) -> tuple[Any, Any, int]:
+    """Train with a validation split; return the model at its best (or last) epoch."""
+    model = build_model(cfg)
+    best = _epoch_callback(cfg.keep_best_epoch, log)
+    history = model.fit(x, y, epochs=cfg.epochs, batch_size=cfg.batch_size, validation_split=cfg.validation_split,
+                        shuffle=True, callbacks=[best], verbose=verbose)
+    best.restore(model)
+    return model, history, best.epoch
+
+
+def _refit(cfg: TrainConfig, x: np.ndarray, y: np.ndarray, epochs: int, verbose: int,
+           log: Callable[[str], None]) -> Any:
+    """Train a fresh model on every training review (validation included) for ``epochs``."""
+    import tf_keras as keras
+
+    keras.utils.set_random_seed(cfg.seed)
+    model = build_model(cfg)
+    logger = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda e, logs: log(f"refit epoch {e + 1}: " + " ".join(f"{k}={v:.4f}" for k, v in sorted(logs.items()))))
+    model.fit(x, y, epochs=epochs, batch_size=cfg.batch_size, shuffle=True, callbacks=[logger], verbose=verbose)
+    return model
 
 
 def _per_epoch(history: dict[str, list[float]]) -> list[dict]:

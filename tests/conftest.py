@@ -54,3 +54,22 @@ def tiny_imdb_files(n: int = 6) -> dict[str, str]:
 @pytest.fixture()
 def tiny_tarball(tmp_path: Path) -> Path:
     return make_tarball(tmp_path / "tiny.tar.gz", tiny_imdb_files())
+
+
+@pytest.fixture(scope="session")
+def small_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real (short) training run on a subset of the shared data, exported with --int8."""
+    from click.testing import CliRunner
+
+    from edge_lstm.cli import main
+
+    out = tmp_path_factory.mktemp("bundle")
+    runner = CliRunner()
+    args = ["train", "--data", str(imdb_data()), "--out", str(out), "--limit", "1200", "--test-limit", "400",
+            "--epochs", "2", "--no-refit", "--seed", "7"]
+    result = runner.invoke(main, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(main, ["export", "--int8", "--bundle", str(out), "--calibration-reviews", "100"],
+                           catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return out

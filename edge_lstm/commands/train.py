@@ -41,6 +41,9 @@ def _download_progress() -> callable:
 @click.option("--validation-split", type=click.FloatRange(0.01, 0.9), default=0.2, show_default=True)
 @click.option("--keep-best-epoch/--keep-last-epoch", default=True, show_default=True,
               help="Keep the weights of the epoch with the best validation accuracy, or the last.")
+@click.option("--refit/--no-refit", default=True, show_default=True,
+              help="After picking the epoch count on the validation split, retrain a fresh model on all "
+                   "training reviews (validation included) for that many epochs.")
 @click.option("--limit", type=click.IntRange(min=10), default=None,
               help="Train on a balanced subset of N training reviews (quick runs).")
 @click.option("--test-limit", type=click.IntRange(min=10), default=None,
@@ -48,7 +51,7 @@ def _download_progress() -> callable:
 @JSON_OPTION
 def train_command(data: Path | None, out_dir: Path, seed: int, epochs: int, batch_size: int,
                   num_words: int, max_len: int, embedding_dim: int, lstm_units: int,
-                  validation_split: float, keep_best_epoch: bool, limit: int | None,
+                  validation_split: float, keep_best_epoch: bool, refit: bool, limit: int | None,
                   test_limit: int | None, as_json: bool) -> None:
     """Train the IMDB LSTM of the reference lecture and write a bundle: the float
     model (model.h5), its tokenizer (tokenizer.json) and metrics.json.
@@ -73,7 +76,7 @@ def train_command(data: Path | None, out_dir: Path, seed: int, epochs: int, batc
     train_set = splits["train"].balanced(limit, seed)
     test_set = splits["test"].balanced(test_limit, seed)
     cfg = TrainConfig(num_words, max_len, embedding_dim, lstm_units, epochs, batch_size,
-                      validation_split, seed, keep_best_epoch)
+                      validation_split, seed, keep_best_epoch, refit)
     quiet_tensorflow()
     from edge_lstm.training import train
 

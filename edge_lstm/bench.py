@@ -1,0 +1,135 @@
+"""Benchmark every backend side by side, each in a fresh process under the same conditions.
+
+Per backend: file size, load time, latency per review at batch 1 on one thread (median, p90,
+p99 after warm-up), throughput at a larger batch on one thread and on all cores, peak memory.
+The physical floor: one review costs 4 gates x units x (units + embedding) x steps multiply-adds
+in the LSTM (26.2 million for the lecture's model).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import resource
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+KERAS = "keras_float"
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    reviews: int = 200  # timed at batch 1
+    warmup: int = 10
+    batch: int = 64  # throughput batch
+    all_threads: int = os.cpu_count() or 1
+
+
+def lstm_macs(model: dict) -> int:
+    """Multiply-adds of the LSTM for one review."""
+    units, inputs = model["lstm_units"], model["embedding_dim"]
+    return 4 * units * (units + inputs) * model["max_len"]
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _open(bundle_dir: Path, name: str, entry: dict | None, threads: int):
+    if name == KERAS:
+        from edge_lstm.commands.common import quiet_tensorflow
+
+        quiet_tensorflow()
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+        from edge_lstm.backends import KerasBackend
+        from edge_lstm.bundle import load_model
+
+        return KerasBackend(load_model(bundle_dir))
+    from edge_lstm.backends import open_artifact
+
+    return open_artifact(bundle_dir, name, entry, threads, batch_size=1 << 30)
+
+
+def _throughput(backend, rows: np.ndarray) -> float:
+    backend.score(rows)  # warm-up at this batch size
+    start = time.perf_counter()
+    backend.score(rows)
+    return len(rows) / (time.perf_counter() - start)
+
+
+def measure(bundle_dir: Path, name: str, entry: dict | None, rows: np.ndarray, opts: BenchOptions) -> dict:
+    """All figures for one backend; meant to run in a fresh process."""
+    base = _rss_mb()
+    start = time.perf_counter()
+    backend = _open(bundle_dir, name, entry, threads=1)
+    load_s = time.perf_counter() - start
+    for i in range(opts.warmup):
+        backend.score(rows[i % len(rows)][None, :])
+    samples = []
+    for i in range(opts.reviews):
+        t0 = time.perf_counter()
+        backend.score(rows[i % len(rows)][None, :])
+        samples.append((time.perf_counter() - t0) * 1000)
+    batch = rows[: opts.batch]
+    tput_1 = _throughput(backend, batch)
+    threaded = _open(bundle_dir, name, entry, threads=opts.all_threads) if name != KERAS else None
+    tput_all = _throughput(threaded, batch) if threaded else None
+    q = np.percentile(samples, [50, 90, 99])
+    return {"backend": name, "bytes": entry["bytes"] if entry else (bundle_dir / "model.h5").stat().st_size,
+            "load_s": round(load_s, 3), "latency_ms": {"median": round(q[0], 3), "p90": round(q[1], 3), "p99": round(q[2], 3)},
+            "throughput_1_thread": round(tput_1, 1), "throughput_all_threads": None if tput_all is None else round(tput_all, 1),
+            "peak_rss_mb": round(_rss_mb(), 1), "rss_growth_mb": round(_rss_mb() - base, 1)}
+
+
+def run_isolated(bundle_dir: Path, name: str, entry: dict | None, rows: np.ndarray, opts: BenchOptions) -> dict:
+    """``measure`` in a freshly spawned process, so memory and caches start equal."""
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(1) as pool:
+        return pool.apply(measure, (bundle_dir, name, entry, rows, opts))
+
+
+def add_ratios(results: list[dict], macs: int) -> None:
+    """Ratios against float TFLite, and the multiply-add rate each latency implies."""
+    ref = next((r for r in results if r["backend"] == "float_tflite"), None)
+    for r in results:
+        r["gmacs_per_s"] = round(macs / (r["latency_ms"]["median"] / 1000) / 1e9, 2)
+        if ref:
+            r["latency_vs_float_tflite"] = round(r["latency_ms"]["median"] / ref["latency_ms"]["median"], 2)
+            r["size_vs_float_tflite"] = round(r["bytes"] / ref["bytes"], 3)
+
+
+def markdown(results: list[dict], macs: int, opts: BenchOptions) -> str:
+    head = ("| backend | size KiB | load s | p50 ms | p90 ms | p99 ms | rev/s 1 thr | rev/s "
+            f"{opts.all_threads} thr | peak RSS MB | × float TFLite latency | GMAC/s |")
+    lines = [head, "|" + "---|" * 11]
+    for r in results:
+        lat = r["latency_ms"]
+        lines.append(
+            f"| {r['backend']} | {r['bytes'] / 1024:.0f} | {r['load_s']:.2f} | {lat['median']:.2f} | {lat['p90']:.2f} | "
+            f"{lat['p99']:.2f} | {r['throughput_1_thread']:.0f} | {r['throughput_all_threads'] or '-'} | "
+            f"{r['peak_rss_mb']:.0f} | {r.get('latency_vs_float_tflite', '-')} | {r['gmacs_per_s']} |")
+    lines.append(f"\nLatency: batch 1, one thread, {opts.reviews} reviews after {opts.warmup} warm-up. "
+                 f"Throughput: batch {opts.batch}. One review = {macs / 1e6:.1f} M multiply-adds in the LSTM. "
+                 "Each backend runs in a fresh process; peak RSS includes the Python runtime and its libraries.")
+    return "\n".join(lines)
+
+
+
+def targets(results: list[dict]) -> list[dict]:
+    """The project's speed targets: int8 TFLite no slower than float TFLite at batch 1,
+    int8 ONNX at most half the latency of float ONNX."""
+    by_name = {r["backend"]: r["latency_ms"]["median"] for r in results}
+    checks = []
+    for quantized, reference, limit in (("int8_tflite", "float_tflite", 1.0), ("int8_dynamic_tflite", "float_tflite", 1.0),
+                                        ("int8_onnx", "float_onnx", 0.5)):
+        if quantized in by_name and reference in by_name:
+            ratio = by_name[quantized] / by_name[reference]
+            checks.append({"target": f"{quantized} latency <= {limit:g} x {reference}", "ratio": round(ratio, 2),
+                           "met": ratio <= limit})
+    return checks

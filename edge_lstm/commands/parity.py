@@ -1,0 +1,105 @@
+"""``edge-lstm parity``: prove the exported artifacts agree with the float Keras model."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from edge_lstm.commands.common import BUNDLE_OPTION, JSON_OPTION, echo_json, quiet_tensorflow, status
+
+EXIT_THRESHOLD_FAILED = 3
+
+
+def _load(bundle_dir: Path, only: tuple[str, ...], threads: int) -> tuple:
+    """Tokenizer, Keras model and (backend, precision, dynamic) for each artifact of the manifest."""
+    from edge_lstm import bundle
+    from edge_lstm.backends import open_artifact
+    from edge_lstm_device.files import file_sha256
+    from edge_lstm_device.model import read_manifest
+
+    manifest = read_manifest(bundle_dir)
+    if file_sha256(bundle_dir / bundle.MODEL_FILE) != manifest["source_model"]["sha256"]:
+        raise bundle.BundleError(f"{bundle_dir}/{bundle.MODEL_FILE} changed since export: run 'edge-lstm export' again")
+    unknown = set(only) - set(manifest["artifacts"])
+    if unknown:
+        raise click.UsageError(f"no artifact {', '.join(sorted(unknown))} (have: {', '.join(manifest['artifacts'])})")
+    backends = [
+        (open_artifact(bundle_dir, name, entry, threads), entry["precision"], entry["quantization"] == "dynamic")
+        for name, entry in manifest["artifacts"].items() if not only or name in only
+    ]
+    return bundle.load_tokenizer(bundle_dir), bundle.load_model(bundle_dir), backends
+
+
+def _reviews(data: Path | None, limit: int | None, seed: int):
+    from edge_lstm.data import load_imdb, resolve_source
+    from edge_lstm.samples import TEST_SAMPLE, read_sample
+
+    if data is None:
+        reviews = read_sample(TEST_SAMPLE)
+        return reviews.balanced(limit, seed), f"the shipped sample ({len(reviews)} IMDB test reviews)"
+    test = load_imdb(resolve_source(data, download=False), ("test",))["test"]
+    subset = test.balanced(limit, seed)
+    return subset, f"{data} test split" + (f" (balanced subset, seed {seed})" if len(subset) < len(test) else "")
+
+
+@click.command("parity")
+@BUNDLE_OPTION
+@click.option("--data", type=click.Path(exists=True, path_type=Path), default=None,
+              help="IMDB .tar.gz or folder: use its test split instead of the shipped 300-review sample.")
+@click.option("--limit", type=click.IntRange(min=2), default=None, help="A balanced, deterministic subset of N reviews.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the --limit subset.")
+@click.option("--only", multiple=True, metavar="ARTIFACT", help="Check only these artifacts (repeatable).")
+@click.option("--float-min-agreement", type=click.FloatRange(0, 1), default=1.0, show_default=True)
+@click.option("--float-max-diff", type=click.FloatRange(0), default=1e-4, show_default=True,
+              help="Largest |Δp| allowed for float artifacts.")
+@click.option("--int8-min-agreement", type=click.FloatRange(0, 1), default=0.995, show_default=True)
+@click.option("--int8-max-accuracy-change", type=click.FloatRange(0, 1), default=0.005, show_default=True,
+              help="Largest |Δaccuracy| allowed for int8 artifacts (0.005 = half a point).")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--report/--no-report", default=True, show_default=True,
+              help="Write parity_report.md and parity_scores.png into the bundle.")
+@JSON_OPTION
+def parity_command(bundle_dir: Path, data: Path | None, limit: int | None, seed: int, only: tuple[str, ...],
+                   float_min_agreement: float, float_max_diff: float, int8_min_agreement: float,
+                   int8_max_accuracy_change: float, threads: int, report: bool, as_json: bool) -> None:
+    """Score the same reviews with the float Keras model (the reference) and every artifact of
+    the bundle (TFLite through the device runtime, ONNX through onnxruntime), and judge each:
+    accuracy, label agreement, |Δp|, and whether scores depend on review order or batch mates.
+
+    Exit codes: 0 all thresholds met, 3 a threshold failed, 1 an error, 2 bad usage.
+
+    \b
+    Examples:
+      edge-lstm parity                                     # shipped sample, ./export
+      edge-lstm parity --data aclImdb_v1.tar.gz            # all 25,000 test reviews
+      edge-lstm parity --data aclImdb_v1.tar.gz --limit 2000 --json
+    """
+    quiet_tensorflow()
+    from edge_lstm import report as report_files
+    from edge_lstm.backends import KerasBackend
+    from edge_lstm.bundle import BundleError
+    from edge_lstm.data import DataError
+    from edge_lstm.parity import Thresholds, run_parity
+    from edge_lstm_device.model import BundleError as DeviceBundleError
+
+    thresholds = Thresholds(float_min_agreement, float_max_diff, int8_min_agreement, int8_max_accuracy_change)
+    try:
+        tokenizer, model, backends = _load(bundle_dir, only, threads)
+        reviews, source = _reviews(data, limit, seed)
+    except (BundleError, DeviceBundleError, DataError) as err:
+        raise click.ClickException(str(err)) from err
+    rows = tokenizer.encode_batch(reviews.texts)
+    status(f"scoring {len(rows)} reviews with keras_float (reference)")
+    reference = KerasBackend(model).score(rows)
+    result = run_parity(reviews, rows, reference, backends, thresholds, source, log=status)
+    written = report_files.write(result, bundle_dir) if report else []
+    if as_json:
+        echo_json({**result.to_dict(), "report_files": [str(p) for p in written]})
+    else:
+        click.echo(report_files.table(result))
+        for path in written:
+            click.echo(f"wrote {path}")
+    if not result.passed:
+        sys.exit(EXIT_THRESHOLD_FAILED)

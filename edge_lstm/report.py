@@ -1,0 +1,80 @@
+"""Parity report files: a readable table, markdown, and a PNG plot of int8 versus float scores."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edge_lstm.parity import ParityReport
+from edge_lstm_device.files import atomic_write_bytes
+
+REPORT_MD = "parity_report.md"
+REPORT_PNG = "parity_scores.png"
+COLUMNS = ("backend", "accuracy", "Δacc (pts)", "labels agree", "max |Δp|", "mean |Δp|", "order/batch", "verdict")
+
+
+def _rows(report: ParityReport) -> list[tuple[str, ...]]:
+    rows = [("keras_float (reference)", f"{report.reference_accuracy:.4f}", "-", "-", "-", "-", "-", "-")]
+    for b in report.backends:
+        dependence = ("order-dependent " if b.order_dependent else "") + (
+            "batch-dependent" + (" (expected)" if b.batch_dependence_expected else "") if b.batch_dependent else "")
+        rows.append((b.name, f"{b.accuracy:.4f}", f"{b.accuracy_change * 100:+.2f}", f"{b.label_agreement:.2%}",
+                     f"{b.max_abs_diff:.2g}", f"{b.mean_abs_diff:.2g}", dependence.strip() or "independent",
+                     "pass" if b.passed else "FAIL"))
+    return rows
+
+
+def table(report: ParityReport) -> str:
+    rows = [COLUMNS, *_rows(report)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    for b in report.backends:
+        lines += [f"{b.name}: {failure}" for failure in b.failures]
+    verdict = "all thresholds met" if report.passed else "THRESHOLDS FAILED"
+    lines.append(f"{report.reviews} reviews from {report.source}: {verdict}")
+    return "\n".join(lines)
+
+
+def markdown(report: ParityReport) -> str:
+    out = [f"# Parity report\n\n{report.reviews} reviews from {report.source}. "
+           f"Verdict: **{'pass' if report.passed else 'FAIL'}**.\n",
+           "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    out += ["| " + " | ".join(r) + " |" for r in _rows(report)]
+    t = report.thresholds
+    out.append(f"\nThresholds: float labels ≥ {t.float_min_agreement:.2%} and max |Δp| ≤ {t.float_max_abs_diff:g}; "
+               f"int8 labels ≥ {t.int8_min_agreement:.2%} and |Δaccuracy| ≤ {t.int8_max_accuracy_change * 100:g} points.\n")
+    for b in report.backends:
+        out.append(f"\n## {b.name}: reviews that differ most\n\n| id | label | reference | score | |Δp| |\n|---|---|---|---|---|")
+        out += [f"| {d['id']} | {d['label']} | {d['reference']:.4f} | {d['score']:.4f} | {d['abs_diff']:.3g} |"
+                for d in b.most_different]
+        out += [f"\n- FAIL: {f}" for f in b.failures]
+    return "\n".join(out) + f"\n\n![int8 versus float scores]({REPORT_PNG})\n"
+
+
+def plot(report: ParityReport, path: Path) -> None:
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    reference = report.scores["keras_float"]
+    fig, ax = plt.subplots(figsize=(6, 6), dpi=100)
+    ax.plot([0, 1], [0, 1], color="grey", lw=1, ls="--")
+    for b in report.backends:
+        ax.scatter(reference, report.scores[b.name], s=6, alpha=0.6, label=f"{b.name} ({b.label_agreement:.2%} agree)")
+    ax.set(xlabel="float Keras probability (reference)", ylabel="artifact probability",
+           title=f"Parity on {report.reviews} reviews", xlim=(0, 1), ylim=(0, 1))
+    ax.legend(loc="upper left", fontsize=8)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", bbox_inches="tight")
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def write(report: ParityReport, bundle_dir: Path) -> list[Path]:
+    md, png = bundle_dir / REPORT_MD, bundle_dir / REPORT_PNG
+    plot(report, png)
+    atomic_write_bytes(md, markdown(report).encode("utf-8"))
+    return [md, png]

@@ -1,0 +1,181 @@
+"""The export stage: four artifacts, a trustworthy manifest, and nothing half-written."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_lstm import bundle, exporter, quantize
+from edge_lstm.exporter import ExportError, ExportOptions, export_bundle
+from edge_lstm.samples import TEST_SAMPLE, read_sample
+from edge_lstm_device.runtime import TFLiteScorer
+from edge_lstm_device.tokenizer import Tokenizer
+from tests.conftest import BUNDLE
+
+pytestmark = pytest.mark.slow
+ARTIFACTS = {"float_tflite", "int8_tflite", "int8_dynamic_tflite", "float_onnx", "int8_onnx"}
+
+
+def _manifest(b: Path) -> dict:
+    return json.loads((b / "manifest.json").read_text())
+
+
+def _hashes(b: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(b.iterdir()) if p.is_file()}
+
+
+def test_manifest_describes_and_fingerprints_every_file(small_bundle: Path) -> None:
+    m = _manifest(small_bundle)
+    assert m["format_version"] == 1 and set(m["artifacts"]) == ARTIFACTS
+    for name, entry in m["artifacts"].items():
+        data = (small_bundle / entry["file"]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == entry["sha256"] and len(data) == entry["bytes"]
+        assert entry["inputs"][0]["dtype"] == "int32" and entry["inputs"][0]["shape"][-1] == 200
+        assert entry["operators"] and entry["tools"]["tensorflow"].startswith("2.21")
+    assert m["tokenizer"]["sha256"] == hashlib.sha256((small_bundle / "tokenizer.json").read_bytes()).hexdigest()
+    assert m["tokenizer"]["settings"]["num_words"] == 10_000
+    assert m["source_model"]["sha256"] == hashlib.sha256((small_bundle / "model.h5").read_bytes()).hexdigest()
+
+
+def test_tflite_uses_the_fused_lstm_and_builtin_ops_only(small_bundle: Path) -> None:
+    arts = _manifest(small_bundle)["artifacts"]
+    for name in ("float_tflite", "int8_tflite", "int8_dynamic_tflite"):
+        ops = arts[name]["operators"]
+        assert "UNIDIRECTIONAL_SEQUENCE_LSTM" in ops and "WHILE" not in ops
+        assert not any(op.startswith("Flex") or op == "CUSTOM" for op in ops)
+        assert arts[name]["inputs"][0]["shape"] == [1, 200]
+    out = arts["int8_tflite"]["outputs"][0]
+    assert out["dtype"] == "int8" and out["quantization"]["scale"] > 0
+    assert arts["int8_tflite"]["quantization"] == "full-integer"
+    assert arts["int8_dynamic_tflite"]["quantization"] == "dynamic-range"
+
+
+def test_onnx_has_an_lstm_node_dynamic_batch_and_passes_the_checker(small_bundle: Path) -> None:
+    import onnx
+
+    arts = _manifest(small_bundle)["artifacts"]
+    assert "LSTM" in arts["float_onnx"]["operators"] and arts["float_onnx"]["opset"]["ai.onnx"] >= 17
+    assert "com.microsoft.DynamicQuantizeLSTM" in arts["int8_onnx"]["operators"]
+    assert not isinstance(arts["float_onnx"]["inputs"][0]["shape"][0], int)
+    for name in ("float_onnx", "int8_onnx"):
+        onnx.checker.check_model(str(small_bundle / arts[name]["file"]), full_check=True)
+
+
+def test_int8_artifacts_are_at_most_26_percent_of_float(small_bundle: Path) -> None:
+    arts = _manifest(small_bundle)["artifacts"]
+    for name in ("int8_tflite", "int8_dynamic_tflite", "int8_onnx"):
+        twin = arts["float_" + arts[name]["format"]]
+        assert arts[name]["bytes"] <= 0.26 * twin["bytes"], name
+
+
+def test_export_validated_every_artifact(small_bundle: Path) -> None:
+    for entry in _manifest(small_bundle)["artifacts"].values():
+        assert entry["validation"]["reviews"] == exporter.VALIDATION_REVIEWS
+    float_check = _manifest(small_bundle)["artifacts"]["float_tflite"]["validation"]
+    assert float_check["max_abs_diff"] < 1e-4 and float_check["label_agreement"] == 1.0
+
+
+def test_scores_do_not_depend_on_the_review_before(small_bundle: Path) -> None:
+    texts = read_sample(TEST_SAMPLE).texts
+    rows = Tokenizer.load(small_bundle / "tokenizer.json").encode_batch([texts[0], texts[1]])
+    for file in ("model_float.tflite", "model_int8.tflite"):
+        scorer = TFLiteScorer((small_bundle / file).read_bytes())
+        b_alone = scorer.score(rows[1:])[0]
+        a_then_b = scorer.score(rows)
+        assert a_then_b[1] == b_alone, file
+
+
+def test_without_reset_the_state_leaks() -> None:
+    """Proof that the reset matters, on the trained reference model: without it scores change."""
+    texts = read_sample(TEST_SAMPLE).texts[:60]
+    rows = Tokenizer.load(BUNDLE / "tokenizer.json").encode_batch(texts)
+    scorer = TFLiteScorer((BUNDLE / "model_int8.tflite").read_bytes())
+    alone = scorer.score(rows)
+    it, leaked = scorer.interpreter, []
+    for row in rows:  # no reset_all_variables()
+        it.set_tensor(it.get_input_details()[0]["index"], row[None, :])
+        it.invoke()
+        leaked.append(scorer._probability(it.get_tensor(it.get_output_details()[0]["index"])))
+    assert np.max(np.abs(np.array(leaked) - alone)) > 0.05
+
+
+@pytest.fixture()
+def bundle_copy(small_bundle: Path, tmp_path: Path) -> Path:
+    dest = tmp_path / "b"
+    shutil.copytree(small_bundle, dest)
+    return dest
+
+
+def test_failed_export_leaves_previous_files_untouched(bundle_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    before = _hashes(bundle_copy)
+
+    def broken(*args: object) -> None:
+        raise quantize.ConversionError("simulated failure")
+
+    monkeypatch.setattr(quantize, "to_onnx_int8", broken)
+    with pytest.raises(ExportError, match="simulated"):
+        export_bundle(bundle_copy, ExportOptions(calibration_reviews=20), log=lambda _: None)
+    assert _hashes(bundle_copy) == before
+    assert not list(bundle_copy.glob(exporter.STAGING_PREFIX + "*"))
+
+
+def test_interrupted_export_leaves_previous_files_untouched(bundle_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    before = _hashes(bundle_copy)
+
+    def interrupted(*args: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(quantize, "to_tflite_int8", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        export_bundle(bundle_copy, ExportOptions(calibration_reviews=20), log=lambda _: None)
+    assert _hashes(bundle_copy) == before
+
+
+def test_float_only_export_drops_int8_files(bundle_copy: Path) -> None:
+    export_bundle(bundle_copy, ExportOptions(int8=False), log=lambda _: None)
+    assert set(_manifest(bundle_copy)["artifacts"]) == {"float_tflite", "float_onnx"}
+    assert not (bundle_copy / "model_int8.tflite").exists()
+
+
+def test_tokenizer_that_does_not_match_the_model(bundle_copy: Path) -> None:
+    tok = Tokenizer.load(bundle_copy / "tokenizer.json")
+    Tokenizer(tok.words[:100], num_words=500, max_len=200).save(bundle_copy / "tokenizer.json")
+    with pytest.raises(ExportError, match="vocabulary has 10000 ids but the tokenizer's has 500"):
+        export_bundle(bundle_copy, log=lambda _: None)
+
+
+def test_tokenizer_with_another_length(bundle_copy: Path) -> None:
+    tok = Tokenizer.load(bundle_copy / "tokenizer.json")
+    Tokenizer(tok.words, num_words=tok.num_words, max_len=100).save(bundle_copy / "tokenizer.json")
+    with pytest.raises(ExportError, match="reads 200 tokens"):
+        export_bundle(bundle_copy, log=lambda _: None)
+
+
+def test_model_of_another_architecture(bundle_copy: Path) -> None:
+    import tf_keras as keras
+
+    model = keras.Sequential([keras.layers.Embedding(10_000, 4, input_length=200), keras.layers.GlobalAveragePooling1D(),
+                              keras.layers.Dense(1, activation="sigmoid")])
+    model.build((None, 200))
+    model.save(bundle_copy / bundle.MODEL_FILE)
+    with pytest.raises(ExportError, match="Embedding -> LSTM -> Dense"):
+        export_bundle(bundle_copy, log=lambda _: None)
+
+
+def test_missing_model(bundle_copy: Path) -> None:
+    (bundle_copy / bundle.MODEL_FILE).unlink()
+    with pytest.raises(bundle.BundleError, match="no model"):
+        export_bundle(bundle_copy, log=lambda _: None)
+
+
+def test_calibration_never_uses_random_ids(small_bundle: Path) -> None:
+    tok = Tokenizer.load(small_bundle / "tokenizer.json")
+    rows, origin = exporter.calibration_rows(ExportOptions(calibration_reviews=50), tok)
+    assert rows.shape == (50, 200) and "train_reviews" in origin
+    sample = read_sample(exporter.TRAIN_SAMPLE)
+    assert np.array_equal(rows[0], tok.encode(sample.balanced(50, 0).texts[0]))
