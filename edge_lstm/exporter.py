@@ -148,6 +148,25 @@ def _commit(bundle_dir: Path, staging: Path, files: list[str], new_manifest: dic
             (bundle_dir / stale).unlink(missing_ok=True)
 
 
+def _build_and_validate(art: Artifact, model: Any, max_len: int, staging: Path, calibration: np.ndarray,
+                        calibration_origin: str, rows: np.ndarray, reference: np.ndarray, tools: dict,
+                        log: Callable[[str], None]) -> dict:
+    """Build one artifact in ``staging``, run it against the float model, describe it."""
+    log(f"building {art.name} ({art.scheme if art.precision == 'int8' else 'float'})")
+    started = time.perf_counter()
+    path = _build(art, model, max_len, staging, calibration)
+    if art.format == "onnx":
+        _check_onnx(path)
+    tolerance = validate.INT8_TOLERANCE if art.precision == "int8" else validate.FLOAT_TOLERANCE
+    backend = open_artifact(staging, art.name, {"file": art.file, "format": art.format})
+    entry = manifest.artifact_entry(path, art.format, art.precision, art.scheme, tools)
+    entry["validation"] = validate.validate(backend, rows, reference, tolerance).to_dict()
+    if art.scheme == "full-integer":
+        entry["calibration"] = calibration_origin
+    log(f"  {art.file}: {path.stat().st_size / 1024:.0f} KiB in {time.perf_counter() - started:.1f} s")
+    return entry
+
+
 def export_bundle(
     bundle_dir: Path, options: ExportOptions = ExportOptions(), log: Callable[[str], None] = print
 ) -> dict:
@@ -167,21 +186,9 @@ def export_bundle(
         shutil.rmtree(leftover, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=bundle_dir))
     try:
-        entries = {}
-        for art in planned_artifacts(options):
-            log(f"building {art.name} ({art.scheme if art.precision == 'int8' else 'float'})")
-            t0 = time.perf_counter()
-            path = _build(art, model, config["max_len"], staging, calibration)
-            if art.format == "onnx":
-                _check_onnx(path)
-            tolerance = validate.INT8_TOLERANCE if art.precision == "int8" else validate.FLOAT_TOLERANCE
-            check = validate.validate(open_artifact(staging, art.name, {"file": art.file, "format": art.format}),
-                                      rows, reference, tolerance)
-            entries[art.name] = manifest.artifact_entry(path, art.format, art.precision, art.scheme, tools)
-            entries[art.name]["validation"] = check.to_dict()
-            log(f"  {art.file}: {path.stat().st_size / 1024:.0f} KiB in {time.perf_counter() - t0:.1f} s")
-            if art.precision == "int8":
-                entries[art.name]["calibration"] = calibration_origin if art.scheme == "full-integer" else None
+        entries = {art.name: _build_and_validate(art, model, config["max_len"], staging, calibration,
+                                                 calibration_origin, rows, reference, tools, log)
+                   for art in planned_artifacts(options)}
         _add_size_ratios(entries)
         default = "int8_tflite" if "int8_tflite" in entries else "float_tflite"
         result = manifest.build_manifest(bundle_dir / bundle.MODEL_FILE, bundle_dir / bundle.TOKENIZER_FILE,
@@ -196,7 +203,7 @@ def export_bundle(
 
 def _add_size_ratios(entries: dict[str, dict]) -> None:
     """Each int8 artifact's size as a fraction of its float twin."""
-    for name, entry in entries.items():
+    for entry in entries.values():
         twin = entries.get(f"float_{entry['format']}")
         if entry["precision"] == "int8" and twin:
             entry["size_ratio_to_float"] = round(entry["bytes"] / twin["bytes"], 4)

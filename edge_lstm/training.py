@@ -32,7 +32,8 @@ class TrainConfig:
     validation_split: float = 0.2
     seed: int = 42
     keep_best_epoch: bool = True
-    refit: bool = True  # after choosing the epoch count on validation, retrain on all training reviews
+    checks_per_epoch: int = 4  # validation checks per epoch when keeping the best weights
+    ema_momentum: float = 0.99  # also check a moving average of the weights (0: off)
 
 
 def build_model(cfg: TrainConfig) -> Any:
@@ -92,20 +93,18 @@ def train(
     x_test = tokenizer.encode_batch(test_reviews.texts)
     log(f"tokenized {len(x_train)} training and {len(x_test)} test reviews")
 
-    model, history, kept_epoch = _fit_selecting_epoch(cfg, x_train, train_reviews.labels, verbose, log)
-    selection_test_acc = None
-    if cfg.refit:
-        selection_test_acc = model.evaluate(x_test, test_reviews.labels, batch_size=256, verbose=0)[1]
-        log(f"refitting on all {len(x_train)} training reviews for {kept_epoch} epoch(s)")
-        model = _refit(cfg, x_train, train_reviews.labels, kept_epoch, verbose, log)
+    model, history, best = _fit_keeping_best(cfg, x_train, train_reviews.labels, verbose, log)
     test_loss, test_acc = model.evaluate(x_test, test_reviews.labels, batch_size=256, verbose=0)
     metrics = {
         "config": asdict(cfg),
         "epochs": _per_epoch(history.history),
-        "kept_epoch": kept_epoch,
-        "epoch_selection": "highest val_accuracy" if cfg.keep_best_epoch else "last epoch",
-        "refit_on_all_training_reviews": cfg.refit,
-        "test_accuracy_before_refit": None if selection_test_acc is None else round(float(selection_test_acc), 5),
+        "validation_checks": best.checks,
+        "kept_epoch": best.kept,
+        "kept_weights": best.kind,
+        "kept_val_accuracy": round(best.best_acc, 5),
+        "selection": (f"highest val_accuracy among {cfg.checks_per_epoch} checks per epoch of the trained weights"
+                      f" and their moving average (momentum {cfg.ema_momentum})"
+                      if cfg.keep_best_epoch else "weights after the last epoch"),
         "test_accuracy": round(float(test_acc), 5),
         "test_loss": round(float(test_loss), 5),
         "n_train": int(round(len(x_train) * (1 - cfg.validation_split))),
@@ -120,28 +119,21 @@ def train(
     return metrics
 
 
-def _fit_selecting_epoch(cfg: TrainConfig, x: np.ndarray, y: np.ndarray, verbose: int,
-                         log: Callable[[str], None]) -> tuple[Any, Any, int]:
-    """Train with a validation split; return the model at its best (or last) epoch."""
+def _fit_keeping_best(cfg: TrainConfig, x: np.ndarray, y: np.ndarray, verbose: int,
+                      log: Callable[[str], None]) -> tuple[Any, Any, Any]:
+    """Train on the first part, validate on the last ``validation_split`` (as Keras does) and
+    return the model with the weights of its best validation check."""
+    n_val = int(round(len(x) * cfg.validation_split))
+    x_fit, y_fit, x_val, y_val = x[:-n_val], y[:-n_val], x[-n_val:], y[-n_val:]
     model = build_model(cfg)
-    best = _epoch_callback(cfg.keep_best_epoch, log)
-    history = model.fit(x, y, epochs=cfg.epochs, batch_size=cfg.batch_size, validation_split=cfg.validation_split,
+    steps = -(-len(x_fit) // cfg.batch_size)
+    best = _best_checkpoint_callback(x_val, y_val, cfg.checks_per_epoch if cfg.keep_best_epoch else 1, steps,
+                                     cfg.ema_momentum if cfg.keep_best_epoch else 0.0, log)
+    history = model.fit(x_fit, y_fit, epochs=cfg.epochs, batch_size=cfg.batch_size, validation_data=(x_val, y_val),
                         shuffle=True, callbacks=[best], verbose=verbose)
-    best.restore(model)
-    return model, history, best.epoch
-
-
-def _refit(cfg: TrainConfig, x: np.ndarray, y: np.ndarray, epochs: int, verbose: int,
-           log: Callable[[str], None]) -> Any:
-    """Train a fresh model on every training review (validation included) for ``epochs``."""
-    import tf_keras as keras
-
-    keras.utils.set_random_seed(cfg.seed)
-    model = build_model(cfg)
-    logger = keras.callbacks.LambdaCallback(
-        on_epoch_end=lambda e, logs: log(f"refit epoch {e + 1}: " + " ".join(f"{k}={v:.4f}" for k, v in sorted(logs.items()))))
-    model.fit(x, y, epochs=epochs, batch_size=cfg.batch_size, shuffle=True, callbacks=[logger], verbose=verbose)
-    return model
+    if cfg.keep_best_epoch:
+        best.restore(model)
+    return model, history, best
 
 
 def _per_epoch(history: dict[str, list[float]]) -> list[dict]:
@@ -150,27 +142,61 @@ def _per_epoch(history: dict[str, list[float]]) -> list[dict]:
     return [{"epoch": i + 1, **{k: round(float(history[k][i]), 5) for k in keys}} for i in range(n)]
 
 
-def _epoch_callback(keep_best: bool, log: Callable[[str], None]) -> Any:
-    """A tf-keras callback that logs one line per epoch and keeps the best epoch's weights."""
+def _best_checkpoint_callback(x_val: np.ndarray, y_val: np.ndarray, checks_per_epoch: int, steps: int,
+                              ema_momentum: float, log: Callable[[str], None]) -> Any:
+    """A tf-keras callback that measures validation accuracy ``checks_per_epoch`` times per epoch
+    (the last at the epoch's end), logs one line per epoch, and keeps the best weights: the
+    trained ones or, with ``ema_momentum``, their exponential moving average over batches."""
     import tf_keras as keras
 
-    class BestEpoch(keras.callbacks.Callback):
+    marks = {round(steps * k / checks_per_epoch) for k in range(1, checks_per_epoch)}
+
+    def accuracy(model: Any) -> float:
+        scores = model.predict(x_val, batch_size=512, verbose=0).reshape(-1)
+        return float(np.mean((scores >= 0.5) == y_val))
+
+    class BestCheckpoint(keras.callbacks.Callback):
         def __init__(self) -> None:
             super().__init__()
-            self.best_acc = -1.0
-            self.epoch: int | None = None
-            self.weights: list | None = None
+            self.best_acc, self.kept, self.kind, self.weights = -1.0, 0.0, "trained", None
+            self.checks: list[dict] = []
+            self._epoch = 0
+            self._ema: list[np.ndarray] | None = None
+
+        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+            self._epoch = epoch
+
+        def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+            if ema_momentum:
+                weights = self.model.get_weights()
+                self._ema = weights if self._ema is None else [
+                    ema_momentum * e + (1 - ema_momentum) * w for e, w in zip(self._ema, weights)]
+            if batch + 1 in marks:
+                self._check(self._epoch + (batch + 1) / steps, accuracy(self.model))
 
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
             logs = logs or {}
             log(f"epoch {epoch + 1}: " + " ".join(f"{k}={v:.4f}" for k, v in sorted(logs.items())))
-            acc = float(logs.get("val_accuracy", -1.0))
-            if not keep_best or acc > self.best_acc:
-                self.best_acc, self.epoch = acc, epoch + 1
-                self.weights = self.model.get_weights()
+            self._check(float(epoch + 1), float(logs.get("val_accuracy", -1.0)))
+
+        def _check(self, position: float, acc: float) -> None:
+            check = {"epoch": round(position, 3), "val_accuracy": round(acc, 5)}
+            self._consider(acc, position, "trained", self.model.get_weights())
+            if self._ema is not None:
+                raw = self.model.get_weights()
+                self.model.set_weights(self._ema)
+                check["ema_val_accuracy"] = round(ema_acc := accuracy(self.model), 5)
+                self.model.set_weights(raw)
+                self._consider(ema_acc, position, "moving average", self._ema)
+            self.checks.append(check)
+
+        def _consider(self, acc: float, position: float, kind: str, weights: list[np.ndarray]) -> None:
+            if acc > self.best_acc:
+                self.best_acc, self.kept, self.kind = acc, round(position, 3), kind
+                self.weights = [w.copy() for w in weights]
 
         def restore(self, model: Any) -> None:
-            if self.weights is not None:
-                model.set_weights(self.weights)
+            model.set_weights(self.weights)
+            log(f"kept the {self.kind} weights of epoch {self.kept} (val_accuracy {self.best_acc:.4f})")
 
-    return BestEpoch()
+    return BestCheckpoint()

@@ -66,7 +66,7 @@ def small_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("bundle")
     runner = CliRunner()
     args = ["train", "--data", str(imdb_data()), "--out", str(out), "--limit", "1200", "--test-limit", "400",
-            "--epochs", "2", "--no-refit", "--seed", "7"]
+            "--epochs", "2", "--seed", "7"]
     result = runner.invoke(main, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     result = runner.invoke(main, ["export", "--int8", "--bundle", str(out), "--calibration-reviews", "100"],

@@ -20,6 +20,7 @@ from tests.support.foreign import ForeignEnvUnavailable, ForeignPython, arm_pyth
 
 CACHE = Path(os.environ.get("EDGE_LSTM_TEST_CACHE", Path.home() / ".cache" / "edge-lstm-tests"))
 DIST = {"litert": "ai-edge-litert", "tflite-runtime": "tflite-runtime"}
+DYNAMIC_RANGE_ATOL = 2.5e-3  # measured: 1.6e-3 tflite-runtime 2.14 x86, 1.2e-4 / 4e-5 on aarch64
 ARM_REVIEWS = 40  # emulation is slow; x86 environments score the whole sample
 
 
@@ -69,7 +70,11 @@ def test_device_scores_equal_the_host(where: str, flavour: str, model: str, samp
     scores = _device_scores(py, flavour, model, sample_file[0], limit)
     expected = host_scores[model][: len(scores)]
     assert len(scores) == (limit or len(host_scores[model]))
-    np.testing.assert_array_equal(scores, expected, err_msg=py.description)
+    if model == "int8_tflite":  # integer arithmetic: bit-exact on every platform and interpreter
+        np.testing.assert_array_equal(scores, expected, err_msg=py.description)
+    else:  # float activations: kernels differ (AVX vs NEON, TFLite 2.14 vs LiteRT 2.3) in the last digits
+        np.testing.assert_allclose(scores, expected, atol=DYNAMIC_RANGE_ATOL, rtol=0, err_msg=py.description)
+        assert np.array_equal(scores >= 0.5, expected >= 0.5), py.description
 
 
 @pytest.mark.venv

@@ -41,9 +41,10 @@ def _download_progress() -> callable:
 @click.option("--validation-split", type=click.FloatRange(0.01, 0.9), default=0.2, show_default=True)
 @click.option("--keep-best-epoch/--keep-last-epoch", default=True, show_default=True,
               help="Keep the weights of the epoch with the best validation accuracy, or the last.")
-@click.option("--refit/--no-refit", default=True, show_default=True,
-              help="After picking the epoch count on the validation split, retrain a fresh model on all "
-                   "training reviews (validation included) for that many epochs.")
+@click.option("--checks-per-epoch", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Validation checks per epoch; the best checkpoint's weights are kept.")
+@click.option("--ema-momentum", type=click.FloatRange(0, 1, max_open=True), default=0.99, show_default=True,
+              help="Also validate a moving average of the weights (0 turns it off).")
 @click.option("--limit", type=click.IntRange(min=10), default=None,
               help="Train on a balanced subset of N training reviews (quick runs).")
 @click.option("--test-limit", type=click.IntRange(min=10), default=None,
@@ -51,7 +52,8 @@ def _download_progress() -> callable:
 @JSON_OPTION
 def train_command(data: Path | None, out_dir: Path, seed: int, epochs: int, batch_size: int,
                   num_words: int, max_len: int, embedding_dim: int, lstm_units: int,
-                  validation_split: float, keep_best_epoch: bool, refit: bool, limit: int | None,
+                  validation_split: float, keep_best_epoch: bool, checks_per_epoch: int,
+                  ema_momentum: float, limit: int | None,
                   test_limit: int | None, as_json: bool) -> None:
     """Train the IMDB LSTM of the reference lecture and write a bundle: the float
     model (model.h5), its tokenizer (tokenizer.json) and metrics.json.
@@ -76,7 +78,7 @@ def train_command(data: Path | None, out_dir: Path, seed: int, epochs: int, batc
     train_set = splits["train"].balanced(limit, seed)
     test_set = splits["test"].balanced(test_limit, seed)
     cfg = TrainConfig(num_words, max_len, embedding_dim, lstm_units, epochs, batch_size,
-                      validation_split, seed, keep_best_epoch, refit)
+                      validation_split, seed, keep_best_epoch, checks_per_epoch, ema_momentum)
     quiet_tensorflow()
     from edge_lstm.training import train
 
@@ -88,5 +90,5 @@ def train_command(data: Path | None, out_dir: Path, seed: int, epochs: int, batc
     if as_json:
         echo_json(metrics)
     else:
-        click.echo(f"test accuracy {metrics['test_accuracy']:.4f} (epoch {metrics['kept_epoch']} kept), "
+        click.echo(f"test accuracy {metrics['test_accuracy']:.4f} ({metrics['kept_weights']} weights of epoch {metrics['kept_epoch']}), "
                    f"{metrics['wall_time_s']:.0f} s; bundle written to {out_dir}")
