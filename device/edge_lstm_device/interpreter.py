@@ -9,7 +9,7 @@ from typing import Any
 CANDIDATES = (
     ("ai_edge_litert.interpreter", "ai-edge-litert"),
     ("tflite_runtime.interpreter", "tflite-runtime"),
-    ("tensorflow.lite", "tensorflow"),
+    ("tensorflow.lite.python.interpreter", "tensorflow"),
 )
 
 

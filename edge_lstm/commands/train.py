@@ -9,18 +9,10 @@ import click
 from edge_lstm.commands.common import JSON_OPTION, echo_json, is_terminal, quiet_tensorflow, status
 
 
-def _download_progress() -> callable:
-    bar: dict = {}
-
-    def update(done: int, total: int) -> None:
-        if "bar" not in bar:
-            bar["bar"] = click.progressbar(length=total or None, label="downloading IMDB", file=None)
-            bar["bar"].__enter__()
-            bar["last"] = 0
-        bar["bar"].update(done - bar["last"])
-        bar["last"] = done
-
-    return update
+def _download_progress(done: int, total: int) -> None:
+    """One self-overwriting progress line on stderr while the tarball downloads."""
+    size = f"{done / 1e6:.1f}/{total / 1e6:.1f} MB" if total else f"{done / 1e6:.1f} MB"
+    click.echo(f"\rdownloading IMDB: {size}", err=True, nl=bool(total and done >= total))
 
 
 @click.command("train")
@@ -70,7 +62,7 @@ def train_command(data: Path | None, out_dir: Path, seed: int, epochs: int, batc
 
     try:
         ensure_writable(out_dir)
-        source = resolve_source(data, progress=_download_progress())
+        source = resolve_source(data, progress=_download_progress)
         status(f"reading {source}")
         splits = load_imdb(source)
     except (DataError, BundleError) as err:

@@ -1,0 +1,27 @@
+"""The shipped reference bundle is consistent: what the manifest pins is what is committed."""
+
+from __future__ import annotations
+
+import json
+
+from edge_lstm.training import TrainConfig
+from edge_lstm_device.files import file_sha256
+from tests.conftest import BUNDLE
+
+
+def test_manifest_pins_the_shipped_model_and_tokenizer() -> None:
+    manifest = json.loads((BUNDLE / "manifest.json").read_text())
+    assert manifest["source_model"]["sha256"] == file_sha256(BUNDLE / "model.h5")
+    assert manifest["tokenizer"]["sha256"] == file_sha256(BUNDLE / "tokenizer.json")
+    for name in ("int8_tflite", "int8_dynamic_tflite"):
+        assert manifest["artifacts"][name]["sha256"] == file_sha256(BUNDLE / manifest["artifacts"][name]["file"])
+    assert manifest["device_default"] == "int8_tflite"
+
+
+def test_reference_was_trained_with_the_lecture_defaults_on_all_reviews() -> None:
+    metrics = json.loads((BUNDLE / "metrics.json").read_text())
+    defaults = TrainConfig()
+    for key in ("num_words", "max_len", "embedding_dim", "lstm_units", "epochs", "batch_size", "validation_split"):
+        assert metrics["config"][key] == getattr(defaults, key), key
+    assert metrics["n_train"] + metrics["n_validation"] == 25_000 and metrics["n_test"] == 25_000
+    assert len(metrics["epochs"]) == 3 and metrics["test_accuracy"] > 0.86
