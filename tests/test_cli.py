@@ -81,3 +81,15 @@ def test_export_missing_bundle(tmp_path: Path) -> None:
 def test_export_scheme_needs_int8(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["export", "--bundle", str(tmp_path), "--tflite-scheme", "full-integer"])
     assert result.exit_code == 2 and "--int8" in result.output
+
+
+def test_export_unwritable_bundle(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = _run("export", "--int8", "--bundle", str(blocker / "bundle"))
+    assert result.returncode == 1 and "cannot write" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_parity_on_a_folder_that_is_not_a_bundle(tmp_path: Path) -> None:
+    result = _run("parity", "--bundle", str(tmp_path))
+    assert result.returncode == 1 and "not an exported bundle" in result.stderr
