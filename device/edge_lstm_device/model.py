@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Sequence
 
 from edge_lstm_device.files import MANIFEST_FILE, bytes_sha256
-from edge_lstm_device.runtime import ModelShapeError, TFLiteScorer
+from edge_lstm_device.runtime import TFLiteScorer
 from edge_lstm_device.tokenizer import Tokenizer, TokenizerError
 
 REFERENCE_BUNDLE = Path(__file__).resolve().parent / "reference"
@@ -95,7 +95,7 @@ class SentimentModel:
         tokenizer = _load_tokenizer(bundle_dir, manifest)
         try:
             scorer = TFLiteScorer(read_verified(bundle_dir, manifest["artifacts"][name]), threads, interpreter)
-        except (ModelShapeError, ValueError) as err:
+        except ValueError as err:  # ModelShapeError, or the interpreter refusing the file
             raise BundleError(f"{name}: cannot load: {err}") from err
         if scorer.max_len != tokenizer.max_len:
             raise BundleError(f"{name} reads {scorer.max_len} tokens but the tokenizer writes {tokenizer.max_len}")
