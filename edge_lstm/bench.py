@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_lstm.bundle import MODEL_FILE
+
 KERAS = "keras_float"
 
 
@@ -81,7 +83,7 @@ def measure(bundle_dir: Path, name: str, entry: dict | None, rows: np.ndarray, o
     threaded = _open(bundle_dir, name, entry, threads=opts.all_threads) if name != KERAS else None
     tput_all = _throughput(threaded, batch) if threaded else None
     q = np.percentile(samples, [50, 90, 99])
-    return {"backend": name, "bytes": entry["bytes"] if entry else (bundle_dir / "model.h5").stat().st_size,
+    return {"backend": name, "bytes": entry["bytes"] if entry else (bundle_dir / MODEL_FILE).stat().st_size,
             "load_s": round(load_s, 3), "latency_ms": {"median": round(q[0], 3), "p90": round(q[1], 3), "p99": round(q[2], 3)},
             "throughput_1_thread": round(tput_1, 1), "throughput_all_threads": None if tput_all is None else round(tput_all, 1),
             "peak_rss_mb": round(_rss_mb(), 1), "rss_growth_mb": round(_rss_mb() - base, 1)}
@@ -118,7 +120,6 @@ def markdown(results: list[dict], macs: int, opts: BenchOptions) -> str:
                  f"Throughput: batch {opts.batch}. One review = {macs / 1e6:.1f} M multiply-adds in the LSTM. "
                  "Each backend runs in a fresh process; peak RSS includes the Python runtime and its libraries.")
     return "\n".join(lines)
-
 
 
 def targets(results: list[dict]) -> list[dict]:

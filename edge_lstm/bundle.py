@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 import warnings
@@ -15,8 +14,6 @@ from edge_lstm_device.tokenizer import Tokenizer, TokenizerError
 MODEL_FILE = "model.h5"
 METRICS_FILE = "metrics.json"
 DEFAULT_BUNDLE = Path("export")
-
-__all__ = ["MODEL_FILE", "METRICS_FILE", "MANIFEST_FILE", "TOKENIZER_FILE", "DEFAULT_BUNDLE"]
 
 
 class BundleError(Exception):
@@ -70,11 +67,3 @@ def load_model(bundle_dir: Path) -> Any:
     except (OSError, ValueError) as err:
         raise BundleError(f"cannot load {path}: {err}") from err
 
-
-def read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as err:
-        raise BundleError(f"missing file: {path}") from err
-    except (OSError, ValueError) as err:
-        raise BundleError(f"cannot read {path}: {err}") from err

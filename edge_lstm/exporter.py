@@ -23,6 +23,8 @@ from edge_lstm import bundle, convert, manifest, quantize, validate
 from edge_lstm.backends import KerasBackend, open_artifact
 from edge_lstm.samples import TEST_SAMPLE, TRAIN_SAMPLE, read_sample
 from edge_lstm_device.files import atomic_write_json
+from edge_lstm_device.model import BundleError as DeviceBundleError
+from edge_lstm_device.model import read_manifest
 from edge_lstm_device.tokenizer import Tokenizer
 
 STAGING_PREFIX = ".export-staging-"
@@ -136,9 +138,8 @@ def _commit(bundle_dir: Path, staging: Path, files: list[str], new_manifest: dic
     """Rename the staged files into place, manifest last; drop artifacts the new manifest dropped."""
     old_files: set[str] = set()
     if (bundle_dir / bundle.MANIFEST_FILE).exists():
-        with contextlib.suppress(bundle.BundleError):
-            old = bundle.read_json(bundle_dir / bundle.MANIFEST_FILE)
-            old_files = {e["file"] for e in old.get("artifacts", {}).values()}
+        with contextlib.suppress(DeviceBundleError):  # an unreadable old manifest names no files
+            old_files = {e["file"] for e in read_manifest(bundle_dir).get("artifacts", {}).values()}
     atomic_write_json(staging / bundle.MANIFEST_FILE, new_manifest)
     with _signals_held():
         for name in files:

@@ -9,11 +9,13 @@ from pathlib import Path
 
 import click
 
+from edge_lstm.bundle import DEFAULT_BUNDLE
+
 BUNDLE_OPTION = click.option(
     "--bundle",
     "bundle_dir",
     type=click.Path(file_okay=False, path_type=Path),
-    default=Path("export"),
+    default=DEFAULT_BUNDLE,
     show_default=True,
     help="Bundle directory (the shipped reference model lives in ./export).",
 )

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from edge_lstm.bundle import DEFAULT_BUNDLE
 from edge_lstm.commands.common import JSON_OPTION, echo_json, is_terminal, quiet_tensorflow, status
 
 
@@ -20,7 +21,7 @@ def _download_progress(done: int, total: int) -> None:
               help="aclImdb .tar.gz or extracted folder. Default: $EDGE_LSTM_DATA, the cache, "
                    "then download the official tarball.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
-              default=Path("export"), show_default=True, help="Bundle directory to write.")
+              default=DEFAULT_BUNDLE, show_default=True, help="Bundle directory to write.")
 @click.option("--seed", type=int, default=42, show_default=True, help="Seed for shuffling, init and dropout.")
 @click.option("--epochs", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
