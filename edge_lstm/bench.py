@@ -42,7 +42,7 @@ def _rss_mb() -> float:
 
 def _open(bundle_dir: Path, name: str, entry: dict | None, threads: int):
     if name == KERAS:
-        from edge_lstm.commands.common import quiet_tensorflow
+        from edge_lstm.tf_setup import quiet_tensorflow
 
         quiet_tensorflow()
         import tensorflow as tf

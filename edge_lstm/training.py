@@ -6,6 +6,7 @@ TensorFlow is imported inside the functions, never at package import time.
 
 from __future__ import annotations
 
+import math
 import platform
 import time
 from dataclasses import asdict, dataclass
@@ -34,6 +35,9 @@ class TrainConfig:
     keep_best_epoch: bool = True
     checks_per_epoch: int = 4  # validation checks per epoch when keeping the best weights
     ema_momentum: float = 0.99  # also check a moving average of the weights (0: off)
+    dropout: float = 0.5  # dropout on the LSTM's inputs while training (inference is unchanged)
+    validation: str = "movies"  # "movies": held-out movies, like the test split; "shuffled": Keras-style
+    refit: bool = False  # then retrain on all reviews up to the kept checkpoint's position
 
 
 def build_model(cfg: TrainConfig) -> Any:
@@ -43,7 +47,7 @@ def build_model(cfg: TrainConfig) -> Any:
     model = keras.Sequential(
         [
             keras.layers.Embedding(cfg.num_words, cfg.embedding_dim, input_length=cfg.max_len),
-            keras.layers.LSTM(cfg.lstm_units),
+            keras.layers.LSTM(cfg.lstm_units, dropout=cfg.dropout),
             keras.layers.Dense(1, activation="sigmoid"),
         ],
         name="imdb_lstm",
@@ -65,9 +69,43 @@ def library_versions() -> dict[str, str]:
     }
 
 
-def _shuffled(reviews: Reviews, seed: int) -> Reviews:
-    """Keras takes the validation split from the end: shuffle so it holds both classes."""
-    return reviews.subset(np.random.default_rng(seed).permutation(len(reviews)))
+VALIDATION_MODES = ("movies", "shuffled")
+MOVING_AVERAGE = "moving average"
+
+
+def _review_number(review_id: str) -> int:
+    """``train/pos/123_9`` -> 123 (the review's number within its class folder)."""
+    stem = review_id.rsplit("/", 1)[-1].split("_", 1)[0]
+    return int(stem) if stem.isdigit() else -1
+
+
+def split_validation(reviews: Reviews, fraction: float, mode: str, seed: int) -> tuple[Reviews, Reviews]:
+    """Split off ``fraction`` of the reviews for validation; return (fit, validation), fit shuffled.
+
+    aclImdb numbers the reviews of one movie consecutively (up to 30 per movie), and its test
+    split has other movies than its train split. ``movies`` holds out the highest-numbered
+    ``fraction`` of each class, so validation reviews are (nearly all) of movies never trained on,
+    as in the test split. ``shuffled`` holds out a random ``fraction``, which shares movies with
+    the fitted part and so rewards memorising them.
+    """
+    if mode not in VALIDATION_MODES:
+        raise ValueError(f"validation mode must be one of {VALIDATION_MODES}, not {mode!r}")
+    rng = np.random.default_rng(seed)
+    if mode == "shuffled":
+        order = rng.permutation(len(reviews))
+        n_val = int(round(len(reviews) * fraction))
+        fit, held = order[:-n_val], order[-n_val:]
+    else:
+        fit_parts, held_parts = [], []
+        for label in (0, 1):
+            members = np.flatnonzero(reviews.labels == label)
+            members = members[np.argsort([_review_number(reviews.ids[i]) for i in members], kind="stable")]
+            n_val = int(round(len(members) * fraction))
+            fit_parts.append(members[: len(members) - n_val])
+            held_parts.append(members[len(members) - n_val:])
+        fit = rng.permutation(np.concatenate(fit_parts))
+        held = np.sort(np.concatenate(held_parts))
+    return reviews.subset(fit), reviews.subset(held)
 
 
 def train(
@@ -87,13 +125,20 @@ def train(
     keras.utils.set_random_seed(cfg.seed)
     tf.config.experimental.enable_op_determinism()
 
-    train_reviews = _shuffled(train_reviews, cfg.seed)
-    tokenizer = Tokenizer.fit(train_reviews.texts, cfg.num_words, cfg.max_len)
-    x_train = tokenizer.encode_batch(train_reviews.texts)
+    fit_reviews, val_reviews = split_validation(train_reviews, cfg.validation_split, cfg.validation, cfg.seed)
+    tokenizer = Tokenizer.fit(fit_reviews.texts + val_reviews.texts, cfg.num_words, cfg.max_len)
+    x_fit, x_val = tokenizer.encode_batch(fit_reviews.texts), tokenizer.encode_batch(val_reviews.texts)
     x_test = tokenizer.encode_batch(test_reviews.texts)
-    log(f"tokenized {len(x_train)} training and {len(x_test)} test reviews")
+    log(f"tokenized {len(x_fit) + len(x_val)} training and {len(x_test)} test reviews")
 
-    model, history, best = _fit_keeping_best(cfg, x_train, train_reviews.labels, verbose, log)
+    model, history, best = _fit_keeping_best(cfg, (x_fit, fit_reviews.labels), (x_val, val_reviews.labels),
+                                             verbose, log)
+    refit = None
+    if cfg.refit and cfg.keep_best_epoch:
+        x_all = np.concatenate([x_fit, x_val])
+        y_all = np.concatenate([fit_reviews.labels, val_reviews.labels])
+        order = np.random.default_rng(cfg.seed).permutation(len(x_all))
+        model, refit = _refit(cfg, x_all[order], y_all[order], best.kept, best.kind, verbose, log)
     test_loss, test_acc = model.evaluate(x_test, test_reviews.labels, batch_size=256, verbose=0)
     metrics = {
         "config": asdict(cfg),
@@ -105,10 +150,11 @@ def train(
         "selection": (f"highest val_accuracy among {cfg.checks_per_epoch} checks per epoch of the trained weights"
                       f" and their moving average (momentum {cfg.ema_momentum})"
                       if cfg.keep_best_epoch else "weights after the last epoch"),
+        "refit": refit,
         "test_accuracy": round(float(test_acc), 5),
         "test_loss": round(float(test_loss), 5),
-        "n_train": int(round(len(x_train) * (1 - cfg.validation_split))),
-        "n_validation": len(x_train) - int(round(len(x_train) * (1 - cfg.validation_split))),
+        "n_train": len(x_fit),
+        "n_validation": len(x_val),
         "n_test": len(x_test),
         "data_sha256": data_sha256,
         "wall_time_s": round(time.perf_counter() - started, 1),
@@ -119,12 +165,11 @@ def train(
     return metrics
 
 
-def _fit_keeping_best(cfg: TrainConfig, x: np.ndarray, y: np.ndarray, verbose: int,
-                      log: Callable[[str], None]) -> tuple[Any, Any, Any]:
-    """Train on the first part, validate on the last ``validation_split`` (as Keras does) and
-    return the model with the weights of its best validation check."""
-    n_val = int(round(len(x) * cfg.validation_split))
-    x_fit, y_fit, x_val, y_val = x[:-n_val], y[:-n_val], x[-n_val:], y[-n_val:]
+def _fit_keeping_best(cfg: TrainConfig, fit: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray],
+                      verbose: int, log: Callable[[str], None]) -> tuple[Any, Any, Any]:
+    """Train on ``fit``, validate on ``val`` and return the model with the weights of its best
+    validation check."""
+    (x_fit, y_fit), (x_val, y_val) = fit, val
     model = build_model(cfg)
     steps = -(-len(x_fit) // cfg.batch_size)
     best = _best_checkpoint_callback(x_val, y_val, cfg.checks_per_epoch if cfg.keep_best_epoch else 1, steps,
@@ -134,6 +179,55 @@ def _fit_keeping_best(cfg: TrainConfig, x: np.ndarray, y: np.ndarray, verbose: i
     if cfg.keep_best_epoch:
         best.restore(model)
     return model, history, best
+
+
+def _refit(cfg: TrainConfig, x: np.ndarray, y: np.ndarray, epochs: float, kind: str, verbose: int,
+           log: Callable[[str], None]) -> tuple[Any, dict]:
+    """Retrain from scratch on all of ``x`` for ``epochs`` (fractions allowed) and return the model
+    with the kind of weights the validation chose (trained, or their moving average)."""
+    import tf_keras as keras
+
+    keras.utils.set_random_seed(cfg.seed)
+    model = build_model(cfg)
+    steps = round(epochs * -(-len(x) // cfg.batch_size))
+    momentum = cfg.ema_momentum if kind == MOVING_AVERAGE else 0.0
+    log(f"refitting on all {len(x)} reviews for {epochs} epochs ({steps} steps)")
+    stopper = _stop_after_callback(steps, momentum, log)
+    history = model.fit(x, y, epochs=math.ceil(epochs), batch_size=cfg.batch_size, shuffle=True,
+                        callbacks=[stopper], verbose=verbose)
+    if stopper.ema is not None:
+        model.set_weights(stopper.ema)
+    return model, {"reviews": len(x), "epochs": epochs, "steps": steps, "weights": kind,
+                   "epoch_log": _per_epoch(history.history)}
+
+
+def _moving_average(ema: list[np.ndarray] | None, weights: list[np.ndarray], momentum: float) -> list[np.ndarray]:
+    if ema is None:
+        return weights
+    return [momentum * e + (1 - momentum) * w for e, w in zip(ema, weights)]
+
+
+def _stop_after_callback(steps: int, ema_momentum: float, log: Callable[[str], None]) -> Any:
+    """A tf-keras callback that stops training after ``steps`` batches, keeping (with
+    ``ema_momentum``) the moving average of the weights as ``.ema``."""
+    import tf_keras as keras
+
+    class StopAfter(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.done, self.ema = 0, None
+
+        def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+            self.done += 1
+            if ema_momentum:
+                self.ema = _moving_average(self.ema, self.model.get_weights(), ema_momentum)
+            if self.done >= steps:
+                self.model.stop_training = True
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            log(f"refit epoch {epoch + 1}: " + " ".join(f"{k}={v:.4f}" for k, v in sorted((logs or {}).items())))
+
+    return StopAfter()
 
 
 def _per_epoch(history: dict[str, list[float]]) -> list[dict]:
@@ -168,9 +262,7 @@ def _best_checkpoint_callback(x_val: np.ndarray, y_val: np.ndarray, checks_per_e
 
         def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
             if ema_momentum:
-                weights = self.model.get_weights()
-                self._ema = weights if self._ema is None else [
-                    ema_momentum * e + (1 - ema_momentum) * w for e, w in zip(self._ema, weights)]
+                self._ema = _moving_average(self._ema, self.model.get_weights(), ema_momentum)
             if batch + 1 in marks:
                 self._check(self._epoch + (batch + 1) / steps, accuracy(self.model))
 
@@ -187,7 +279,7 @@ def _best_checkpoint_callback(x_val: np.ndarray, y_val: np.ndarray, checks_per_e
                 self.model.set_weights(self._ema)
                 check["ema_val_accuracy"] = round(ema_acc := accuracy(self.model), 5)
                 self.model.set_weights(raw)
-                self._consider(ema_acc, position, "moving average", self._ema)
+                self._consider(ema_acc, position, MOVING_AVERAGE, self._ema)
             self.checks.append(check)
 
         def _consider(self, acc: float, position: float, kind: str, weights: list[np.ndarray]) -> None:

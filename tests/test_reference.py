@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
 from edge_lstm.training import TrainConfig
 from edge_lstm_device.files import file_sha256
@@ -18,10 +19,11 @@ def test_manifest_pins_the_shipped_model_and_tokenizer() -> None:
     assert manifest["device_default"] == "int8_tflite"
 
 
-def test_reference_was_trained_with_the_lecture_defaults_on_all_reviews() -> None:
+def test_reference_was_trained_with_the_defaults_on_all_reviews() -> None:
     metrics = json.loads((BUNDLE / "metrics.json").read_text())
-    defaults = TrainConfig()
-    for key in ("num_words", "max_len", "embedding_dim", "lstm_units", "epochs", "batch_size", "validation_split"):
-        assert metrics["config"][key] == getattr(defaults, key), key
+    assert metrics["config"] == asdict(TrainConfig())  # `edge-lstm train` with no options reproduces it
+    lecture = {"num_words": 10_000, "max_len": 200, "embedding_dim": 128, "lstm_units": 128, "epochs": 3,
+               "batch_size": 64, "validation_split": 0.2}
+    assert {key: metrics["config"][key] for key in lecture} == lecture
     assert metrics["n_train"] + metrics["n_validation"] == 25_000 and metrics["n_test"] == 25_000
-    assert len(metrics["epochs"]) == 3 and metrics["test_accuracy"] > 0.86
+    assert len(metrics["epochs"]) == 3 and metrics["test_accuracy"] >= 0.870

@@ -40,3 +40,19 @@ def test_same_seed_same_vocabulary_and_weights(tmp_path: Path, imdb_tarball: Pat
     assert (tmp_path / "a" / "tokenizer.json").read_bytes() == (tmp_path / "b" / "tokenizer.json").read_bytes()
     weights = [bundle.load_model(tmp_path / n).get_weights() for n in ("a", "b")]
     assert all(np.array_equal(x, y) for x, y in zip(*weights))
+
+
+def test_refit_retrains_on_all_reviews_up_to_the_kept_checkpoint(tmp_path: Path, imdb_tarball: Path) -> None:
+    from edge_lstm.data import load_imdb
+    from edge_lstm.training import TrainConfig, train
+
+    splits = load_imdb(imdb_tarball)
+    train_set, test_set = splits["train"].balanced(300, 2), splits["test"].balanced(100, 2)
+    cfg = TrainConfig(embedding_dim=8, lstm_units=8, epochs=2, seed=5, refit=True)
+    metrics = train(train_set, test_set, cfg, tmp_path / "refit", "sha", log=lambda _: None)
+    refit = metrics["refit"]
+    assert refit["reviews"] == 300 == metrics["n_train"] + metrics["n_validation"]
+    assert refit["epochs"] == metrics["kept_epoch"] and refit["weights"] == metrics["kept_weights"]
+    assert refit["steps"] == round(metrics["kept_epoch"] * 5)  # 300 reviews in batches of 64
+    assert len(refit["epoch_log"]) == -(-refit["steps"] // 5)
+    assert bundle.load_model(tmp_path / "refit").input_shape == (None, 200)

@@ -1,9 +1,8 @@
-"""Small helpers shared by the verbs: typed paths, JSON output, quiet TensorFlow."""
+"""Small helpers shared by the verbs: typed paths, JSON output, progress on stderr."""
 
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -20,11 +19,6 @@ BUNDLE_OPTION = click.option(
     help="Bundle directory (the shipped reference model lives in ./export).",
 )
 JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print one JSON document for scripts.")
-
-
-def quiet_tensorflow() -> None:
-    """Silence TensorFlow's C++ start-up chatter; called by verbs just before importing it."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 def echo_json(data: object) -> None:

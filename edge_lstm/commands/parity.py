@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from edge_lstm.commands.common import BUNDLE_OPTION, JSON_OPTION, echo_json, quiet_tensorflow, status
+from edge_lstm.commands.common import BUNDLE_OPTION, JSON_OPTION, echo_json, status
+from edge_lstm.tf_setup import quiet_tensorflow
 
 EXIT_THRESHOLD_FAILED = 3
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 
 from edge_lstm.bundle import DEFAULT_BUNDLE
-from edge_lstm.commands.common import JSON_OPTION, echo_json, is_terminal, quiet_tensorflow, status
+from edge_lstm.commands.common import JSON_OPTION, echo_json, is_terminal, status
+from edge_lstm.tf_setup import quiet_tensorflow
 
 
 def _download_progress(done: int, total: int) -> None:
@@ -32,12 +33,19 @@ def _download_progress(done: int, total: int) -> None:
 @click.option("--embedding-dim", type=click.IntRange(min=1), default=128, show_default=True)
 @click.option("--lstm-units", type=click.IntRange(min=1), default=128, show_default=True)
 @click.option("--validation-split", type=click.FloatRange(0.01, 0.9), default=0.2, show_default=True)
+@click.option("--validation", "validation_mode", type=click.Choice(["movies", "shuffled"]), default="movies",
+              show_default=True,
+              help="Which reviews are held out: whole movies (like the test split) or a random share.")
 @click.option("--keep-best-epoch/--keep-last-epoch", default=True, show_default=True,
               help="Keep the weights of the epoch with the best validation accuracy, or the last.")
 @click.option("--checks-per-epoch", type=click.IntRange(min=1), default=4, show_default=True,
               help="Validation checks per epoch; the best checkpoint's weights are kept.")
 @click.option("--ema-momentum", type=click.FloatRange(0, 1, max_open=True), default=0.99, show_default=True,
               help="Also validate a moving average of the weights (0 turns it off).")
+@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.5, show_default=True,
+              help="Dropout on the LSTM's inputs while training; the exported model is unchanged.")
+@click.option("--refit/--no-refit", default=False, show_default=True,
+              help="After choosing the checkpoint, retrain on all reviews (validation ones too) up to it.")
 @click.option("--limit", type=click.IntRange(min=10), default=None,
               help="Train on a balanced subset of N training reviews (quick runs).")
 @click.option("--test-limit", type=click.IntRange(min=10), default=None,
@@ -45,8 +53,8 @@ def _download_progress(done: int, total: int) -> None:
 @JSON_OPTION
 def train_command(data: Path | None, out_dir: Path, seed: int, epochs: int, batch_size: int,
                   num_words: int, max_len: int, embedding_dim: int, lstm_units: int,
-                  validation_split: float, keep_best_epoch: bool, checks_per_epoch: int,
-                  ema_momentum: float, limit: int | None,
+                  validation_split: float, validation_mode: str, keep_best_epoch: bool, checks_per_epoch: int,
+                  ema_momentum: float, dropout: float, refit: bool, limit: int | None,
                   test_limit: int | None, as_json: bool) -> None:
     """Train the IMDB LSTM of the reference lecture and write a bundle: the float
     model (model.h5), its tokenizer (tokenizer.json) and metrics.json.
@@ -70,8 +78,10 @@ def train_command(data: Path | None, out_dir: Path, seed: int, epochs: int, batc
         raise click.ClickException(str(err)) from err
     train_set = splits["train"].balanced(limit, seed)
     test_set = splits["test"].balanced(test_limit, seed)
-    cfg = TrainConfig(num_words, max_len, embedding_dim, lstm_units, epochs, batch_size,
-                      validation_split, seed, keep_best_epoch, checks_per_epoch, ema_momentum)
+    cfg = TrainConfig(num_words=num_words, max_len=max_len, embedding_dim=embedding_dim, lstm_units=lstm_units,
+                      epochs=epochs, batch_size=batch_size, validation_split=validation_split, seed=seed,
+                      keep_best_epoch=keep_best_epoch, checks_per_epoch=checks_per_epoch,
+                      ema_momentum=ema_momentum, dropout=dropout, validation=validation_mode, refit=refit)
     quiet_tensorflow()
     from edge_lstm.training import train
 
@@ -83,5 +93,8 @@ def train_command(data: Path | None, out_dir: Path, seed: int, epochs: int, batc
     if as_json:
         echo_json(metrics)
     else:
-        click.echo(f"test accuracy {metrics['test_accuracy']:.4f} ({metrics['kept_weights']} weights of epoch {metrics['kept_epoch']}), "
+        kept = f"{metrics['kept_weights']} weights of epoch {metrics['kept_epoch']}"
+        if metrics["refit"]:
+            kept += f", refit on {metrics['refit']['reviews']} reviews"
+        click.echo(f"test accuracy {metrics['test_accuracy']:.4f} ({kept}), "
                    f"{metrics['wall_time_s']:.0f} s; bundle written to {out_dir}")
