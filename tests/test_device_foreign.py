@@ -20,7 +20,7 @@ from tests.support.foreign import ForeignEnvUnavailable, ForeignPython, arm_pyth
 
 CACHE = Path(os.environ.get("EDGE_LSTM_TEST_CACHE", Path.home() / ".cache" / "edge-lstm-tests"))
 DIST = {"litert": "ai-edge-litert", "tflite-runtime": "tflite-runtime"}
-DYNAMIC_RANGE_ATOL = 2.5e-3  # measured: 1.6e-3 tflite-runtime 2.14 x86, 1.2e-4 / 4e-5 on aarch64
+DYNAMIC_RANGE_ATOL = 2.5e-3  # measured: 1.6e-3 tflite-runtime 2.14 x86, 7.2e-5 / 9e-6 on aarch64
 ARM_REVIEWS = 40  # emulation is slow; x86 environments score the whole sample
 
 
