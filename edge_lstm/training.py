@@ -93,14 +93,14 @@ def split_validation(reviews: Reviews, fraction: float, mode: str, seed: int) ->
     rng = np.random.default_rng(seed)
     if mode == "shuffled":
         order = rng.permutation(len(reviews))
-        n_val = int(round(len(reviews) * fraction))
+        n_val = max(1, int(round(len(reviews) * fraction)))
         fit, held = order[:-n_val], order[-n_val:]
     else:
         fit_parts, held_parts = [], []
         for label in (0, 1):
             members = np.flatnonzero(reviews.labels == label)
             members = members[np.argsort([_review_number(reviews.ids[i]) for i in members], kind="stable")]
-            n_val = int(round(len(members) * fraction))
+            n_val = max(1, int(round(len(members) * fraction)))
             fit_parts.append(members[: len(members) - n_val])
             held_parts.append(members[len(members) - n_val:])
         fit = rng.permutation(np.concatenate(fit_parts))

@@ -72,6 +72,11 @@ def test_bad_flag_is_a_usage_error() -> None:
     assert result.exit_code == 2
 
 
+def test_refit_needs_the_kept_checkpoint(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["train", "--refit", "--keep-last-epoch", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "--keep-best-epoch" in result.output
+
+
 def test_export_missing_bundle(tmp_path: Path) -> None:
     result = _run("export", "--bundle", str(tmp_path / "empty"))
     assert result.returncode == 1 and "Traceback" not in result.stderr

@@ -43,3 +43,9 @@ def test_split_is_a_seeded_partition(mode: str) -> None:
 def test_unknown_mode_is_an_error() -> None:
     with pytest.raises(ValueError, match="validation mode"):
         split_validation(_reviews(), 0.2, "by-date", seed=0)
+
+
+@pytest.mark.parametrize("mode", ["movies", "shuffled"])
+def test_a_tiny_split_still_holds_out_reviews(mode: str) -> None:
+    fit, held = split_validation(_reviews(5), 0.01, mode, seed=0)
+    assert len(held) >= 1 and len(fit) + len(held) == 10

@@ -19,7 +19,7 @@ CHUNK = 64
 EXIT_FATAL, EXIT_USAGE, EXIT_SOME_LINES_FAILED = 1, 2, 3
 
 EXAMPLES = """examples:
-  edge-lstm-device predict "What a wonderful film" "Two hours I will never get back"
+  edge-lstm-device predict "What a wonderful film" "Dull, predictable and badly acted"
   edge-lstm-device predict --file reviews.txt --json       # one review per line
   cat reviews.txt | edge-lstm-device predict --json        # stdin, one review per line
   edge-lstm-device predict --bundle ./export --model float_tflite "Great cast"

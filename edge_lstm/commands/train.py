@@ -64,6 +64,8 @@ def train_command(data: Path | None, out_dir: Path, seed: int, epochs: int, batc
       edge-lstm train --data ~/Downloads/aclImdb_v1.tar.gz
       edge-lstm train --data aclImdb_v1.tar.gz --limit 2000 --epochs 1 --out /tmp/quick
     """
+    if refit and not keep_best_epoch:
+        raise click.UsageError("--refit retrains up to the kept checkpoint; it needs --keep-best-epoch.")
     from edge_lstm.bundle import BundleError, ensure_writable
     from edge_lstm.data import DataError, load_imdb, resolve_source
     from edge_lstm.training import TrainConfig
