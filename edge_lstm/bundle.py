@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_lstm_device.files import MANIFEST_FILE, TOKENIZER_FILE, atomic_write_json
+from edge_lstm_device.model import BundleError as DeviceBundleError
 from edge_lstm_device.tokenizer import Tokenizer, TokenizerError
 
 MODEL_FILE = "model.h5"
@@ -16,8 +17,9 @@ METRICS_FILE = "metrics.json"
 DEFAULT_BUNDLE = Path("export")
 
 
-class BundleError(Exception):
-    """A bundle is missing files, unreadable, or inconsistent."""
+class BundleError(DeviceBundleError):
+    """A bundle is missing files, unreadable, or inconsistent. A kind of the device runtime's
+    ``BundleError``, so one ``except`` clause catches both."""
 
 
 def ensure_writable(directory: Path) -> None:

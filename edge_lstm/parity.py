@@ -67,8 +67,12 @@ def batch_dependent(backend: Backend, rows: np.ndarray, scores: np.ndarray) -> b
     return _max_diff(alone, scores[:n]) > DEPENDENCE_TOLERANCE
 
 
-def _most_different(reviews: Reviews, reference: np.ndarray, scores: np.ndarray, top: int) -> list[dict]:
-    diff = np.abs(scores.astype(np.float64) - reference)
+def accuracy(scores: np.ndarray, labels: np.ndarray) -> float:
+    return float(np.mean((scores >= 0.5) == labels))
+
+
+def _most_different(reviews: Reviews, reference: np.ndarray, scores: np.ndarray, diff: np.ndarray,
+                    top: int) -> list[dict]:
     order = np.argsort(-diff, kind="stable")[:top]
     return [{"id": reviews.ids[i], "label": int(reviews.labels[i]), "reference": round(float(reference[i]), 6),
              "score": round(float(scores[i]), 6), "abs_diff": float(f"{diff[i]:.3g}")} for i in order]
@@ -80,14 +84,12 @@ def evaluate(
 ) -> tuple[BackendResult, np.ndarray]:
     """Score ``rows`` with ``backend`` and judge it against ``reference`` scores."""
     scores = backend.score(rows)
-    labels = reviews.labels
-    acc = float(np.mean((scores >= 0.5) == labels))
-    ref_acc = float(np.mean((reference >= 0.5) == labels))
+    acc = accuracy(scores, reviews.labels)
     diff = np.abs(scores.astype(np.float64) - reference)
     result = BackendResult(
-        backend.name, precision, acc, acc - ref_acc, float(np.mean((scores >= 0.5) == (reference >= 0.5))),
+        backend.name, precision, acc, acc - accuracy(reference, reviews.labels), accuracy(scores, reference >= 0.5),
         float(diff.max()), float(diff.mean()), order_dependent(backend, rows, scores),
-        batch_dependent(backend, rows, scores), dynamic_scheme, _most_different(reviews, reference, scores, top),
+        batch_dependent(backend, rows, scores), dynamic_scheme, _most_different(reviews, reference, scores, diff, top),
     )
     result.failures = judge(result, thresholds)
     return result, scores
@@ -145,5 +147,4 @@ def run_parity(
         log(f"scoring {len(rows)} reviews with {backend.name}")
         result, scores[backend.name] = evaluate(backend, precision, dynamic, rows, reviews, reference, thresholds)
         results.append(result)
-    ref_acc = float(np.mean((reference >= 0.5) == reviews.labels))
-    return ParityReport(len(rows), source, ref_acc, thresholds, results, scores)
+    return ParityReport(len(rows), source, accuracy(reference, reviews.labels), thresholds, results, scores)

@@ -70,7 +70,7 @@ def library_versions() -> dict[str, str]:
 
 
 VALIDATION_MODES = ("movies", "shuffled")
-MOVING_AVERAGE = "moving average"
+TRAINED, MOVING_AVERAGE = "trained", "moving average"  # the kinds of weights a checkpoint keeps
 
 
 def _review_number(review_id: str) -> int:
@@ -252,7 +252,7 @@ def _best_checkpoint_callback(x_val: np.ndarray, y_val: np.ndarray, checks_per_e
     class BestCheckpoint(keras.callbacks.Callback):
         def __init__(self) -> None:
             super().__init__()
-            self.best_acc, self.kept, self.kind, self.weights = -1.0, 0.0, "trained", None
+            self.best_acc, self.kept, self.kind, self.weights = -1.0, 0.0, TRAINED, None
             self.checks: list[dict] = []
             self._epoch = 0
             self._ema: list[np.ndarray] | None = None
@@ -273,9 +273,9 @@ def _best_checkpoint_callback(x_val: np.ndarray, y_val: np.ndarray, checks_per_e
 
         def _check(self, position: float, acc: float) -> None:
             check = {"epoch": round(position, 3), "val_accuracy": round(acc, 5)}
-            self._consider(acc, position, "trained", self.model.get_weights())
+            raw = self.model.get_weights()
+            self._consider(acc, position, TRAINED, raw)
             if self._ema is not None:
-                raw = self.model.get_weights()
                 self.model.set_weights(self._ema)
                 check["ema_val_accuracy"] = round(ema_acc := accuracy(self.model), 5)
                 self.model.set_weights(raw)

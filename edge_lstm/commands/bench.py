@@ -33,16 +33,15 @@ def bench_command(bundle_dir: Path, reviews: int, batch: int, only: tuple[str, .
       edge-lstm bench --only int8_tflite --only float_tflite --json
     """
     from edge_lstm import bench
-    from edge_lstm.bundle import BundleError, load_tokenizer
+    from edge_lstm.bundle import load_tokenizer
     from edge_lstm.samples import TEST_SAMPLE, read_sample
     from edge_lstm_device.files import atomic_write_bytes
-    from edge_lstm_device.model import BundleError as DeviceBundleError
-    from edge_lstm_device.model import read_manifest
+    from edge_lstm_device.model import BundleError, read_manifest
 
     try:
         manifest = read_manifest(bundle_dir)
         rows = load_tokenizer(bundle_dir).encode_batch(read_sample(TEST_SAMPLE).texts)
-    except (BundleError, DeviceBundleError) as err:
+    except BundleError as err:  # the host's bundle errors are a kind of the device's
         raise click.ClickException(str(err)) from err
     names = ([] if no_keras else [bench.KERAS]) + list(manifest["artifacts"])
     unknown = set(only) - set(names)

@@ -80,16 +80,15 @@ def parity_command(bundle_dir: Path, data: Path | None, limit: int | None, seed:
     quiet_tensorflow()
     from edge_lstm import report as report_files
     from edge_lstm.backends import KerasBackend
-    from edge_lstm.bundle import BundleError
     from edge_lstm.data import DataError
     from edge_lstm.parity import Thresholds, run_parity
-    from edge_lstm_device.model import BundleError as DeviceBundleError
+    from edge_lstm_device.model import BundleError
 
     thresholds = Thresholds(float_min_agreement, float_max_diff, int8_min_agreement, int8_max_accuracy_change)
     try:
         tokenizer, model, backends = _load(bundle_dir, only, threads)
         reviews, source = _reviews(data, limit, seed)
-    except (BundleError, DeviceBundleError, DataError) as err:
+    except (BundleError, DataError) as err:  # BundleError: the host's and the device's
         raise click.ClickException(str(err)) from err
     rows = tokenizer.encode_batch(reviews.texts)
     status(f"scoring {len(rows)} reviews with keras_float (reference)")

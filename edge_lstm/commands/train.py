@@ -9,6 +9,9 @@ import click
 from edge_lstm.bundle import DEFAULT_BUNDLE
 from edge_lstm.commands.common import JSON_OPTION, echo_json, is_terminal, status
 from edge_lstm.tf_setup import quiet_tensorflow
+from edge_lstm.training import VALIDATION_MODES, TrainConfig
+
+DEFAULTS = TrainConfig()  # the options' defaults are the config's
 
 
 def _download_progress(done: int, total: int) -> None:
@@ -23,28 +26,31 @@ def _download_progress(done: int, total: int) -> None:
                    "then download the official tarball.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               default=DEFAULT_BUNDLE, show_default=True, help="Bundle directory to write.")
-@click.option("--seed", type=int, default=42, show_default=True, help="Seed for shuffling, init and dropout.")
-@click.option("--epochs", type=click.IntRange(min=1), default=3, show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
-@click.option("--num-words", type=click.IntRange(min=4), default=10_000, show_default=True,
+@click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True,
+              help="Seed for shuffling, init and dropout.")
+@click.option("--epochs", type=click.IntRange(min=1), default=DEFAULTS.epochs, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULTS.batch_size, show_default=True)
+@click.option("--num-words", type=click.IntRange(min=4), default=DEFAULTS.num_words, show_default=True,
               help="Vocabulary size including the pad, start and out-of-vocabulary ids.")
-@click.option("--max-len", type=click.IntRange(min=1), default=200, show_default=True,
+@click.option("--max-len", type=click.IntRange(min=1), default=DEFAULTS.max_len, show_default=True,
               help="Tokens per review (pre-padded, pre-truncated).")
-@click.option("--embedding-dim", type=click.IntRange(min=1), default=128, show_default=True)
-@click.option("--lstm-units", type=click.IntRange(min=1), default=128, show_default=True)
-@click.option("--validation-split", type=click.FloatRange(0.01, 0.9), default=0.2, show_default=True)
-@click.option("--validation", "validation_mode", type=click.Choice(["movies", "shuffled"]), default="movies",
+@click.option("--embedding-dim", type=click.IntRange(min=1), default=DEFAULTS.embedding_dim, show_default=True)
+@click.option("--lstm-units", type=click.IntRange(min=1), default=DEFAULTS.lstm_units, show_default=True)
+@click.option("--validation-split", type=click.FloatRange(0.01, 0.9), default=DEFAULTS.validation_split,
+              show_default=True)
+@click.option("--validation", "validation_mode", type=click.Choice(VALIDATION_MODES), default=DEFAULTS.validation,
               show_default=True,
               help="Which reviews are held out: whole movies (like the test split) or a random share.")
-@click.option("--keep-best-epoch/--keep-last-epoch", default=True, show_default=True,
+@click.option("--keep-best-epoch/--keep-last-epoch", default=DEFAULTS.keep_best_epoch, show_default=True,
               help="Keep the weights of the epoch with the best validation accuracy, or the last.")
-@click.option("--checks-per-epoch", type=click.IntRange(min=1), default=4, show_default=True,
+@click.option("--checks-per-epoch", type=click.IntRange(min=1), default=DEFAULTS.checks_per_epoch, show_default=True,
               help="Validation checks per epoch; the best checkpoint's weights are kept.")
-@click.option("--ema-momentum", type=click.FloatRange(0, 1, max_open=True), default=0.99, show_default=True,
+@click.option("--ema-momentum", type=click.FloatRange(0, 1, max_open=True), default=DEFAULTS.ema_momentum,
+              show_default=True,
               help="Also validate a moving average of the weights (0 turns it off).")
-@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.5, show_default=True,
+@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=DEFAULTS.dropout, show_default=True,
               help="Dropout on the LSTM's inputs while training; the exported model is unchanged.")
-@click.option("--refit/--no-refit", default=False, show_default=True,
+@click.option("--refit/--no-refit", default=DEFAULTS.refit, show_default=True,
               help="After choosing the checkpoint, retrain on all reviews (validation ones too) up to it.")
 @click.option("--limit", type=click.IntRange(min=10), default=None,
               help="Train on a balanced subset of N training reviews (quick runs).")
@@ -68,7 +74,6 @@ def train_command(data: Path | None, out_dir: Path, seed: int, epochs: int, batc
         raise click.UsageError("--refit retrains up to the kept checkpoint; it needs --keep-best-epoch.")
     from edge_lstm.bundle import BundleError, ensure_writable
     from edge_lstm.data import DataError, load_imdb, resolve_source
-    from edge_lstm.training import TrainConfig
     from edge_lstm_device.files import file_sha256
 
     try:
