@@ -8,43 +8,60 @@ artifacts and manifest exactly as they were.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 import signal
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from edge_lstm import bundle, convert, manifest, quantize, validate
-from edge_lstm.backends import KerasBackend, open_artifact
+from edge_lstm import bundle, convert, lstm_loop, manifest, quantize, validate
+from edge_lstm.backends import KerasBackend, TFLiteBackend, open_artifact
 from edge_lstm.samples import TEST_SAMPLE, TRAIN_SAMPLE, read_sample
 from edge_lstm_device.files import atomic_write_json
 from edge_lstm_device.model import BundleError as DeviceBundleError
 from edge_lstm_device.model import read_manifest
+from edge_lstm_device.timing import time_calls
 from edge_lstm_device.tokenizer import Tokenizer
 
 STAGING_PREFIX = ".export-staging-"
 VALIDATION_REVIEWS = 64
+LATENCY_CALLS = 100  # per TFLite artifact, to order them for the device
+RANK_MARGIN = 1.25
+REPORT_FILE = "export_report.json"
 
 
 class ExportError(Exception):
     """The bundle cannot be exported (bad model, mismatched tokenizer, failed conversion...)."""
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Artifact:
     name: str  # key in the manifest
     file: str
     format: str  # "tflite" or "onnx"
     precision: str  # "float32" or "int8"
     scheme: str  # quantization scheme, "none" for float
+    lstm: str  # the LSTM as: "fused" (one TFLite op), "loop" (a WHILE loop of builtin ops), "onnx"
 
 
-@dataclass(frozen=True)
+# Every file an export may write: the only files it ever replaces or removes in a bundle.
+ALL_ARTIFACTS = (
+    Artifact("float_tflite", "model_float.tflite", "tflite", "float32", "none", "fused"),
+    Artifact("float_onnx", "model_float.onnx", "onnx", "float32", "none", "onnx"),
+    Artifact("int8_loop_tflite", "model_int8_loop.tflite", "tflite", "int8", "dynamic-range", "loop"),
+    Artifact("int8_tflite", "model_int8.tflite", "tflite", "int8", "full-integer", "fused"),
+    Artifact("int8_dynamic_tflite", "model_int8_dynamic.tflite", "tflite", "int8", "dynamic-range", "fused"),
+    Artifact("int8_onnx", "model_int8.onnx", "onnx", "int8", "dynamic", "onnx"),
+)
+EXPORT_FILES = frozenset({a.file for a in ALL_ARTIFACTS} | {bundle.MANIFEST_FILE, REPORT_FILE})
+
+
+@dataclasses.dataclass(frozen=True)
 class ExportOptions:
     int8: bool = True
     tflite_scheme: str = "both"  # "full-integer", "dynamic-range", or both (full-integer first)
@@ -54,17 +71,17 @@ class ExportOptions:
 
 
 def planned_artifacts(options: ExportOptions) -> list[Artifact]:
-    plan = [
-        Artifact("float_tflite", "model_float.tflite", "tflite", "float32", "none"),
-        Artifact("float_onnx", "model_float.onnx", "onnx", "float32", "none"),
-    ]
-    if options.int8:
-        first = "dynamic-range" if options.tflite_scheme == "dynamic-range" else "full-integer"
-        plan.append(Artifact("int8_tflite", "model_int8.tflite", "tflite", "int8", first))
-        if options.tflite_scheme == "both":
-            plan.append(Artifact("int8_dynamic_tflite", "model_int8_dynamic.tflite", "tflite", "int8", "dynamic-range"))
-        plan.append(Artifact("int8_onnx", "model_int8.onnx", "onnx", "int8", "dynamic"))
-    return plan
+    """Float TFLite and ONNX; with int8 also the loop-form dynamic-range TFLite, the fused TFLite
+    scheme(s) of ``options.tflite_scheme`` and int8 ONNX."""
+    by_name = {a.name: a for a in ALL_ARTIFACTS}
+    if not options.int8:
+        return [by_name["float_tflite"], by_name["float_onnx"]]
+    plan = [by_name[n] for n in ("float_tflite", "float_onnx", "int8_loop_tflite", "int8_tflite")]
+    if options.tflite_scheme == "dynamic-range":  # model_int8.tflite is then fused dynamic-range
+        plan[-1] = dataclasses.replace(plan[-1], scheme="dynamic-range")
+    if options.tflite_scheme == "both":
+        plan.append(by_name["int8_dynamic_tflite"])
+    return plan + [by_name["int8_onnx"]]
 
 
 def check_model(model: Any, tokenizer: Tokenizer) -> dict:
@@ -106,6 +123,8 @@ def _build(art: Artifact, model: Any, max_len: int, staging: Path, calibration: 
         return path
     if art.format == "onnx":
         data = convert.to_onnx_float(model, max_len)
+    elif art.lstm == "loop":
+        data = lstm_loop.to_tflite_loop(model, max_len, art.scheme, lambda: iter(calibration))
     elif art.precision == "float32":
         data = convert.to_tflite_float(model, max_len)
     else:
@@ -134,46 +153,78 @@ def _signals_held() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
-def _commit(bundle_dir: Path, staging: Path, files: list[str], new_manifest: dict) -> None:
-    """Rename the staged files into place, manifest last; drop artifacts the new manifest dropped."""
-    old_files: set[str] = set()
-    if (bundle_dir / bundle.MANIFEST_FILE).exists():
-        with contextlib.suppress(DeviceBundleError):  # an unreadable old manifest names no files
-            old_files = {e["file"] for e in read_manifest(bundle_dir).get("artifacts", {}).values()}
+def _commit(bundle_dir: Path, staging: Path, files: list[str], new_manifest: dict, report: dict) -> None:
+    """Rename the staged files into place, manifest last; remove artifacts of an earlier export
+    that this one did not write. Only files an export writes (``EXPORT_FILES``, plain names in
+    the bundle) are ever replaced or removed, whatever the old manifest says."""
     atomic_write_json(staging / bundle.MANIFEST_FILE, new_manifest)
+    atomic_write_json(staging / REPORT_FILE, report)
+    stale = [name for name in EXPORT_FILES - set(files) - {bundle.MANIFEST_FILE, REPORT_FILE}
+             if (bundle_dir / name).is_file() and not (bundle_dir / name).is_symlink()]
     with _signals_held():
         for name in files:
             os.replace(staging / name, bundle_dir / name)
+        os.replace(staging / REPORT_FILE, bundle_dir / REPORT_FILE)
         os.replace(staging / bundle.MANIFEST_FILE, bundle_dir / bundle.MANIFEST_FILE)
-        for stale in old_files - set(files):
-            (bundle_dir / stale).unlink(missing_ok=True)
+        for name in stale:
+            (bundle_dir / name).unlink(missing_ok=True)
 
 
 def _build_and_validate(art: Artifact, model: Any, max_len: int, staging: Path, calibration: np.ndarray,
                         calibration_origin: str, rows: np.ndarray, reference: np.ndarray, tools: dict,
-                        log: Callable[[str], None]) -> dict:
-    """Build one artifact in ``staging``, run it against the float model, describe it."""
-    log(f"building {art.name} ({art.scheme if art.precision == 'int8' else 'float'})")
+                        log: Callable[[str], None]) -> tuple[dict, dict]:
+    """Build one artifact in ``staging``, run it against the float model; returns its manifest
+    entry (reproducible) and its measurements (for the report)."""
+    log(f"building {art.name} ({art.lstm} LSTM, {art.scheme if art.precision == 'int8' else 'float'})")
     started = time.perf_counter()
     path = _build(art, model, max_len, staging, calibration)
     if art.format == "onnx":
         _check_onnx(path)
     tolerance = validate.INT8_TOLERANCE if art.precision == "int8" else validate.FLOAT_TOLERANCE
     backend = open_artifact(staging, art.name, {"file": art.file, "format": art.format})
+    measured = {"validation": validate.validate(backend, rows, reference, tolerance).to_dict()}
     entry = manifest.artifact_entry(path, art.format, art.precision, art.scheme, tools)
-    entry["validation"] = validate.validate(backend, rows, reference, tolerance).to_dict()
+    entry["lstm"] = art.lstm
+    if isinstance(backend, TFLiteBackend):
+        entry["verified_in"] = [manifest.runtime_id(backend.scorer.interpreter_dist)]
+        latency = time_calls(lambda i: backend.score(rows[i % len(rows)][None, :]), LATENCY_CALLS)
+        measured["latency_ms"] = latency.to_dict()
     if art.scheme == "full-integer":
         entry["calibration"] = calibration_origin
     log(f"  {art.file}: {path.stat().st_size / 1024:.0f} KiB in {time.perf_counter() - started:.1f} s")
-    return entry
+    return entry, measured
+
+
+def device_order(measured: dict[str, dict], previous: list[str]) -> list[str]:
+    """TFLite artifacts, fastest first (median latency at batch 1, one thread, measured here).
+    Starting from the ``previous`` order, a model moves ahead of another only when it is more
+    than ``RANK_MARGIN`` times faster, so a re-export on a similar machine writes the same order."""
+    latency = {name: m["latency_ms"]["median"] for name, m in measured.items() if "latency_ms" in m}
+    order = [n for n in previous if n in latency] + sorted(set(latency) - set(previous), key=latency.get)
+    swapped = True
+    while swapped:  # each swap removes one pair out of latency order: this ends
+        swapped = False
+        for i in range(len(order) - 1):
+            if latency[order[i]] > RANK_MARGIN * latency[order[i + 1]]:
+                order[i], order[i + 1], swapped = order[i + 1], order[i], True
+    return order
+
+
+def _previous_order(bundle_dir: Path) -> list[str]:
+    try:
+        order = read_manifest(bundle_dir).get("device_order", [])
+    except DeviceBundleError:
+        return []
+    return [n for n in order if isinstance(n, str)] if isinstance(order, list) else []
 
 
 def export_bundle(
     bundle_dir: Path, options: ExportOptions = ExportOptions(), log: Callable[[str], None] = print
 ) -> dict:
-    """Write the float (and with ``options.int8`` the int8) artifacts and manifest.json;
-    returns the manifest, each artifact carrying its validation result. The manifest depends only
-    on its inputs (no timestamps), so re-exporting the same model rewrites the same bytes."""
+    """Write the float (and with ``options.int8`` the int8) artifacts, manifest.json and
+    export_report.json; returns both documents. The manifest depends only on the model, the
+    tools and the speed ranking (no timings, no timestamps), so re-exporting the same model
+    rewrites the same bytes; what this machine measured goes to the report."""
     bundle.ensure_writable(bundle_dir)
     tokenizer = bundle.load_tokenizer(bundle_dir)
     model = bundle.load_model(bundle_dir)
@@ -187,15 +238,18 @@ def export_bundle(
         shutil.rmtree(leftover, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=bundle_dir))
     try:
-        entries = {art.name: _build_and_validate(art, model, config["max_len"], staging, calibration,
-                                                 calibration_origin, rows, reference, tools, log)
-                   for art in planned_artifacts(options)}
+        built = {art.name: _build_and_validate(art, model, config["max_len"], staging, calibration,
+                                               calibration_origin, rows, reference, tools, log)
+                 for art in planned_artifacts(options)}
+        entries = {name: entry for name, (entry, _) in built.items()}
+        measured = {name: m for name, (_, m) in built.items()}
         _add_size_ratios(entries)
-        default = "int8_tflite" if "int8_tflite" in entries else "float_tflite"
         result = manifest.build_manifest(bundle_dir / bundle.MODEL_FILE, bundle_dir / bundle.TOKENIZER_FILE,
-                                         tokenizer, config, entries, default)
-        _commit(bundle_dir, staging, [e["file"] for e in entries.values()], result)
-        return result
+                                         tokenizer, config, entries,
+                                         device_order(measured, _previous_order(bundle_dir)))
+        report = manifest.export_report(measured, VALIDATION_REVIEWS, LATENCY_CALLS)
+        _commit(bundle_dir, staging, [e["file"] for e in entries.values()], result, report)
+        return {"manifest": result, "report": report}
     except (convert.ConversionError, validate.ValidationError) as err:
         raise ExportError(str(err)) from err
     finally:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import platform
 from pathlib import Path
 from typing import Any
 
 from edge_lstm_device.files import file_sha256
-from edge_lstm_device.interpreter import make_interpreter
+from edge_lstm_device.interpreter import interpreter_version, make_interpreter
 from edge_lstm_device.model import MANIFEST_FORMAT
 from edge_lstm_device.tokenizer import Tokenizer
+
+
+STATEFUL_OPS = frozenset({"UNIDIRECTIONAL_SEQUENCE_LSTM", "VAR_HANDLE", "ASSIGN_VARIABLE"})
 
 
 def file_entry(path: Path) -> dict:
@@ -30,11 +34,13 @@ def describe_tflite(path: Path) -> dict:
         info["quantization"] = {"scale": float(scale), "zero_point": int(zero_point)} if scale else None
         return info
 
+    operators = sorted({op["op_name"] for op in interpreter._get_ops_details()})
     return {
         "inputs": [tensor(d) for d in interpreter.get_input_details()],
         "outputs": [tensor(d) for d in interpreter.get_output_details()],
-        "operators": sorted({op["op_name"] for op in interpreter._get_ops_details()}),
-        "stateful": True,  # the fused LSTM keeps state across invoke(): reset per review
+        "operators": operators,
+        # the fused LSTM keeps its state across invoke(): reset per review
+        "stateful": bool(STATEFUL_OPS.intersection(operators)),
     }
 
 
@@ -73,13 +79,32 @@ def tool_versions() -> dict[str, str]:
     return {"python": platform.python_version(), **{n: version(n) for n in names}}
 
 
+def runtime_id(interpreter_dist: str) -> dict[str, str]:
+    """The interpreter, its version and the CPU a file was loaded and run in."""
+    return {"interpreter": interpreter_dist, "version": interpreter_version(interpreter_dist),
+            "machine": platform.machine()}
+
+
 def build_manifest(source_model: Path, tokenizer_path: Path, tokenizer: Tokenizer,
-                   model_config: dict, artifacts: dict[str, dict], device_default: str) -> dict:
+                   model_config: dict, artifacts: dict[str, dict], device_order: list[str]) -> dict:
+    """``device_order``: TFLite artifacts, fastest first; the device runs the first it can load
+    (``device_default``, the first, is kept for older device runtimes)."""
     return {
         "format_version": MANIFEST_FORMAT,
         "source_model": file_entry(source_model),
         "tokenizer": {**file_entry(tokenizer_path), "settings": tokenizer.settings()},
         "model": model_config,
-        "device_default": device_default,
+        "device_default": device_order[0],
+        "device_order": device_order,
         "artifacts": artifacts,
+    }
+
+
+def export_report(measured: dict[str, dict], validation_reviews: int, latency_calls: int) -> dict:
+    """What this machine measured during export (machine-dependent, so not in the manifest)."""
+    return {
+        "machine": {"cpu": platform.machine(), "python": platform.python_version(), "cores": os.cpu_count()},
+        "validation": f"{validation_reviews} shipped test reviews against the float Keras model",
+        "latency": f"batch 1, one thread, {latency_calls} reviews after warm-up",
+        "artifacts": measured,
     }

@@ -36,7 +36,7 @@ def sample_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[st
 def host_scores(sample_file: tuple[Path, list[str]]) -> dict[str, np.ndarray]:
     _, texts = sample_file
     return {name: np.array([p.probability for p in SentimentModel.load(model=name).predict_batch(texts)])
-            for name in ("int8_tflite", "int8_dynamic_tflite")}
+            for name in ("int8_loop_tflite", "int8_tflite", "int8_dynamic_tflite")}
 
 
 def _device_scores(py: ForeignPython, flavour: str, model: str, file: Path, limit: int | None) -> np.ndarray:
@@ -62,7 +62,7 @@ def _environment(where: str, flavour: str) -> ForeignPython:
 @pytest.mark.venv
 @pytest.mark.parametrize("where", ["x86", pytest.param("arm", marks=pytest.mark.arm)])
 @pytest.mark.parametrize("flavour", ["tflite-runtime", "litert"])
-@pytest.mark.parametrize("model", ["int8_tflite", "int8_dynamic_tflite"])
+@pytest.mark.parametrize("model", ["int8_loop_tflite", "int8_tflite", "int8_dynamic_tflite"])
 def test_device_scores_equal_the_host(where: str, flavour: str, model: str, sample_file, host_scores) -> None:
     py = _environment(where, flavour)
     check_no_tensorflow(py)
@@ -88,6 +88,6 @@ def test_pip_install_device_alone_then_predict(tmp_path: Path) -> None:
     out = subprocess.run(["edge-lstm-device", "predict", "--json", "What a wonderful film"], env=env, cwd=tmp_path,
                          capture_output=True, text=True, check=True)
     record = json.loads(out.stdout)
-    assert record["label"] == "positive" and record["model"] == "int8_tflite"
+    assert record["label"] == "positive" and record["model"] == "int8_loop_tflite"
     tf = subprocess.run([str(venv / "bin" / "python"), "-c", "import tensorflow"], capture_output=True)
     assert tf.returncode != 0

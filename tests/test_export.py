@@ -18,7 +18,7 @@ from edge_lstm_device.tokenizer import Tokenizer
 from tests.conftest import BUNDLE
 
 pytestmark = pytest.mark.slow
-ARTIFACTS = {"float_tflite", "int8_tflite", "int8_dynamic_tflite", "float_onnx", "int8_onnx"}
+ARTIFACTS = {"float_tflite", "int8_loop_tflite", "int8_tflite", "int8_dynamic_tflite", "float_onnx", "int8_onnx"}
 
 
 def _manifest(b: Path) -> dict:
@@ -55,6 +55,26 @@ def test_tflite_uses_the_fused_lstm_and_builtin_ops_only(small_bundle: Path) -> 
     assert arts["int8_dynamic_tflite"]["quantization"] == "dynamic-range"
 
 
+def test_loop_form_is_a_stateless_while_loop_of_builtin_ops(small_bundle: Path) -> None:
+    entry = _manifest(small_bundle)["artifacts"]["int8_loop_tflite"]
+    assert entry["lstm"] == "loop" and entry["quantization"] == "dynamic-range" and not entry["stateful"]
+    assert "WHILE" in entry["operators"] and "UNIDIRECTIONAL_SEQUENCE_LSTM" not in entry["operators"]
+    assert not any(op.startswith("Flex") or op == "CUSTOM" for op in entry["operators"])
+    assert entry["inputs"][0]["shape"] == [1, 200] and entry["outputs"][0]["dtype"] == "float32"
+
+
+def test_device_order_ranks_every_tflite_artifact_by_the_reports_latency(small_bundle: Path) -> None:
+    manifest = _manifest(small_bundle)
+    report = json.loads((small_bundle / exporter.REPORT_FILE).read_text())["artifacts"]
+    tflite = {n for n, e in manifest["artifacts"].items() if e["format"] == "tflite"}
+    order = manifest["device_order"]
+    assert set(order) == tflite and manifest["device_default"] == order[0]
+    medians = [report[name]["latency_ms"]["median"] for name in order]
+    assert medians == sorted(medians)
+    for name in tflite:
+        assert manifest["artifacts"][name]["verified_in"][0]["interpreter"] == "ai-edge-litert"
+
+
 def test_onnx_has_an_lstm_node_dynamic_batch_and_passes_the_checker(small_bundle: Path) -> None:
     import onnx
 
@@ -68,22 +88,25 @@ def test_onnx_has_an_lstm_node_dynamic_batch_and_passes_the_checker(small_bundle
 
 def test_int8_artifacts_are_at_most_26_percent_of_float(small_bundle: Path) -> None:
     arts = _manifest(small_bundle)["artifacts"]
-    for name in ("int8_tflite", "int8_dynamic_tflite", "int8_onnx"):
+    for name in ("int8_loop_tflite", "int8_tflite", "int8_dynamic_tflite", "int8_onnx"):
         twin = arts["float_" + arts[name]["format"]]
         assert arts[name]["bytes"] <= 0.26 * twin["bytes"], name
 
 
-def test_export_validated_every_artifact(small_bundle: Path) -> None:
-    for entry in _manifest(small_bundle)["artifacts"].values():
-        assert entry["validation"]["reviews"] == exporter.VALIDATION_REVIEWS
-    float_check = _manifest(small_bundle)["artifacts"]["float_tflite"]["validation"]
+def test_export_validated_every_artifact_and_reports_it_beside_the_manifest(small_bundle: Path) -> None:
+    report = json.loads((small_bundle / exporter.REPORT_FILE).read_text())["artifacts"]
+    assert set(report) == ARTIFACTS
+    for measured in report.values():
+        assert measured["validation"]["reviews"] == exporter.VALIDATION_REVIEWS
+    float_check = report["float_tflite"]["validation"]
     assert float_check["max_abs_diff"] < 1e-4 and float_check["label_agreement"] == 1.0
+    assert "validation" not in _manifest(small_bundle)["artifacts"]["float_tflite"]  # machine-dependent
 
 
 def test_scores_do_not_depend_on_the_review_before(small_bundle: Path) -> None:
     texts = read_sample(TEST_SAMPLE).texts
     rows = Tokenizer.load(small_bundle / "tokenizer.json").encode_batch([texts[0], texts[1]])
-    for file in ("model_float.tflite", "model_int8.tflite"):
+    for file in ("model_float.tflite", "model_int8.tflite", "model_int8_loop.tflite"):
         scorer = TFLiteScorer((small_bundle / file).read_bytes())
         b_alone = scorer.score(rows[1:])[0]
         a_then_b = scorer.score(rows)
@@ -140,6 +163,21 @@ def test_float_only_export_drops_int8_files(bundle_copy: Path) -> None:
     export_bundle(bundle_copy, ExportOptions(int8=False), log=lambda _: None)
     assert set(_manifest(bundle_copy)["artifacts"]) == {"float_tflite", "float_onnx"}
     assert not (bundle_copy / "model_int8.tflite").exists()
+
+
+def test_export_removes_only_its_own_files_whatever_the_old_manifest_says(bundle_copy: Path, tmp_path: Path) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    manifest = _manifest(bundle_copy)
+    for i, name in enumerate([str(victim), "../victim.txt", "model.h5", "tokenizer.json", "metrics.json"]):
+        manifest["artifacts"][f"evil_{i}"] = {"file": name, "format": "tflite"}
+    (bundle_copy / "manifest.json").write_text(json.dumps(manifest))
+    (bundle_copy / "notes.txt").write_text("mine")
+    export_bundle(bundle_copy, ExportOptions(int8=False), log=lambda _: None)
+    assert victim.read_text() == "keep me" and (bundle_copy / "notes.txt").read_text() == "mine"
+    for name in ("model.h5", "tokenizer.json", "metrics.json"):
+        assert (bundle_copy / name).exists(), name
+    assert not (bundle_copy / "model_int8_loop.tflite").exists()  # an export's own stale file
 
 
 def test_tokenizer_that_does_not_match_the_model(bundle_copy: Path) -> None:

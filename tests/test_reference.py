@@ -14,9 +14,9 @@ def test_manifest_pins_the_shipped_model_and_tokenizer() -> None:
     manifest = json.loads((BUNDLE / "manifest.json").read_text())
     assert manifest["source_model"]["sha256"] == file_sha256(BUNDLE / "model.h5")
     assert manifest["tokenizer"]["sha256"] == file_sha256(BUNDLE / "tokenizer.json")
-    for name in ("int8_tflite", "int8_dynamic_tflite"):
+    for name in ("int8_loop_tflite", "int8_tflite", "int8_dynamic_tflite"):
         assert manifest["artifacts"][name]["sha256"] == file_sha256(BUNDLE / manifest["artifacts"][name]["file"])
-    assert manifest["device_default"] == "int8_tflite"
+    assert manifest["device_order"][0] == manifest["device_default"] == "int8_loop_tflite"
 
 
 def test_reference_was_trained_with_the_defaults_on_all_reviews() -> None:

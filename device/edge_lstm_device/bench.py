@@ -1,8 +1,11 @@
-"""``edge-lstm-device bench``: start-up to first prediction, peak memory, per-review latency.
+"""``edge-lstm-device bench``: rank the bundle's models on this CPU and interpreter.
 
-Start-up and memory are measured on fresh processes (``python -m edge_lstm_device predict``),
-latency in this process after a warm-up. The LSTM always reads ``max_len`` steps, so latency does
-not depend on the review's text.
+Per model: start-up to first prediction and peak memory (fresh processes running
+``python -m edge_lstm_device predict``), latency per review in this process after a warm-up.
+The LSTM always reads ``max_len`` steps, so latency does not depend on the review's text. Then
+reviews/s of the default model with one and with N parallel interpreters. The export ranked the
+models on its own machine; an ARM CPU may rank them differently, so the table ends with the
+command that makes the fastest model here the default.
 """
 
 from __future__ import annotations
@@ -10,16 +13,22 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import statistics
 import subprocess
 import sys
 import time
 
-from edge_lstm_device.model import REFERENCE_BUNDLE, SentimentModel, read_manifest, tflite_models
+from edge_lstm_device.interpreter import interpreter_class, interpreter_version
+from edge_lstm_device.model import REFERENCE_BUNDLE, BundleError, SentimentModel, device_order, read_manifest
+from edge_lstm_device.pool import ModelPool, default_workers
+from edge_lstm_device.timing import time_calls
 
 STARTUP_BUDGET_S = 0.35
 MEMORY_BUDGET_MB = 50.0
 RUNS = 5
+THROUGHPUT_REVIEWS = 400
+MODEL_ENV = "EDGE_LSTM_MODEL"
 TEXT = "What a wonderful film, the cast was great and the story moved me."
 
 
@@ -49,39 +58,75 @@ def startup_and_memory(args: argparse.Namespace, model: str) -> tuple[float, flo
 def latency_ms(args: argparse.Namespace, model: str) -> dict:
     loaded = SentimentModel.load(args.bundle, model, 1, args.interpreter)
     rows = loaded.tokenizer.encode_batch([TEXT])
-    for _ in range(10):
-        loaded.scorer.score(rows)
-    samples = []
-    for _ in range(args.reviews):
+    return time_calls(lambda _: loaded.scorer.score(rows), args.reviews).to_dict()
+
+
+def throughput(args: argparse.Namespace, model: str, workers: int) -> float:
+    """Reviews per second through ``predict_batch`` (tokenizing included) with ``workers``."""
+    with ModelPool.load(args.bundle, model, workers, 1, args.interpreter) as pool:
+        texts = [f"{TEXT} Review number {i}." for i in range(THROUGHPUT_REVIEWS)]
+        pool.predict_batch(texts[: 4 * workers])  # warm-up
         start = time.perf_counter()
-        loaded.scorer.score(rows)
-        samples.append((time.perf_counter() - start) * 1000)
-    samples.sort()
-    pick = lambda q: samples[min(len(samples) - 1, int(q * len(samples)))]  # noqa: E731
-    return {"median": round(statistics.median(samples), 3), "p90": round(pick(0.9), 3), "p99": round(pick(0.99), 3)}
+        pool.predict_batch(texts)
+        return len(texts) / (time.perf_counter() - start)
+
+
+def measure(args: argparse.Namespace, manifest: dict, name: str) -> dict:
+    """Every figure for one model; a model the interpreter refuses is reported, not fatal."""
+    try:
+        latency = latency_ms(args, name)
+    except BundleError as err:
+        return {"model": name, "bytes": manifest["artifacts"][name]["bytes"], "error": str(err)}
+    startup, peak = startup_and_memory(args, name)
+    return {"model": name, "bytes": manifest["artifacts"][name]["bytes"],
+            "startup_s": round(startup, 3), "peak_rss_mb": round(peak, 1), "latency_ms": latency,
+            "startup_ok": startup <= STARTUP_BUDGET_S, "memory_ok": peak <= MEMORY_BUDGET_MB}
 
 
 def run_bench(args: argparse.Namespace) -> int:
     bundle = args.bundle or REFERENCE_BUNDLE
     manifest = read_manifest(bundle)
-    models = [args.model] if args.model else tflite_models(manifest, bundle)
-    rows = []
-    for name in models:
-        startup, peak = startup_and_memory(args, name)
-        rows.append({"model": name, "bytes": manifest["artifacts"][name]["bytes"],
-                     "startup_s": round(startup, 3), "peak_rss_mb": round(peak, 1),
-                     "latency_ms": latency_ms(args, name),
-                     "startup_ok": startup <= STARTUP_BUDGET_S, "memory_ok": peak <= MEMORY_BUDGET_MB})
+    models = [args.model] if args.model else device_order(manifest, bundle)
+    rows = sorted((measure(args, manifest, name) for name in models),
+                  key=lambda r: r["latency_ms"]["median"] if "latency_ms" in r else float("inf"))
+    timed = [r for r in rows if "latency_ms" in r]
+    default = SentimentModel.load(args.bundle, args.model, 1, args.interpreter).name
+    workers = args.workers or default_workers()
+    scaling = {"model": default, "workers": workers, "reviews_per_s_1": round(throughput(args, default, 1), 1),
+               "reviews_per_s_n": round(throughput(args, default, workers), 1)}
+    scaling["speedup"] = round(scaling["reviews_per_s_n"] / scaling["reviews_per_s_1"], 2)
     report = {"threads": 1, "budgets": {"startup_s": STARTUP_BUDGET_S, "peak_rss_mb": MEMORY_BUDGET_MB},
-              "python": sys.version.split()[0], "models": rows}
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        print(f"{'model':<22}{'KiB':>7}{'start s':>9}{'RSS MB':>8}{'p50 ms':>8}{'p90 ms':>8}{'p99 ms':>8}  budgets")
-        for r in rows:
-            lat = r["latency_ms"]
-            verdict = "ok" if r["startup_ok"] and r["memory_ok"] else "MISSED"
-            print(f"{r['model']:<22}{r['bytes'] / 1024:>7.0f}{r['startup_s']:>9.3f}{r['peak_rss_mb']:>8.1f}"
-                  f"{lat['median']:>8.2f}{lat['p90']:>8.2f}{lat['p99']:>8.2f}  {verdict}")
-        print(f"budgets: start-up to first prediction <= {STARTUP_BUDGET_S} s, peak RSS <= {MEMORY_BUDGET_MB} MB (one thread)")
-    return 0 if all(r["startup_ok"] and r["memory_ok"] for r in rows) else 3
+              "python": sys.version.split()[0], "machine": platform.machine(), "interpreter": _interpreter(args),
+              "models": rows, "default": default, "fastest_here": timed[0]["model"] if timed else None,
+              "workers": scaling}
+    print(json.dumps(report, indent=2) if args.json else _table(report))
+    return 0 if timed and all(r["startup_ok"] and r["memory_ok"] for r in timed) else 3
+
+
+def _interpreter(args: argparse.Namespace) -> str:
+    _, dist = interpreter_class(args.interpreter)
+    return f"{dist} {interpreter_version(dist)}"
+
+
+def _table(report: dict) -> str:
+    lines = [f"{report['interpreter']} on {report['machine']}, Python {report['python']}, one thread per interpreter",
+             f"{'rank':<5}{'model':<22}{'KiB':>7}{'start s':>9}{'RSS MB':>8}{'p50 ms':>8}{'p90 ms':>8}{'p99 ms':>8}  budgets"]
+    for rank, r in enumerate(report["models"], start=1):
+        if "error" in r:
+            lines.append(f"{'-':<5}{r['model']:<22}{r['bytes'] / 1024:>7.0f}  cannot load here: {r['error'][:80]}")
+            continue
+        lat = r["latency_ms"]
+        verdict = "ok" if r["startup_ok"] and r["memory_ok"] else "MISSED"
+        lines.append(f"{rank:<5}{r['model']:<22}{r['bytes'] / 1024:>7.0f}{r['startup_s']:>9.3f}{r['peak_rss_mb']:>8.1f}"
+                     f"{lat['median']:>8.2f}{lat['p90']:>8.2f}{lat['p99']:>8.2f}  {verdict}")
+    w = report["workers"]
+    lines += [f"budgets: start-up to first prediction <= {STARTUP_BUDGET_S} s, peak RSS <= {MEMORY_BUDGET_MB} MB",
+              f"{w['model']}: {w['reviews_per_s_1']:.0f} reviews/s with 1 worker, {w['reviews_per_s_n']:.0f} with "
+              f"{w['workers']} ({w['speedup']:.2f}x)"]
+    fastest = report["fastest_here"]
+    if fastest and fastest != report["default"]:
+        lines.append(f"fastest here: {fastest}, the default is {report['default']}; to make it the default: "
+                     f"export {MODEL_ENV}={fastest}   (or Environment={MODEL_ENV}={fastest} in a systemd unit)")
+    elif fastest:
+        lines.append(f"fastest here: {fastest}, already the default")
+    return "\n".join(lines)

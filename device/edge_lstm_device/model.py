@@ -70,11 +70,30 @@ def tflite_models(manifest: dict, bundle_dir: Path | None = None) -> list[str]:
     ]
 
 
+def device_order(manifest: dict, bundle_dir: Path | None = None) -> list[str]:
+    """The bundle's TFLite models, fastest first as the export measured them (older manifests
+    name only ``device_default``; models it did not rank follow in manifest order)."""
+    available = tflite_models(manifest, bundle_dir)
+    ranked = manifest.get("device_order") or [manifest.get("device_default")]
+    return [n for n in ranked if n in available] + [n for n in available if n not in ranked]
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """Which model runs and why; ``skipped`` says why faster ones do not."""
+
+    name: str
+    reason: str
+    skipped: dict[str, str]
+
+
 class SentimentModel:
     """Review text in, :class:`Prediction` out. Thread-safe; the LSTM state is reset per review."""
 
-    def __init__(self, tokenizer: Tokenizer, scorer: TFLiteScorer, name: str, manifest: dict) -> None:
+    def __init__(self, tokenizer: Tokenizer, scorer: TFLiteScorer, name: str, manifest: dict,
+                 choice: ModelChoice | None = None) -> None:
         self.tokenizer, self.scorer, self.name, self.manifest = tokenizer, scorer, name, manifest
+        self.choice = choice or ModelChoice(name, "asked for", {})
 
     @classmethod
     def load(
@@ -84,28 +103,48 @@ class SentimentModel:
         threads: int = 1,
         interpreter: str | None = None,
     ) -> SentimentModel:
-        """Load ``model`` (a TFLite artifact name from the manifest) of a bundle; default: the
-        bundle's device default, from the reference bundle shipped with this package."""
+        """Load ``model`` (a TFLite artifact name from the manifest) of a bundle (default: the
+        reference bundle shipped with this package). Without ``model``: the fastest model of the
+        manifest's ``device_order`` that the installed interpreter can load."""
         bundle_dir = Path(bundle_dir) if bundle_dir else REFERENCE_BUNDLE
         manifest = read_manifest(bundle_dir)
-        name = model or manifest.get("device_default") or "int8_tflite"
-        available = tflite_models(manifest, bundle_dir)
-        if name not in available:
-            raise BundleError(f"no TFLite model {name!r} in {bundle_dir} (available: {', '.join(available) or 'none'})")
         tokenizer = _load_tokenizer(bundle_dir, manifest)
-        try:
-            scorer = TFLiteScorer(read_verified(bundle_dir, manifest["artifacts"][name]), threads, interpreter)
-        except ValueError as err:  # ModelShapeError, or the interpreter refusing the file
-            raise BundleError(f"{name}: cannot load: {err}") from err
-        if scorer.max_len != tokenizer.max_len:
-            raise BundleError(f"{name} reads {scorer.max_len} tokens but the tokenizer writes {tokenizer.max_len}")
-        return cls(tokenizer, scorer, name, manifest)
+        available = tflite_models(manifest, bundle_dir)
+        if model is not None and model not in available:
+            raise BundleError(f"no TFLite model {model!r} in {bundle_dir} (available: {', '.join(available) or 'none'})")
+        candidates = [model] if model else device_order(manifest, bundle_dir)
+        skipped: dict[str, str] = {}
+        for name in candidates:
+            try:
+                scorer = _load_scorer(bundle_dir, manifest, name, threads, interpreter)
+            except ModelLoadError as err:
+                if model:
+                    raise BundleError(f"{name}: cannot load: {err}") from err
+                skipped[name] = str(err)
+                continue
+            if scorer.max_len != tokenizer.max_len:
+                raise BundleError(f"{name} reads {scorer.max_len} tokens but the tokenizer writes {tokenizer.max_len}")
+            reason = "asked for" if model else (
+                "the fastest model in the export's measurements" if not skipped else
+                "the fastest model this interpreter can load")
+            return cls(tokenizer, scorer, name, manifest, ModelChoice(name, reason, skipped))
+        details = "; ".join(f"{n}: {why}" for n, why in skipped.items()) or "the bundle has no TFLite model"
+        raise BundleError(f"no model of {bundle_dir} loads in this interpreter ({details})")
+
+    def replica(self) -> SentimentModel:
+        """The same model in a new interpreter (for scoring in parallel threads)."""
+        scorer = TFLiteScorer(self.scorer.model_content, self.scorer.threads, self.scorer.interpreter_dist)
+        return SentimentModel(self.tokenizer, scorer, self.name, self.manifest, self.choice)
 
     def predict(self, text: str) -> Prediction:
         return self.predict_batch([text])[0]
 
     def predict_batch(self, texts: Sequence[str]) -> list[Prediction]:
-        ids = [self.tokenizer.ids(text) for text in texts]
+        """Predictions in order; ``ReviewTooLongError`` if a review is over the length limits."""
+        return self.predict_ids([self.tokenizer.ids(text) for text in texts])
+
+    def predict_ids(self, ids: Sequence[Sequence[int]]) -> list[Prediction]:
+        """Predictions for reviews already turned into ids by ``self.tokenizer.ids``."""
         probabilities = self.scorer.score(self.tokenizer.pad(ids))
         return [self._prediction(len(row), float(p)) for row, p in zip(ids, probabilities)]
 
@@ -113,6 +152,19 @@ class SentimentModel:
         label = "positive" if p >= 0.5 else "negative"
         truncated = n_ids > self.tokenizer.max_len
         return Prediction(label, round(p, 6), round(max(p, 1 - p), 6), n_ids - 1, truncated)
+
+
+class ModelLoadError(ValueError):
+    """The interpreter refused a model file that matches its manifest (e.g. an op version it
+    does not know): another model of the bundle may still load."""
+
+
+def _load_scorer(bundle_dir: Path, manifest: dict, name: str, threads: int, interpreter: str | None) -> TFLiteScorer:
+    content = read_verified(bundle_dir, manifest["artifacts"][name])
+    try:
+        return TFLiteScorer(content, threads, interpreter)
+    except (ValueError, RuntimeError) as err:  # ModelShapeError, or the interpreter refusing the file
+        raise ModelLoadError(" ".join(str(err).split())[:300]) from err
 
 
 def _load_tokenizer(bundle_dir: Path, manifest: dict) -> Tokenizer:

@@ -24,6 +24,7 @@ class TFLiteScorer:
 
     def __init__(self, model_content: bytes, threads: int = 1, prefer: str | None = None) -> None:
         cls, self.interpreter_dist = interpreter_class(prefer)
+        self.model_content, self.threads = model_content, threads
         self.interpreter: Any = cls(model_content=model_content, num_threads=threads)
         self.interpreter.allocate_tensors()
         self._input = self.interpreter.get_input_details()[0]

@@ -12,13 +12,16 @@ from edge_lstm.tf_setup import quiet_tensorflow
 
 
 def _summary(result: dict, seconds: float) -> str:
-    lines = [f"{'artifact':<22}{'file':<28}{'KiB':>8}{'ratio':>7}{'labels':>8}{'max|Δp|':>10}"]
-    for name, entry in result["artifacts"].items():
-        check = entry["validation"]
+    manifest, measured = result["manifest"], result["report"]["artifacts"]
+    lines = [f"{'artifact':<22}{'file':<28}{'KiB':>7}{'ratio':>7}{'labels':>8}{'max|Δp|':>9}{'p50 ms':>8}"]
+    for name, entry in manifest["artifacts"].items():
+        check, latency = measured[name]["validation"], measured[name].get("latency_ms")
         ratio = f"{entry['size_ratio_to_float']:.2f}" if "size_ratio_to_float" in entry else "-"
-        lines.append(f"{name:<22}{entry['file']:<28}{entry['bytes'] / 1024:>8.0f}{ratio:>7}"
-                     f"{check['label_agreement']:>8.1%}{check['max_abs_diff']:>10.2g}")
-    lines.append(f"manifest.json written; export took {seconds:.0f} s "
+        lines.append(f"{name:<22}{entry['file']:<28}{entry['bytes'] / 1024:>7.0f}{ratio:>7}"
+                     f"{check['label_agreement']:>8.1%}{check['max_abs_diff']:>9.2g}"
+                     f"{latency['median'] if latency else '-':>8}")
+    lines.append(f"device order (fastest TFLite first): {', '.join(manifest['device_order'])}")
+    lines.append(f"manifest.json and export_report.json written; export took {seconds:.0f} s "
                  f"(agreement with the float model on {check['reviews']} shipped reviews)")
     return "\n".join(lines)
 

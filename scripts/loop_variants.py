@@ -1,0 +1,134 @@
+"""Compare TFLite forms of the reference LSTM; rewrites docs/loop_variants.md.
+
+    python3 scripts/loop_variants.py ../shared/data/aclImdb_train_test.tar.gz [--limit 5000]
+
+Per variant: file size, memory the interpreter allocates, latency at batch 1 on one thread
+(alone, and while a second process runs the same model), and agreement with the float Keras
+model on a balanced subset of the IMDB test split.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from edge_lstm.tf_setup import quiet_tensorflow  # noqa: E402
+
+VARIANTS = [  # (name, lstm form, scheme, steps per loop iteration)
+    ("fused float", "fused", "float", None),
+    ("fused full-integer int8", "fused", "full-integer", None),
+    ("fused dynamic-range int8", "fused", "dynamic-range", None),
+    ("loop dynamic-range, per-tensor, 8 steps/iteration (shipped)", "loop", "dynamic-range", 8),
+    ("loop dynamic-range, per-tensor, 1 step/iteration", "loop", "dynamic-range", 1),
+    ("loop dynamic-range, per-tensor, 4 steps/iteration", "loop", "dynamic-range", 4),
+    ("loop dynamic-range, per-tensor, 20 steps/iteration", "loop", "dynamic-range", 20),
+    ("fully unrolled dynamic-range, per-tensor (no loop)", "loop", "dynamic-range", 200),
+    ("loop dynamic-range, per-channel, 8 steps/iteration", "loop", "dynamic-range-per-channel", 8),
+    ("loop full-integer int8 (int8 activations), 8 steps/iteration", "loop", "full-integer", 8),
+    ("loop float, 8 steps/iteration", "loop", "float", 8),
+]
+CALLS = 300
+
+
+def _build(model, form: str, scheme: str, steps: int | None, calibration: np.ndarray) -> bytes:
+    from edge_lstm import convert, lstm_loop, quantize
+
+    if form == "loop":
+        return lstm_loop.to_tflite_loop(model, 200, scheme, lambda: iter(calibration), steps)
+    if scheme == "float":
+        return convert.to_tflite_float(model, 200)
+    return quantize.to_tflite_int8(model, 200, scheme, lambda: iter(calibration))
+
+
+def _spin(content: bytes, row: np.ndarray, stop) -> None:
+    from edge_lstm_device.runtime import TFLiteScorer
+
+    scorer = TFLiteScorer(content)
+    while not stop.is_set():
+        scorer.score(row)
+
+
+def _latency(content: bytes, rows: np.ndarray, contended: bool) -> float:
+    from edge_lstm_device.runtime import TFLiteScorer
+    from edge_lstm_device.timing import time_calls
+
+    scorer = TFLiteScorer(content)
+    context = multiprocessing.get_context("spawn")
+    stop = context.Event()
+    other = context.Process(target=_spin, args=(content, rows[:1], stop)) if contended else None
+    if other:
+        other.start()
+        time.sleep(2)
+    try:
+        return time_calls(lambda i: scorer.score(rows[i % len(rows)][None, :]), CALLS).median
+    finally:
+        if other:
+            stop.set()
+            other.join()
+
+
+def _allocated_mb(content: bytes) -> float:
+    from edge_lstm_device.runtime import TFLiteScorer
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    TFLiteScorer(content)
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+
+
+def measure(content: bytes, rows: np.ndarray, labels: np.ndarray, reference: np.ndarray) -> dict:
+    from edge_lstm_device.runtime import TFLiteScorer
+
+    scores = TFLiteScorer(content).score(rows)
+    agree = float(np.mean((scores >= 0.5) == (reference >= 0.5)))
+    change = float(np.mean((scores >= 0.5) == labels) - np.mean((reference >= 0.5) == labels))
+    return {"kib": len(content) / 1024, "alloc_mb": _allocated_mb(content),
+            "alone_ms": _latency(content, rows, False), "contended_ms": _latency(content, rows, True),
+            "agreement": agree, "accuracy_change": change, "max_diff": float(np.max(np.abs(scores - reference)))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("data", type=Path, help="IMDB .tar.gz or folder")
+    parser.add_argument("--bundle", type=Path, default=ROOT / "export")
+    parser.add_argument("--limit", type=int, default=5000, help="balanced test reviews (default: 5000)")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "loop_variants.md")
+    args = parser.parse_args()
+    quiet_tensorflow()
+    from edge_lstm import bundle
+    from edge_lstm.convert import ConversionError
+    from edge_lstm.data import load_imdb
+    from edge_lstm.samples import TRAIN_SAMPLE, read_sample
+
+    model, tokenizer = bundle.load_model(args.bundle), bundle.load_tokenizer(args.bundle)
+    test = load_imdb(args.data, ("test",))["test"].balanced(args.limit, 0)
+    rows = tokenizer.encode_batch(test.texts)
+    reference = model.predict(rows, batch_size=256, verbose=0).reshape(-1)
+    calibration = tokenizer.encode_batch(read_sample(TRAIN_SAMPLE).balanced(400, 0).texts)
+    lines = ["| form | KiB | allocated MB | p50 ms alone | p50 ms, 2nd process busy | labels agree | Δacc (points) "
+             "| max \\|Δp\\| |", "|---|---|---|---|---|---|---|---|"]
+    for name, form, scheme, steps in VARIANTS:
+        print(f"measuring {name}", file=sys.stderr)
+        try:
+            m = measure(_build(model, form, scheme, steps, calibration), rows, test.labels, reference)
+        except ConversionError as err:
+            lines.append(f"| {name} | conversion failed: {str(err).splitlines()[0][:80]} | | | | | | |")
+            continue
+        lines.append(f"| {name} | {m['kib']:.0f} | {m['alloc_mb']:.1f} | {m['alone_ms']:.3f} | {m['contended_ms']:.3f} "
+                     f"| {m['agreement']:.3%} | {m['accuracy_change'] * 100:+.2f} | {m['max_diff']:.3f} |")
+    lines.append(f"\n{len(rows)} balanced IMDB test reviews; latency: batch 1, one thread, {CALLS} reviews after "
+                 "warm-up, ai-edge-litert, on the machine that ran `python3 scripts/loop_variants.py`.")
+    args.out.write_text("# TFLite forms of the LSTM, side by side\n\n" + "\n".join(lines) + "\n", encoding="utf-8")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
