@@ -8,18 +8,17 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from edge_lstm_device.files import MANIFEST_FILE, TOKENIZER_FILE, atomic_write_json
-from edge_lstm_device.model import BundleError as DeviceBundleError
+from edge_lstm_device.bundle import (  # noqa: F401 (the format's names, re-exported for the host)
+    MANIFEST_FILE,
+    METRICS_FILE,
+    MODEL_FILE,
+    TOKENIZER_FILE,
+    BundleError,
+)
+from edge_lstm_device.files import atomic_write_json
 from edge_lstm_device.tokenizer import Tokenizer, TokenizerError
 
-MODEL_FILE = "model.h5"
-METRICS_FILE = "metrics.json"
 DEFAULT_BUNDLE = Path("export")
-
-
-class BundleError(DeviceBundleError):
-    """A bundle is missing files, unreadable, or inconsistent. A kind of the device runtime's
-    ``BundleError``, so one ``except`` clause catches both."""
 
 
 def ensure_writable(directory: Path) -> None:
@@ -58,14 +57,15 @@ def load_tokenizer(bundle_dir: Path) -> Tokenizer:
 
 
 def load_model(bundle_dir: Path) -> Any:
-    """Load the float tf-keras model of a bundle."""
+    """Load the float tf-keras model of a bundle, safely: the file is read as data (its
+    architecture is checked and the model rebuilt in code), never deserialized as code."""
     path = bundle_dir / MODEL_FILE
     if not path.is_file():
         raise BundleError(f"no model in {bundle_dir} (expected {MODEL_FILE}; run 'edge-lstm train')")
-    import tf_keras as keras
+    from edge_lstm.modelfile import ModelFileError
+    from edge_lstm.modelfile import load_model as load_model_file
 
     try:
-        return keras.models.load_model(path, compile=False)
-    except (OSError, ValueError) as err:
+        return load_model_file(path)
+    except ModelFileError as err:
         raise BundleError(f"cannot load {path}: {err}") from err
-

@@ -14,6 +14,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "parity": ("edge_lstm.commands.parity", "parity_command", "Check every artifact against the float model."),
     "bench": ("edge_lstm.commands.bench", "bench_command", "Benchmark size, latency, throughput, memory."),
     "export": ("edge_lstm.commands.export", "export_command", "Export TFLite + ONNX (float, --int8) with a manifest."),
+    "reference": ("edge_lstm.commands.reference", "reference_command",
+                  "Refresh the shipped reference bundle and the device package's copy."),
+    "import": ("edge_lstm.commands.import_model", "import_command", "Import a lecture model trained elsewhere (Keras 3)."),
 }
 
 
@@ -37,17 +40,24 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="edge-lstm")
-def main() -> None:
+@click.option("-v", "--verbose", is_flag=True, envvar="EDGE_LSTM_VERBOSE",
+              help="Also show what TensorFlow and LiteRT print from C++ (start-up lines, converter logs).")
+@click.pass_context
+def main(ctx: click.Context, verbose: bool) -> None:
     """Train the IMDB sentiment LSTM, export it to int8 TFLite and ONNX, and prove the
     quantized models agree with the float one.
 
     \b
     Typical flow:
-      edge-lstm train --data aclImdb_v1.tar.gz     # writes ./export
+      edge-lstm train --data aclImdb_v1.tar.gz     # writes runs/<date-time>
       edge-lstm export --int8                      # TFLite + ONNX + manifest.json
       edge-lstm parity                             # quantized vs float
       edge-lstm bench                              # size, latency, memory
     """
+    if not verbose and ctx.invoked_subcommand is not None:
+        from edge_lstm.tf_setup import hide_native_stderr
+
+        ctx.call_on_close(hide_native_stderr())
 
 
 if __name__ == "__main__":

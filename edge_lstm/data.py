@@ -2,23 +2,47 @@
 
 Reads the official tarball layout (``aclImdb/{train,test}/{pos,neg}/<id>_<rating>.txt``)
 straight from the ``.tar.gz`` (nothing is extracted) or from an extracted directory.
+
+Hostile or corrupt data ends in a one-line ``DataError``, with bounded memory:
+
+* Reviews are regular files whose names match the layout. Links, devices, absolute names and
+  names with ``..`` are never read; if such an entry is named like a review, loading fails
+  (a split must not come out silently short).
+* A review over ``$EDGE_LSTM_MAX_MEMBER_BYTES`` (default 1 MiB; real reviews are < 15 kB) is
+  an error naming it; it is read with a bounded ``read``, so it is never held in memory.
+* An archive whose uncompressed stream, or a folder whose reviews, hold more than
+  ``$EDGE_LSTM_MAX_TOTAL_BYTES`` (default 1 GiB, well above the official data set) is an error.
+* A tarball is read to its very end: the gzip (bz2, xz) check sums are verified, and a bad
+  tar header, which ``tarfile`` would take for the end of the archive, is an error.
+* A split is complete if it has both classes and, where the split holds the official
+  ``urls_pos.txt``/``urls_neg.txt`` (one line per review), exactly as many reviews per class as
+  those files have lines. There is no other record of how many reviews a split should have.
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
 import os
 import re
+import stat
 import tarfile
 import urllib.error
 import urllib.request
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import BinaryIO, Callable, Iterator
 
 import numpy as np
+
+try:
+    from lzma import LZMAError
+
+    _DECOMPRESSION_ERRORS: tuple[type[Exception], ...] = (LZMAError,)
+except ImportError:  # Python built without lzma: no .tar.xz either
+    _DECOMPRESSION_ERRORS = ()
 
 OFFICIAL_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 OFFICIAL_SHA1 = "01ada507287d82875905620988597833ad4e0903"
@@ -26,11 +50,66 @@ ARCHIVE_NAME = "aclImdb_v1.tar.gz"
 DATA_ENV = "EDGE_LSTM_DATA"
 CACHE_ENV = "EDGE_LSTM_CACHE"
 SPLITS = ("train", "test")
-_MEMBER = re.compile(r"(?:^|/)(train|test)/(pos|neg)/(\d+)_(\d+)\.txt$")
+LABELS = ("pos", "neg")
+MAX_MEMBER_BYTES = 1 << 20
+MAX_TOTAL_BYTES = 1 << 30
+MEMBER_ENV = "EDGE_LSTM_MAX_MEMBER_BYTES"
+TOTAL_ENV = "EDGE_LSTM_MAX_TOTAL_BYTES"
+MAX_DOWNLOAD_BYTES = 256 << 20  # the official tarball is 84 MB
+_MAX_HEADER_BYTES = 1 << 20  # a pax or GNU long-name header that tarfile would read whole
+_MAX_URLS_BYTES = 8 << 20  # urls_pos.txt: 12,500 lines, ~0.7 MB
+_MEMBER = re.compile(r"(?:^|/)(train|test)/(pos|neg)/(\d{1,9})_(\d{1,3})\.txt$")
+_URLS = re.compile(r"(?:^|/)(train|test)/urls_(pos|neg)\.txt$")
+_EXTENDED_HEADERS = (
+    tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE, tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK
+)
 
 
 class DataError(Exception):
     """The data set is missing, unreadable, or not in the aclImdb layout."""
+
+
+class _Corrupt(Exception):
+    """Raised inside the tar reader (``tarfile`` passes it through); becomes a ``DataError``."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Byte bounds of one review and of everything read (``Limits.from_env()``)."""
+
+    member: int = MAX_MEMBER_BYTES
+    total: int = MAX_TOTAL_BYTES
+
+    @classmethod
+    def from_env(cls) -> Limits:
+        return cls(_env_bytes(MEMBER_ENV, MAX_MEMBER_BYTES), _env_bytes(TOTAL_ENV, MAX_TOTAL_BYTES))
+
+
+def _env_bytes(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise DataError(f"{name} must be a positive number of bytes, got {raw!r}")
+    return value
+
+
+@dataclass
+class Scan:
+    """What a reader saw besides the reviews: how many entries named like reviews it would not
+    read (and the first), and the reviews per ``(split, label)`` the ``urls_*.txt`` files list."""
+
+    skipped: int = 0
+    first_skipped: str = ""
+    declared: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    def skip(self, name: str) -> None:
+        self.skipped += 1
+        self.first_skipped = self.first_skipped or name
 
 
 @dataclass(frozen=True)
@@ -97,85 +176,255 @@ def _where_to_put(cached: Path) -> str:
 
 
 def fetch_official(dest: Path, progress: Callable[[int, int], None] | None = None) -> Path:
-    """Download the official tarball to ``dest`` (checked by SHA-1, written atomically)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    """Download the official tarball to ``dest`` (checked by SHA-1, written atomically).
+
+    The ``.part`` file is removed whatever happens, Ctrl-C included.
+    """
     part = dest.with_name(dest.name + ".part")
-    sha1 = hashlib.sha1()
     try:
-        with urllib.request.urlopen(OFFICIAL_URL, timeout=30) as response, part.open("wb") as out:
-            total = int(response.headers.get("Content-Length") or 0)
-            done = 0
-            while chunk := response.read(1 << 20):
-                out.write(chunk)
-                sha1.update(chunk)
-                done += len(chunk)
-                if progress:
-                    progress(done, total)
-    except (urllib.error.URLError, OSError) as err:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        digest = _download(part, progress)
+        if digest != OFFICIAL_SHA1:
+            raise DataError(f"downloaded file has the wrong checksum. {_where_to_put(dest)}")
+        part.replace(dest)
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as err:
+        raise DataError(f"download failed ({_one_line(err)}). {_where_to_put(dest)}") from err
+    finally:
         part.unlink(missing_ok=True)
-        raise DataError(f"download failed ({err}). {_where_to_put(dest)}") from err
-    if sha1.hexdigest() != OFFICIAL_SHA1:
-        part.unlink(missing_ok=True)
-        raise DataError(f"downloaded file has the wrong checksum. {_where_to_put(dest)}")
-    part.replace(dest)
     return dest
 
 
-def _iter_tar(path: Path) -> Iterator[tuple[str, bytes]]:
-    with tarfile.open(path, "r:*") as archive:
-        for member in archive:
-            if member.isfile() and _MEMBER.search(member.name):
-                handle = archive.extractfile(member)
-                if handle is not None:
-                    yield member.name, handle.read()
+def _download(part: Path, progress: Callable[[int, int], None] | None) -> str:
+    """Stream ``OFFICIAL_URL`` into ``part``; the SHA-1 of what was written."""
+    sha1 = hashlib.sha1()
+    with urllib.request.urlopen(OFFICIAL_URL, timeout=30) as response, part.open("wb") as out:
+        length = response.headers.get("Content-Length") or ""
+        total = int(length) if length.isdigit() else 0
+        done = 0
+        while chunk := response.read(1 << 20):
+            done += len(chunk)
+            if done > MAX_DOWNLOAD_BYTES:
+                raise DataError(f"download is over {MAX_DOWNLOAD_BYTES:,} bytes; not the official tarball")
+            out.write(chunk)
+            sha1.update(chunk)
+            if progress:
+                progress(done, total)
+    return sha1.hexdigest()
 
 
-def _iter_dir(path: Path) -> Iterator[tuple[str, bytes]]:
-    root = path / "aclImdb" if (path / "aclImdb").is_dir() else path
-    for split in SPLITS:
-        for label in ("pos", "neg"):
-            folder = root / split / label
-            if folder.is_dir():
-                for file in sorted(folder.glob("*.txt")):
-                    yield f"{split}/{label}/{file.name}", file.read_bytes()
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
-def read_members(path: Path) -> Iterator[tuple[str, bytes]]:
-    """Yield ``(name, raw bytes)`` of every review file, from a tarball or a directory."""
-    if path.is_dir():
-        yield from _iter_dir(path)
-        return
+class _CheckedTarInfo(tarfile.TarInfo):
+    """Refuses what ``tarfile`` would read whole or take for the end of the archive."""
+
+    __slots__ = ()
+
+    @classmethod
+    def frombuf(cls, buf: bytes, encoding: str, errors: str) -> _CheckedTarInfo:
+        info = super().frombuf(buf, encoding, errors)
+        if info.type in _EXTENDED_HEADERS and not 0 <= info.size <= _MAX_HEADER_BYTES:
+            raise _Corrupt(f"an extended tar header of {info.size:,} bytes (the limit is {_MAX_HEADER_BYTES:,})")
+        return info
+
+    @classmethod
+    def fromtarfile(cls, archive: tarfile.TarFile) -> _CheckedTarInfo:
+        try:
+            return super().fromtarfile(archive)
+        except (tarfile.InvalidHeaderError, tarfile.TruncatedHeaderError, tarfile.EmptyHeaderError) as err:
+            if archive.offset == 0:  # not a tar at all: tarfile.open tries the next format
+                raise
+            raise _Corrupt(f"bad tar header at byte {archive.offset:,} ({_one_line(err)})") from err
+
+
+def _review_like(name: str) -> bool:
+    return bool(_MEMBER.search(name) or _URLS.search(name))
+
+
+def _safe_name(name: str) -> bool:
+    return not name.startswith("/") and ".." not in name.split("/")
+
+
+def _read_bounded(
+    handle: BinaryIO, name: str, limit: int, size_hint: int | None = None, env: str | None = MEMBER_ENV
+) -> bytes:
+    """At most ``limit`` bytes of ``handle``; more is a ``DataError`` naming ``name`` (and ``env``).
+
+    ``size_hint`` (the size the header or ``stat`` tells) only saves a 1 MiB buffer per read.
+    """
+    want = limit if size_hint is None else max(0, min(size_hint, limit))
+    raw = handle.read(want + 1)
+    if len(raw) > want and want < limit:  # grew since the hint: read on, still bounded
+        raw += handle.read(limit - len(raw) + 1)
+    if len(raw) > limit:
+        raise DataError(f"{name} is larger than {limit:,} bytes" + (f" (set {env} to raise the limit)" if env else ""))
+    return raw
+
+
+def _members(archive: tarfile.TarFile, limits: Limits) -> Iterator[tarfile.TarInfo]:
+    """Every member in order, within ``limits.total``, without tarfile's member list growing."""
+    while (member := archive.next()) is not None:
+        archive.members.clear()  # nothing here looks members up by name; 2M TarInfos would be ~1 GB
+        if member.size < 0:
+            raise _Corrupt(f"{member.name!r} has a negative size")
+        if member.offset_data + member.size > limits.total:
+            raise DataError(f"the archive holds more than {limits.total:,} bytes (set {TOTAL_ENV} to raise the limit)")
+        yield member
+
+
+def _drain(stream: BinaryIO, limit: int) -> None:
+    """Read ``stream`` to its end, where gzip checks its CRC and length (``limit``: tell() bound)."""
+    while stream.read(1 << 20):
+        if stream.tell() > limit:
+            raise DataError(f"the archive holds more than {limit:,} bytes (set {TOTAL_ENV} to raise the limit)")
+
+
+def _open_tar(path: Path) -> tarfile.TarFile:
     try:
-        yield from _iter_tar(path)
-    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as err:
-        raise DataError(f"{path}: not a readable IMDB archive ({err or type(err).__name__})") from err
+        return tarfile.open(path, "r:*", tarinfo=_CheckedTarInfo)
+    except tarfile.ReadError as err:  # its message lists every format tried, one per line
+        raise DataError(f"{path}: not a readable IMDB archive (not a tar, tar.gz, tar.bz2 or tar.xz file)") from err
+
+
+def _iter_tar(path: Path, limits: Limits, scan: Scan) -> Iterator[tuple[str, bytes]]:
+    with _open_tar(path) as archive:
+        for member in _members(archive, limits):
+            if not _review_like(member.name):
+                continue
+            if not (member.isreg() and _safe_name(member.name)):
+                scan.skip(member.name)
+            elif _URLS.search(member.name):
+                urls = _read_bounded(archive.extractfile(member), member.name, _MAX_URLS_BYTES, env=None)
+                _declare(scan, member.name, urls)
+            elif member.size > limits.member:
+                raise DataError(f"{member.name} is {member.size:,} bytes; the limit is {limits.member:,} "
+                                f"(set {MEMBER_ENV} to raise it)")
+            else:
+                yield member.name, _read_bounded(archive.extractfile(member), member.name, limits.member, member.size)
+        _drain(archive.fileobj, limits.total)
+
+
+def _declare(scan: Scan, name: str, raw: bytes) -> None:
+    split, label = _URLS.search(name).groups()
+    scan.declared[(split, label)] = sum(1 for line in raw.splitlines() if line.strip())
+
+
+def _iter_dir(path: Path, limits: Limits, scan: Scan) -> Iterator[tuple[str, bytes]]:
+    root = path / "aclImdb" if (path / "aclImdb").is_dir() else path
+    total = 0
+    for split in SPLITS:
+        for entry in _dir_entries(root / split):
+            name = f"{split}/{entry.name}"
+            if _URLS.search(name) and _regular(entry, name, scan):
+                _declare(scan, name, _read_file(entry, name, _MAX_URLS_BYTES, env=None))
+        for label in LABELS:
+            for entry in _dir_entries(root / split / label):
+                name = f"{split}/{label}/{entry.name}"
+                if not _MEMBER.search(name) or not _regular(entry, name, scan):
+                    continue
+                raw = _read_file(entry, name, limits.member)
+                total += len(raw)
+                if total > limits.total:
+                    raise DataError(f"{path} holds more than {limits.total:,} bytes of reviews "
+                                    f"(set {TOTAL_ENV} to raise the limit)")
+                yield name, raw
+
+
+def _dir_entries(folder: Path) -> list[os.DirEntry]:
+    if not folder.is_dir():
+        return []
+    with os.scandir(folder) as entries:
+        return sorted(entries, key=lambda entry: entry.name)
+
+
+def _regular(entry: os.DirEntry, name: str, scan: Scan) -> bool:
+    """Whether ``entry`` is a regular file (not a link); if not, ``scan`` records it."""
+    if stat.S_ISREG(entry.stat(follow_symlinks=False).st_mode):
+        return True
+    scan.skip(name)
+    return False
+
+
+def _read_file(entry: os.DirEntry, name: str, limit: int, env: str | None = MEMBER_ENV) -> bytes:
+    with open(entry.path, "rb") as handle:
+        return _read_bounded(handle, name, limit, entry.stat(follow_symlinks=False).st_size, env)
+
+
+def read_members(path: Path, scan: Scan | None = None) -> Iterator[tuple[str, bytes]]:
+    """Yield ``(name, raw bytes)`` of every review file, from a tarball or a directory.
+
+    ``scan``, if given, collects the entries not read and the declared counts (see ``Scan``).
+    """
+    scan = Scan() if scan is None else scan
+    limits = Limits.from_env()
+    try:
+        if path.is_dir():
+            yield from _iter_dir(path, limits, scan)
+        else:
+            yield from _iter_tar(path, limits, scan)
+    except _Corrupt as err:
+        raise DataError(f"{path}: corrupt archive: {err}") from err
+    except tarfile.TarError as err:
+        raise DataError(f"{path}: not a readable IMDB archive ({_one_line(err)})") from err
+    except (EOFError, zlib.error, gzip.BadGzipFile, *_DECOMPRESSION_ERRORS) as err:
+        raise DataError(f"{path}: corrupt or truncated archive ({_one_line(err)})") from err
     except OSError as err:
-        raise DataError(f"{path}: cannot read ({err.strerror or err})") from err
+        raise DataError(f"{path}: cannot read ({err.strerror or _one_line(err)})") from err
 
 
 def load_imdb(path: Path, splits: tuple[str, ...] = SPLITS) -> dict[str, Reviews]:
-    """Read the requested splits; each is sorted by id so the order never depends on the archive."""
+    """Read the requested splits; each is sorted by id so the order never depends on the archive.
+
+    ``DataError`` if the data is corrupt, over the limits, or a split is incomplete (module docstring).
+    """
+    path, scan = Path(path), Scan()
     rows: dict[str, list[tuple[str, str, int]]] = {s: [] for s in splits}
-    for name, raw in read_members(Path(path)):
-        match = _MEMBER.search(name)
-        split, label = match.group(1), match.group(2)
+    seen: dict[tuple[str, str, int], str] = {}
+    for name, raw in read_members(path, scan):
+        split, label, number, rating = _MEMBER.search(name).groups()
+        key = (split, label, int(number))
+        if key in seen:
+            raise DataError(f"{path}: review {split}/{label}/{number} appears twice ({seen[key]} and {name})")
+        seen[key] = name
         if split in rows:
-            review_id = f"{split}/{label}/{match.group(3)}_{match.group(4)}"
+            review_id = f"{split}/{label}/{number}_{rating}"
             rows[split].append((review_id, raw.decode("utf-8", errors="replace"), int(label == "pos")))
+    _check_complete(path, scan, rows)
     result = {}
+    for split, items in rows.items():
+        items.sort(key=_sort_key)
+        result[split] = Reviews(
+            [t for _, t, _ in items], np.array([y for *_, y in items], np.int32), [i for i, _, _ in items]
+        )
+    return result
+
+
+def _check_complete(path: Path, scan: Scan, rows: dict[str, list[tuple[str, str, int]]]) -> None:
+    """No review-like entry skipped; every split has both classes, as many as any urls file lists."""
+    if scan.skipped:
+        raise DataError(
+            f"{path}: {scan.skipped:,} entries named like reviews were not read, e.g. {scan.first_skipped!r} "
+            "(links, devices, folders, absolute or '..' names are not reviews)"
+        )
     for split, items in rows.items():
         if not items:
             raise DataError(
                 f"{path}: no reviews in the '{split}' split (expected aclImdb/{split}/pos/*.txt "
                 f"and aclImdb/{split}/neg/*.txt)"
             )
-        if len({label for _, _, label in items}) < 2:
+        positives = sum(label for _, _, label in items)
+        counts = {"pos": positives, "neg": len(items) - positives}
+        if 0 in counts.values():
             raise DataError(f"{path}: the '{split}' split has only one class")
-        items.sort(key=_sort_key)
-        result[split] = Reviews(
-            [t for _, t, _ in items], np.array([y for *_, y in items], np.int32), [i for i, _, _ in items]
-        )
-    return result
+        for label, found in counts.items():
+            declared = scan.declared.get((split, label))
+            if declared is not None and found != declared:
+                raise DataError(
+                    f"{path}: the '{split}' split is incomplete: {found:,} {label} reviews, "
+                    f"but {split}/urls_{label}.txt lists {declared:,}"
+                )
 
 
 def _sort_key(item: tuple[str, str, int]) -> tuple[str, int]:

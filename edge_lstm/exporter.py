@@ -23,8 +23,8 @@ from edge_lstm import bundle, convert, lstm_loop, manifest, quantize, validate
 from edge_lstm.backends import KerasBackend, TFLiteBackend, open_artifact
 from edge_lstm.samples import TEST_SAMPLE, TRAIN_SAMPLE, read_sample
 from edge_lstm_device.files import atomic_write_json
-from edge_lstm_device.model import BundleError as DeviceBundleError
-from edge_lstm_device.model import read_manifest
+from edge_lstm_device import bundle as bundle_format
+from edge_lstm_device.bundle import BundleError, read_manifest
 from edge_lstm_device.timing import time_calls
 from edge_lstm_device.tokenizer import Tokenizer
 
@@ -32,7 +32,7 @@ STAGING_PREFIX = ".export-staging-"
 VALIDATION_REVIEWS = 64
 LATENCY_CALLS = 100  # per TFLite artifact, to order them for the device
 RANK_MARGIN = 1.25
-REPORT_FILE = "export_report.json"
+REPORT_FILE = bundle_format.REPORT_FILE
 
 
 class ExportError(Exception):
@@ -50,13 +50,16 @@ class Artifact:
 
 
 # Every file an export may write: the only files it ever replaces or removes in a bundle.
-ALL_ARTIFACTS = (
-    Artifact("float_tflite", "model_float.tflite", "tflite", "float32", "none", "fused"),
-    Artifact("float_onnx", "model_float.onnx", "onnx", "float32", "none", "onnx"),
-    Artifact("int8_loop_tflite", "model_int8_loop.tflite", "tflite", "int8", "dynamic-range", "loop"),
-    Artifact("int8_tflite", "model_int8.tflite", "tflite", "int8", "full-integer", "fused"),
-    Artifact("int8_dynamic_tflite", "model_int8_dynamic.tflite", "tflite", "int8", "dynamic-range", "fused"),
-    Artifact("int8_onnx", "model_int8.onnx", "onnx", "int8", "dynamic", "onnx"),
+ALL_ARTIFACTS = tuple(
+    Artifact(name, bundle_format.ARTIFACT_FILES[name], fmt, precision, scheme, lstm)
+    for name, fmt, precision, scheme, lstm in (
+        (bundle_format.FLOAT_TFLITE, "tflite", "float32", "none", "fused"),
+        (bundle_format.FLOAT_ONNX, "onnx", "float32", "none", "onnx"),
+        (bundle_format.INT8_LOOP_TFLITE, "tflite", "int8", "dynamic-range", "loop"),
+        (bundle_format.INT8_TFLITE, "tflite", "int8", "full-integer", "fused"),
+        (bundle_format.INT8_DYNAMIC_TFLITE, "tflite", "int8", "dynamic-range", "fused"),
+        (bundle_format.INT8_ONNX, "onnx", "int8", "dynamic", "onnx"),
+    )
 )
 EXPORT_FILES = frozenset({a.file for a in ALL_ARTIFACTS} | {bundle.MANIFEST_FILE, REPORT_FILE})
 
@@ -75,13 +78,13 @@ def planned_artifacts(options: ExportOptions) -> list[Artifact]:
     scheme(s) of ``options.tflite_scheme`` and int8 ONNX."""
     by_name = {a.name: a for a in ALL_ARTIFACTS}
     if not options.int8:
-        return [by_name["float_tflite"], by_name["float_onnx"]]
-    plan = [by_name[n] for n in ("float_tflite", "float_onnx", "int8_loop_tflite", "int8_tflite")]
+        return [by_name[bundle_format.FLOAT_TFLITE], by_name[bundle_format.FLOAT_ONNX]]
+    plan = [by_name[n] for n in (bundle_format.FLOAT_TFLITE, bundle_format.FLOAT_ONNX, bundle_format.INT8_LOOP_TFLITE, bundle_format.INT8_TFLITE)]
     if options.tflite_scheme == "dynamic-range":  # model_int8.tflite is then fused dynamic-range
         plan[-1] = dataclasses.replace(plan[-1], scheme="dynamic-range")
     if options.tflite_scheme == "both":
-        plan.append(by_name["int8_dynamic_tflite"])
-    return plan + [by_name["int8_onnx"]]
+        plan.append(by_name[bundle_format.INT8_DYNAMIC_TFLITE])
+    return plan + [by_name[bundle_format.INT8_ONNX]]
 
 
 def check_model(model: Any, tokenizer: Tokenizer) -> dict:
@@ -213,7 +216,7 @@ def device_order(measured: dict[str, dict], previous: list[str]) -> list[str]:
 def _previous_order(bundle_dir: Path) -> list[str]:
     try:
         order = read_manifest(bundle_dir).get("device_order", [])
-    except DeviceBundleError:
+    except BundleError:
         return []
     return [n for n in order if isinstance(n, str)] if isinstance(order, list) else []
 
@@ -225,9 +228,11 @@ def export_bundle(
     export_report.json; returns both documents. The manifest depends only on the model, the
     tools and the speed ranking (no timings, no timestamps), so re-exporting the same model
     rewrites the same bytes; what this machine measured goes to the report."""
-    bundle.ensure_writable(bundle_dir)
+    if not bundle_dir.is_dir():
+        raise bundle.BundleError(f"no bundle at {bundle_dir} (run 'edge-lstm train' or 'edge-lstm import' first)")
     tokenizer = bundle.load_tokenizer(bundle_dir)
     model = bundle.load_model(bundle_dir)
+    bundle.ensure_writable(bundle_dir)
     config = check_model(model, tokenizer)
     calibration, calibration_origin = calibration_rows(options, tokenizer)
     sample = read_sample(TEST_SAMPLE)

@@ -9,7 +9,7 @@ from typing import Any
 
 from edge_lstm_device.files import file_sha256
 from edge_lstm_device.interpreter import interpreter_version, make_interpreter
-from edge_lstm_device.model import MANIFEST_FORMAT
+from edge_lstm_device.bundle import FORMAT_VERSION
 from edge_lstm_device.tokenizer import Tokenizer
 
 
@@ -34,14 +34,31 @@ def describe_tflite(path: Path) -> dict:
         info["quantization"] = {"scale": float(scale), "zero_point": int(zero_point)} if scale else None
         return info
 
-    operators = sorted({op["op_name"] for op in interpreter._get_ops_details()})
+    versions = operator_versions(path.read_bytes())
+    operators = sorted(versions)
     return {
         "inputs": [tensor(d) for d in interpreter.get_input_details()],
         "outputs": [tensor(d) for d in interpreter.get_output_details()],
         "operators": operators,
+        "operator_versions": versions,
         # the fused LSTM keeps its state across invoke(): reset per review
         "stateful": bool(STATEFUL_OPS.intersection(operators)),
     }
+
+
+def operator_versions(model: bytes) -> dict[str, int]:
+    """Every builtin operator of a TFLite flatbuffer (all subgraphs) with its version: what an
+    interpreter must know to load the file (tflite-runtime 2.14 refuses FULLY_CONNECTED version 12)."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    root = schema.Model.GetRootAs(model, 0)
+    names = {code: name for name, code in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
+    versions: dict[str, int] = {}
+    for i in range(root.OperatorCodesLength()):
+        code = root.OperatorCodes(i)
+        name = names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "CUSTOM")
+        versions[name] = max(versions.get(name, 0), code.Version())
+    return dict(sorted(versions.items()))
 
 
 def describe_onnx(path: Path) -> dict:
@@ -90,7 +107,7 @@ def build_manifest(source_model: Path, tokenizer_path: Path, tokenizer: Tokenize
     """``device_order``: TFLite artifacts, fastest first; the device runs the first it can load
     (``device_default``, the first, is kept for older device runtimes)."""
     return {
-        "format_version": MANIFEST_FORMAT,
+        "format_version": FORMAT_VERSION,
         "source_model": file_entry(source_model),
         "tokenizer": {**file_entry(tokenizer_path), "settings": tokenizer.settings()},
         "model": model_config,

@@ -124,6 +124,7 @@ class ParityReport:
     thresholds: Thresholds
     backends: list[BackendResult]
     scores: dict[str, np.ndarray]
+    reference_name: str = "keras_float"
 
     @property
     def passed(self) -> bool:
@@ -131,7 +132,7 @@ class ParityReport:
 
     def to_dict(self) -> dict:
         return {"passed": self.passed, "reviews": self.reviews, "source": self.source,
-                "reference": {"name": "keras_float", "accuracy": round(self.reference_accuracy, 5)},
+                "reference": {"name": self.reference_name, "accuracy": round(self.reference_accuracy, 5)},
                 "thresholds": asdict(self.thresholds),
                 "backends": [{**asdict(b), "passed": b.passed} for b in self.backends]}
 
@@ -139,12 +140,13 @@ class ParityReport:
 def run_parity(
     reviews: Reviews, rows: np.ndarray, reference: np.ndarray,
     backends: list[tuple[Backend, str, bool]], thresholds: Thresholds, source: str,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = print, reference_name: str = "keras_float",
 ) -> ParityReport:
     """Judge each ``(backend, precision, dynamic_scheme)`` against the reference scores."""
-    results, scores = [], {"keras_float": reference}
+    results, scores = [], {reference_name: reference}
     for backend, precision, dynamic in backends:
         log(f"scoring {len(rows)} reviews with {backend.name}")
         result, scores[backend.name] = evaluate(backend, precision, dynamic, rows, reviews, reference, thresholds)
         results.append(result)
-    return ParityReport(len(rows), source, accuracy(reference, reviews.labels), thresholds, results, scores)
+    return ParityReport(len(rows), source, accuracy(reference, reviews.labels), thresholds, results, scores,
+                        reference_name)

@@ -13,7 +13,7 @@ COLUMNS = ("backend", "accuracy", "Δacc (pts)", "labels agree", "max |Δp|", "m
 
 
 def _rows(report: ParityReport) -> list[tuple[str, ...]]:
-    rows = [("keras_float (reference)", f"{report.reference_accuracy:.4f}", "-", "-", "-", "-", "-", "-")]
+    rows = [(f"{report.reference_name} (reference)", f"{report.reference_accuracy:.4f}", "-", "-", "-", "-", "-", "-")]
     for b in report.backends:
         dependence = ("order-dependent " if b.order_dependent else "") + (
             "batch-dependent" + (" (expected)" if b.batch_dependence_expected else "") if b.batch_dependent else "")
@@ -59,7 +59,7 @@ def plot(report: ParityReport, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    reference = report.scores["keras_float"]
+    reference = report.scores[report.reference_name]
     fig, ax = plt.subplots(figsize=(6, 6), dpi=100)
     ax.plot([0, 1], [0, 1], color="grey", lw=1, ls="--")
     for b in report.backends:
@@ -73,8 +73,9 @@ def plot(report: ParityReport, path: Path) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def write(report: ParityReport, bundle_dir: Path) -> list[Path]:
-    md, png = bundle_dir / REPORT_MD, bundle_dir / REPORT_PNG
+def write(report: ParityReport, directory: Path) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    md, png = directory / REPORT_MD, directory / REPORT_PNG
     plot(report, png)
     atomic_write_bytes(md, markdown(report).encode("utf-8"))
     return [md, png]

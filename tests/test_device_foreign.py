@@ -91,3 +91,17 @@ def test_pip_install_device_alone_then_predict(tmp_path: Path) -> None:
     assert record["label"] == "positive" and record["model"] == "int8_loop_tflite"
     tf = subprocess.run([str(venv / "bin" / "python"), "-c", "import tensorflow"], capture_output=True)
     assert tf.returncode != 0
+
+
+@pytest.mark.venv
+@pytest.mark.parametrize("flavour", ["tflite-runtime", "litert"])
+def test_device_tests_pass_with_only_the_device_package(flavour: str) -> None:
+    """``device/tests`` (what a Pi can run) in a venv with numpy, one interpreter and pytest."""
+    try:
+        py = isolated_venv(flavour, CACHE, extra=("pytest",))
+    except ForeignEnvUnavailable as err:
+        pytest.skip(str(err))
+    check_no_tensorflow(py)
+    proc = py.run(["-m", "pytest", "-q", "-p", "no:cacheprovider", str(ROOT / "device" / "tests")],
+                  pythonpath=[ROOT / "device"], timeout=1800, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]

@@ -11,7 +11,6 @@ command that makes the fastest model here the default.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -34,7 +33,7 @@ TEXT = "What a wonderful film, the cast was great and the story moved me."
 
 def startup_and_memory(args: argparse.Namespace, model: str) -> tuple[float, float]:
     """Median seconds from process start to the first printed prediction, and peak RSS in MB."""
-    cmd = [sys.executable, "-m", "edge_lstm_device", "predict", "--model", model, "--threads", "1", TEXT]
+    cmd = [sys.executable, "-m", "edge_lstm_device", "predict", "--model", model, "--threads", "1", "--workers", "1", TEXT]
     if args.bundle:
         cmd[4:4] = ["--bundle", str(args.bundle)]
     if args.interpreter:
@@ -50,7 +49,7 @@ def startup_and_memory(args: argparse.Namespace, model: str) -> tuple[float, flo
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
         if proc.returncode != 0 or not first:
-            raise RuntimeError(f"{' '.join(cmd)} failed with exit code {proc.returncode}")
+            raise BenchError(f"{' '.join(cmd)} failed with exit code {proc.returncode}")
         peaks.append(usage.ru_maxrss / 1024)  # KiB on Linux
     return statistics.median(times), max(peaks)
 
@@ -83,7 +82,12 @@ def measure(args: argparse.Namespace, manifest: dict, name: str) -> dict:
             "startup_ok": startup <= STARTUP_BUDGET_S, "memory_ok": peak <= MEMORY_BUDGET_MB}
 
 
-def run_bench(args: argparse.Namespace) -> int:
+class BenchError(RuntimeError):
+    """A measurement could not be made (e.g. the predict process failed)."""
+
+
+def run_bench(args: argparse.Namespace) -> tuple[dict, str, int]:
+    """The report, its table, and the exit code (3 when a budget is missed)."""
     bundle = args.bundle or REFERENCE_BUNDLE
     manifest = read_manifest(bundle)
     models = [args.model] if args.model else device_order(manifest, bundle)
@@ -99,8 +103,8 @@ def run_bench(args: argparse.Namespace) -> int:
               "python": sys.version.split()[0], "machine": platform.machine(), "interpreter": _interpreter(args),
               "models": rows, "default": default, "fastest_here": timed[0]["model"] if timed else None,
               "workers": scaling}
-    print(json.dumps(report, indent=2) if args.json else _table(report))
-    return 0 if timed and all(r["startup_ok"] and r["memory_ok"] for r in timed) else 3
+    code = 0 if timed and all(r["startup_ok"] and r["memory_ok"] for r in timed) else 3
+    return report, _table(report), code
 
 
 def _interpreter(args: argparse.Namespace) -> str:

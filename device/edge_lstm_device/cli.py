@@ -8,14 +8,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, BinaryIO, Iterable, Iterator, Sequence
 
 from edge_lstm_device import __version__
+from edge_lstm_device.quiet import hide_native_stderr
 
-CHUNK = 64
+if TYPE_CHECKING:
+    from edge_lstm_device.tokenizer import Tokenizer
+
+CHUNK = 256  # reviews read, scored (split across the workers) and printed together
+MAX_THREADS = 64
+MODEL_ENV = "EDGE_LSTM_MODEL"
 EXIT_FATAL, EXIT_USAGE, EXIT_SOME_LINES_FAILED = 1, 2, 3
 
 EXAMPLES = """examples:
@@ -23,9 +30,35 @@ EXAMPLES = """examples:
   edge-lstm-device predict --file reviews.txt --json       # one review per line
   cat reviews.txt | edge-lstm-device predict --json        # stdin, one review per line
   edge-lstm-device predict --bundle ./export --model float_tflite "Great cast"
-  edge-lstm-device info                                    # what is loaded, from where
-  edge-lstm-device bench                                   # start-up, memory, latency
+  edge-lstm-device info                                    # which model runs, and why
+  edge-lstm-device bench                                   # rank the models on this CPU
+
+The default model is the fastest the export measured that this interpreter can load;
+EDGE_LSTM_MODEL=NAME (or --model NAME) picks another.
 """
+
+
+class InputError(Exception):
+    """Reviews could not be read (a file or stdin)."""
+
+
+class OutputError(Exception):
+    """Results could not be written (its ``__cause__`` is the ``OSError``)."""
+
+
+def _out(line: str) -> None:
+    """Write one line of results to stdout; failures become ``OutputError``."""
+    try:
+        sys.stdout.write(line + "\n")
+    except OSError as err:
+        raise OutputError(err.strerror or str(err)) from err
+
+
+def _flush() -> None:
+    try:
+        sys.stdout.flush()
+    except OSError as err:
+        raise OutputError(err.strerror or str(err)) from err
 
 
 @dataclass(frozen=True)
@@ -49,19 +82,44 @@ def _decode_lines(stream: BinaryIO, label: str) -> Iterator[Review]:
 def _raw_reviews(texts: Sequence[str], file: str | None) -> Iterator[Review]:
     for i, text in enumerate(texts, start=1):
         yield Review(f"arg {i}", text)
-    if file == "-" or (file is None and not texts):
-        yield from _decode_lines(sys.stdin.buffer, "stdin")
-    elif file is not None:
-        with open(file, "rb") as stream:
-            yield from _decode_lines(stream, file)
+    label = "stdin" if file == "-" or (file is None and not texts) else file
+    if label is None:
+        return
+    try:
+        if label == "stdin":
+            if sys.stdin is None:
+                raise InputError("cannot read stdin: it is closed")
+            yield from _decode_lines(sys.stdin.buffer, "stdin")
+        else:
+            with open(file, "rb") as stream:
+                yield from _decode_lines(stream, file)
+    except OSError as err:
+        raise InputError(f"cannot read {label}: {err.strerror or err}") from err
 
 
 def _reviews(texts: Sequence[str], file: str | None) -> Iterator[Review]:
     """Every review to score; empty ones carry an error instead of a meaningless score."""
+    from edge_lstm_device.tokenizer import has_words
+
     for review in _raw_reviews(texts, file):
-        if review.error is None and not review.text.strip():
+        if review.error is None and not has_words(review.text):
             review = Review(review.source, review.text, "empty review")
         yield review
+
+
+def _token_ids(chunk: list[Review], tokenizer: Tokenizer) -> tuple[list[Review], list[list[int]]]:
+    """The chunk with over-long reviews marked as errors, and the ids of the others."""
+    from edge_lstm_device.tokenizer import ReviewTooLongError
+
+    marked, ids = [], []
+    for review in chunk:
+        if review.error is None:
+            try:
+                ids.append(tokenizer.ids(review.text))
+            except ReviewTooLongError as err:
+                review = Review(review.source, None, str(err))
+        marked.append(review)
+    return marked, ids
 
 
 def _chunks(items: Iterable[Review], size: int) -> Iterator[list[Review]]:
@@ -80,41 +138,50 @@ def _emit(review: Review, result: dict | None, as_json: bool, model: str) -> Non
         record = {"source": review.source, "model": model, **(result or {})}
         if review.error:
             record["error"] = review.error
-        print(json.dumps(record, ensure_ascii=False), flush=False)
+        _out(json.dumps(record, ensure_ascii=False))
     elif review.error:
         print(f"{review.source}: error: {review.error}", file=sys.stderr)
     else:
         snippet = " ".join(review.text.split())
         snippet = snippet if len(snippet) <= 60 else snippet[:57] + "..."
-        print(f"{result['label']:<9} {result['probability']:.3f}  {snippet}")
+        _out(f"{result['label']:<9} {result['probability']:.3f}  {snippet}")
 
 
 def predict(args: argparse.Namespace) -> int:
-    from edge_lstm_device.model import BundleError, SentimentModel
+    from edge_lstm_device.model import BundleError
+    from edge_lstm_device.pool import ModelPool
 
     try:
-        model = SentimentModel.load(args.bundle, args.model, args.threads, args.interpreter)
+        pool = ModelPool.load(args.bundle, args.model, args.workers, args.threads, args.interpreter)
     except (BundleError, ImportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_FATAL
-    failed = 0
+    from edge_lstm_device.runtime import ModelRunError
+
+    failed = seen = 0
     try:
         for chunk in _chunks(_reviews(args.texts, args.file), CHUNK):
-            good = [r for r in chunk if r.error is None]
-            results = iter(model.predict_batch([r.text for r in good]))
+            chunk, ids = _token_ids(chunk, pool.first.tokenizer)
+            results = iter(pool.predict_ids(ids))
             for review in chunk:
                 failed += review.error is not None
-                _emit(review, None if review.error else next(results).to_dict(), args.json, model.name)
-            sys.stdout.flush()
-    except OSError as err:
-        print(f"error: cannot read {args.file}: {err.strerror or err}", file=sys.stderr)
+                _emit(review, None if review.error else next(results).to_dict(), args.json, pool.first.name)
+            seen += len(chunk)
+            _flush()
+    except (InputError, ModelRunError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_FATAL
+    finally:
+        pool.close()
+    if not seen:
+        print("error: no reviews to score: give TEXT arguments, --file FILE, or lines on stdin", file=sys.stderr)
         return EXIT_FATAL
     return EXIT_SOME_LINES_FAILED if failed else 0
 
 
 def info(args: argparse.Namespace) -> int:
     from edge_lstm_device.interpreter import interpreter_version
-    from edge_lstm_device.model import BundleError, SentimentModel
+    from edge_lstm_device.model import REFERENCE_BUNDLE, BundleError, SentimentModel, device_order
 
     try:
         model = SentimentModel.load(args.bundle, args.model, args.threads, args.interpreter)
@@ -125,19 +192,49 @@ def info(args: argparse.Namespace) -> int:
     entry = model.manifest["artifacts"][model.name]
     data = {
         "bundle": str(args.bundle or "reference (shipped with edge-lstm-device)"),
-        "model": model.name, "file": entry["file"], "bytes": entry["bytes"],
-        "precision": entry["precision"], "quantization": entry["quantization"],
+        "model": model.name, "why": model.choice.reason, "file": entry["file"], "bytes": entry["bytes"],
+        "precision": entry["precision"], "quantization": entry["quantization"], "lstm": entry.get("lstm", "fused"),
         "interpreter": f"{dist} {interpreter_version(dist)}",
+        "device_order": device_order(model.manifest, args.bundle or REFERENCE_BUNDLE),
+        "skipped": model.choice.skipped,
+        "verified_in": [f"{v['interpreter']} {v['version']} ({v['machine']})" for v in entry.get("verified_in", [])],
         "vocabulary": model.tokenizer.num_words, "max_len": model.tokenizer.max_len,
     }
-    print(json.dumps(data, indent=2) if args.json else "\n".join(f"{k:<13}{v}" for k, v in data.items()))
+    _out(json.dumps(data, indent=2) if args.json else "\n".join(f"{k:<13}{_plain(v)}" for k, v in data.items()))
     return 0
 
 
-def bench(args: argparse.Namespace) -> int:
-    from edge_lstm_device.bench import run_bench
+def _plain(value: object) -> str:
+    if isinstance(value, dict):
+        return "; ".join(f"{k}: {v}" for k, v in value.items()) or "-"
+    if isinstance(value, list):
+        return ", ".join(map(str, value)) or "-"
+    return str(value)
 
-    return run_bench(args)
+
+def bench(args: argparse.Namespace) -> int:
+    if args.serve:  # load-test a running server instead
+        from edge_lstm_device.loadtest import main as load_test
+
+        extra = [*(["--pid", str(args.pid)] if args.pid else []), *(["--json"] if args.json else []),
+                 *(["--token-file", str(args.token_file)] if args.token_file else [])]
+        return load_test(["--url", args.serve, "--clients", str(args.clients), "--requests", str(args.requests), *extra])
+    from edge_lstm_device.bench import BenchError, run_bench
+    from edge_lstm_device.bundle import BundleError
+
+    try:
+        report, table, code = run_bench(args)
+    except (BundleError, BenchError, ImportError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_FATAL
+    _out(json.dumps(report, indent=2) if args.json else table)
+    return code
+
+
+def serve(args: argparse.Namespace) -> int:
+    from edge_lstm_device.serve import run_serve
+
+    return run_serve(args)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -145,34 +242,95 @@ def _parser() -> argparse.ArgumentParser:
         prog="edge-lstm-device", description="IMDB review sentiment with a TFLite model (numpy + a TFLite interpreter).",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    verbs = parser.add_subparsers(dest="verb", required=True, metavar="{predict,info,bench}")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="{predict,info,bench,serve}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--bundle", type=Path, default=None,
                         help="exported bundle folder (default: the reference bundle shipped with this package)")
-    common.add_argument("--model", default=None,
-                        help="TFLite model of the bundle, e.g. int8_tflite, float_tflite (default: the manifest's device_default)")
-    common.add_argument("--threads", type=int, default=1, help="interpreter threads (default: 1)")
+    common.add_argument("--model", default=os.environ.get(MODEL_ENV) or None,
+                        help="TFLite model of the bundle, e.g. int8_loop_tflite, int8_tflite (default: "
+                             f"${MODEL_ENV}, else the fastest in the manifest's device_order that loads)")
+    common.add_argument("--threads", type=int, default=1, help=f"threads per interpreter, 1-{MAX_THREADS} (default: 1)")
     common.add_argument("--interpreter", choices=["ai-edge-litert", "tflite-runtime", "tensorflow"], default=None,
                         help="force one TFLite interpreter (default: the first installed, in that order)")
     common.add_argument("--json", action="store_true", help="JSON output (predict: one object per review)")
+    common.add_argument("--verbose", action="store_true", help="also show what the interpreter prints from C++")
     p = verbs.add_parser("predict", parents=[common], help="score reviews given as arguments, --file or stdin",
                          description="Score reviews: arguments, or one review per line from --file / stdin.",
                          epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("texts", nargs="*", metavar="TEXT", help="review text(s)")
     p.add_argument("--file", default=None, help="read one review per line from FILE ('-' for stdin)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="interpreters scoring in parallel (default: one per core, at most 4)")
     p.set_defaults(run=predict)
     verbs.add_parser("info", parents=[common], help="show the bundle, model and interpreter in use").set_defaults(run=info)
     b = verbs.add_parser("bench", parents=[common], help="start-up time, peak memory and per-review latency")
     b.add_argument("--reviews", type=int, default=200, help="reviews timed per model (default: 200)")
+    b.add_argument("--workers", type=int, default=None,
+                   help="also measure reviews/s with this many parallel interpreters (default: one per core, at most 4)")
+    b.add_argument("--serve", metavar="URL", default=None,
+                   help="load-test a running 'edge-lstm-device serve' at URL instead (docs/serve.md)")
+    b.add_argument("--clients", type=int, default=32, help="with --serve: concurrent clients (default: 32)")
+    b.add_argument("--requests", type=int, default=10_000, help="with --serve: requests in all (default: 10000)")
+    b.add_argument("--pid", type=int, default=None, help="with --serve: the server's pid, to report its memory")
+    b.add_argument("--token-file", type=Path, default=None, help="with --serve: send this bearer token")
     b.set_defaults(run=bench)
+    s = verbs.add_parser("serve", parents=[common], help="answer predictions over HTTP (JSON, keep-alive)",
+                         description="Serve the model over HTTP (docs/serve.md): POST /v1/predict {\"texts\": [...]},\n"
+                                     "GET /v1/health, GET /v1/info. Prints the URL on start (--json: as JSON); stops\n"
+                                     "accepting on SIGTERM/SIGINT, finishes the requests in flight and exits 0.",
+                         epilog="examples:\n  edge-lstm-device serve --workers 2\n"
+                                "  edge-lstm-device serve --host 0.0.0.0 --token-file /etc/edge-lstm/token\n"
+                                "  curl -s localhost:8080/v1/predict -H 'Content-Type: application/json' "
+                                "-d '{\"texts\": [\"Great cast\"]}'",
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1; 0.0.0.0 exposes it)")
+    s.add_argument("--port", type=int, default=8080, help="TCP port, 0 for any free one (default: 8080)")
+    s.add_argument("--workers", type=int, default=None,
+                   help="interpreters answering in parallel (default: one per core, at most 4)")
+    s.add_argument("--token-file", type=Path, default=None,
+                   help="require 'Authorization: Bearer TOKEN', TOKEN being this file's content")
+    s.add_argument("--max-body-bytes", type=int, default=1 << 20, help="largest request body (default: 1048576)")
+    s.add_argument("--max-texts", type=int, default=64, help="most reviews per request (default: 64)")
+    s.add_argument("--max-chars", type=int, default=100_000, help="longest review, in characters (default: 100000)")
+    s.add_argument("--quiet", action="store_true", help="no access log (one line per request on stderr)")
+    s.set_defaults(run=serve)
     return parser
 
 
+def _check_ranges(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    for flag, low, high in (("threads", 1, MAX_THREADS), ("workers", 1, MAX_THREADS), ("reviews", 1, 1_000_000)):
+        value = getattr(args, flag, None)
+        if value is not None and not low <= value <= high:
+            parser.error(f"--{flag} must be between {low} and {high:,}")
+
+
+def _detach_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's exit does not fail flushing it again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    if args.threads < 1:
-        _parser().error("--threads must be >= 1")
-    return args.run(args)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    _check_ranges(parser, args)
+    restore = None if args.verbose else hide_native_stderr()
+    try:
+        code = args.run(args)
+        _flush()
+        return code
+    except OutputError as err:
+        _detach_stdout()
+        if not isinstance(err.__cause__, BrokenPipeError):  # a reader that stopped reading is no error
+            print(f"error: cannot write output: {err}", file=sys.stderr)
+        return EXIT_FATAL
+    finally:
+        if restore:
+            restore()
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""File names of an exported bundle, hashing, and atomic writes (shared with the host)."""
+"""Hashing and atomic writes (shared with the host)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,6 @@ except ImportError:
         from _sha256 import sha256  # Python <= 3.11
     except ImportError:
         from hashlib import sha256
-
-TOKENIZER_FILE = "tokenizer.json"
-MANIFEST_FILE = "manifest.json"
 
 
 def file_sha256(path: Path) -> str:

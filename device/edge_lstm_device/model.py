@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
-from edge_lstm_device.files import MANIFEST_FILE, bytes_sha256
+from edge_lstm_device.bundle import TOKENIZER_FILE, BundleError, device_order, read_manifest, read_verified, tflite_models
+from edge_lstm_device.probe import probe
 from edge_lstm_device.runtime import TFLiteScorer
 from edge_lstm_device.tokenizer import Tokenizer, TokenizerError
 
 REFERENCE_BUNDLE = Path(__file__).resolve().parent / "reference"
-MANIFEST_FORMAT = 1
-
-
-class BundleError(ValueError):
-    """A bundle is missing, tampered with, truncated or inconsistent."""
+__all__ = ["BundleError", "ModelChoice", "Prediction", "REFERENCE_BUNDLE", "SentimentModel", "device_order",
+           "read_manifest", "read_verified", "tflite_models"]
 
 
 @dataclass(frozen=True)
@@ -31,51 +28,6 @@ class Prediction:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def read_manifest(bundle_dir: Path) -> dict:
-    path = Path(bundle_dir) / MANIFEST_FILE
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as err:
-        raise BundleError(f"no {MANIFEST_FILE} in {bundle_dir}: not an exported bundle") from err
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise BundleError(f"cannot read {path}: {err}") from err
-    if not isinstance(manifest, dict) or manifest.get("format_version") != MANIFEST_FORMAT:
-        raise BundleError(f"{path}: unsupported manifest format")
-    return manifest
-
-
-def read_verified(bundle_dir: Path, entry: dict) -> bytes:
-    """The bytes of a manifest entry's file, refused unless size and sha256 match."""
-    path = Path(bundle_dir) / entry["file"]
-    try:
-        data = path.read_bytes()
-    except OSError as err:
-        raise BundleError(f"cannot read {path}: {err.strerror or err}") from err
-    if len(data) != entry["bytes"] or bytes_sha256(data) != entry["sha256"]:
-        raise BundleError(
-            f"{path} does not match the manifest (expected {entry['bytes']} bytes, sha256 "
-            f"{entry['sha256'][:12]}…; got {len(data)} bytes): tampered, truncated or from another export"
-        )
-    return data
-
-
-def tflite_models(manifest: dict, bundle_dir: Path | None = None) -> list[str]:
-    """Names of the bundle's TFLite artifacts (only those present, when ``bundle_dir`` is given)."""
-    return [
-        name
-        for name, entry in manifest.get("artifacts", {}).items()
-        if entry.get("format") == "tflite" and (bundle_dir is None or (Path(bundle_dir) / entry["file"]).exists())
-    ]
-
-
-def device_order(manifest: dict, bundle_dir: Path | None = None) -> list[str]:
-    """The bundle's TFLite models, fastest first as the export measured them (older manifests
-    name only ``device_default``; models it did not rank follow in manifest order)."""
-    available = tflite_models(manifest, bundle_dir)
-    ranked = manifest.get("device_order") or [manifest.get("device_default")]
-    return [n for n in ranked if n in available] + [n for n in available if n not in ranked]
 
 
 @dataclass(frozen=True)
@@ -160,18 +112,25 @@ class ModelLoadError(ValueError):
 
 
 def _load_scorer(bundle_dir: Path, manifest: dict, name: str, threads: int, interpreter: str | None) -> TFLiteScorer:
-    content = read_verified(bundle_dir, manifest["artifacts"][name])
+    """The model's interpreter; a file of a bundle other than the shipped reference is first
+    loaded in a child process (``probe``), so a file that crashes the interpreter cannot crash us."""
+    entry = manifest["artifacts"][name]
+    content = read_verified(bundle_dir, entry)
     try:
+        if Path(bundle_dir).resolve() != REFERENCE_BUNDLE:
+            probe(Path(bundle_dir) / entry["file"], entry["sha256"], interpreter)
         return TFLiteScorer(content, threads, interpreter)
-    except (ValueError, RuntimeError) as err:  # ModelShapeError, or the interpreter refusing the file
+    except (ValueError, RuntimeError) as err:  # ModelShapeError, ProbeRefused, the interpreter refusing the file
+        if isinstance(err, BundleError):
+            raise
         raise ModelLoadError(" ".join(str(err).split())[:300]) from err
 
 
 def _load_tokenizer(bundle_dir: Path, manifest: dict) -> Tokenizer:
     entry = manifest["tokenizer"]
     try:
-        tokenizer = Tokenizer.from_dict(json.loads(read_verified(bundle_dir, entry)))
-    except (TokenizerError, json.JSONDecodeError, UnicodeDecodeError) as err:
+        tokenizer = Tokenizer.from_json(read_verified(bundle_dir, entry), TOKENIZER_FILE)
+    except TokenizerError as err:
         raise BundleError(f"bad tokenizer in {bundle_dir}: {err}") from err
     if tokenizer.num_words != manifest["model"]["num_words"]:
         raise BundleError(

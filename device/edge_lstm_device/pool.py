@@ -1,9 +1,11 @@
 """Score reviews with N interpreters in parallel threads (the interpreter releases the GIL in
-``invoke()``); results come back in input order and equal one worker's."""
+``invoke()``); results come back in input order and equal one worker's. Used by ``predict``,
+``bench`` and ``serve``."""
 
 from __future__ import annotations
 
 import os
+import queue
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Sequence
@@ -25,6 +27,9 @@ class ModelPool:
         if not models:
             raise ValueError("a pool needs at least one model")
         self.models = list(models)
+        self._idle: queue.Queue[SentimentModel] = queue.Queue()
+        for model in self.models:
+            self._idle.put(model)
         self._executor = ThreadPoolExecutor(len(self.models), thread_name_prefix="edge-lstm-worker")
 
     @classmethod
@@ -50,9 +55,14 @@ class ModelPool:
         return self.predict_ids([self.first.tokenizer.ids(text) for text in texts])
 
     def predict_ids(self, ids: Sequence[Sequence[int]]) -> list[Prediction]:
-        """One contiguous share of the reviews per worker; predictions in input order."""
+        """Predictions in input order. One review goes to an idle worker (so concurrent callers,
+        such as a server's requests, run in parallel); more are split, one share per worker."""
         if len(ids) < 2 or self.workers == 1:
-            return self.first.predict_ids(ids)
+            model = self._idle.get()  # blocks while every worker is busy
+            try:
+                return model.predict_ids(ids)
+            finally:
+                self._idle.put(model)
         size = -(-len(ids) // self.workers)
         shares = [ids[i : i + size] for i in range(0, len(ids), size)]
         results = self._executor.map(lambda pair: pair[0].predict_ids(pair[1]), zip(self.models, shares))

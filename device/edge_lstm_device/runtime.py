@@ -19,6 +19,10 @@ class ModelShapeError(ValueError):
     """The TFLite model does not take (1, max_len) int32 token ids."""
 
 
+class ModelRunError(ValueError):
+    """The interpreter failed while scoring a review."""
+
+
 class TFLiteScorer:
     """Positive-class probabilities from a TFLite model of the IMDB LSTM."""
 
@@ -40,6 +44,8 @@ class TFLiteScorer:
         value = float(raw.reshape(-1)[0])
         if self._scale:  # quantized output: dequantize
             value = (value - self._zero_point) * self._scale
+        if not 0.0 <= value <= 1.0:  # also NaN: the model's last layer is not a sigmoid
+            raise ModelRunError(f"the model's output {value:.4g} is not a probability (expected a sigmoid output)")
         return value
 
     def score(self, rows: np.ndarray) -> np.ndarray:
@@ -52,6 +58,9 @@ class TFLiteScorer:
             for i, row in enumerate(rows):
                 self.interpreter.reset_all_variables()
                 self.interpreter.set_tensor(self._input["index"], row[None, :])
-                self.interpreter.invoke()
+                try:
+                    self.interpreter.invoke()
+                except RuntimeError as err:
+                    raise ModelRunError(f"the model failed on a review: {' '.join(str(err).split())[:200]}") from err
                 out[i] = self._probability(self.interpreter.get_tensor(self._output["index"]))
         return out

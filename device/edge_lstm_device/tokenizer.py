@@ -6,11 +6,18 @@ Rules: lowercase; HTML line breaks are spaces; words are runs of letters, digits
 apostrophes. Ids follow the Keras IMDB convention: 0 pad, 1 start, 2 out-of-vocabulary,
 words from 3 on, ranked by training-set frequency (ties by the word itself). Rows are
 pre-padded and pre-truncated (the end of a long review is kept), as ``pad_sequences`` did.
+
+Hostile input is bounded: ``Tokenizer.ids`` (and so ``encode``/``encode_batch``) refuses a
+review longer than ``MAX_REVIEW_CHARS`` characters or ``MAX_REVIEW_WORDS`` words with a
+``ReviewTooLongError``; ``$EDGE_LSTM_MAX_REVIEW_CHARS`` / ``$EDGE_LSTM_MAX_REVIEW_WORDS``,
+read at each call, raise or lower the limits. ``Tokenizer.load`` refuses a file over
+``MAX_TOKENIZER_BYTES``; ``from_dict`` checks every field's type and range.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -27,18 +34,75 @@ OOV_ID = 2
 FIRST_WORD_ID = 3
 FORMAT_VERSION = 1
 
+MAX_REVIEW_CHARS = 100_000  # real IMDB reviews are < 14,000 characters
+MAX_REVIEW_WORDS = 20_000  # ... and < 2,600 words
+MAX_CHARS_ENV = "EDGE_LSTM_MAX_REVIEW_CHARS"
+MAX_WORDS_ENV = "EDGE_LSTM_MAX_REVIEW_WORDS"
+MAX_TOKENIZER_BYTES = 16 << 20  # a 10,000-word tokenizer.json is ~100 kB
+MAX_NUM_WORDS = 10_000_000
+MAX_MAX_LEN = 10_000
+
 _LINE_BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
-_WORD = re.compile(r"(?:[^\W_]|')+")
+# A word is a run of letters, digits and apostrophes, i.e. ``(?:[^\W_]|')+``. Underscores are
+# made spaces first so one character class does: the regex engine then needs O(1) memory per
+# match instead of ~125 bytes per character (a 10 MB one-word review took 1.25 GB).
+_WORD = re.compile(r"[\w']+")
 
 
 class TokenizerError(ValueError):
     """A tokenizer file is missing, malformed or inconsistent."""
 
 
+class ReviewTooLongError(ValueError):
+    """A review is over the length limits (``$EDGE_LSTM_MAX_REVIEW_CHARS``/``_WORDS``)."""
+
+
+def _prepare(text: str) -> str:
+    return _LINE_BREAK.sub(" ", text).lower().replace("_", " ")
+
+
 def split_words(text: str) -> list[str]:
-    """Split raw review text into lowercase words (never raises for a ``str``)."""
-    text = _LINE_BREAK.sub(" ", text).lower()
-    return _WORD.findall(text)
+    """Split raw review text into lowercase words (never raises for a ``str``; no length limit)."""
+    return _WORD.findall(_prepare(text))
+
+
+def has_words(text: str) -> bool:
+    """Whether ``text`` holds any word at all (``bool(split_words(text))``, without the list)."""
+    return _WORD.search(_prepare(text)) is not None
+
+
+def _env_limit(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise TokenizerError(f"{name} must be a positive integer, got {raw!r}")
+    return value
+
+
+def review_limits() -> tuple[int, int]:
+    """``(max characters, max words)`` of one review, from the environment or the defaults."""
+    return _env_limit(MAX_CHARS_ENV, MAX_REVIEW_CHARS), _env_limit(MAX_WORDS_ENV, MAX_REVIEW_WORDS)
+
+
+def review_words(text: str) -> list[str]:
+    """``split_words`` within the review limits, else ``ReviewTooLongError``."""
+    max_chars, max_words = review_limits()
+    if len(text) > max_chars:
+        raise ReviewTooLongError(
+            f"review is {len(text):,} characters long; the limit is {max_chars:,} "
+            f"(set {MAX_CHARS_ENV} to raise it)"
+        )
+    words = split_words(text)
+    if len(words) > max_words:
+        raise ReviewTooLongError(
+            f"review has {len(words):,} words; the limit is {max_words:,} (set {MAX_WORDS_ENV} to raise it)"
+        )
+    return words
 
 
 @dataclass(frozen=True)
@@ -73,9 +137,9 @@ class Tokenizer:
         return cls(tuple(word for word, _ in ranked[:keep]), num_words, max_len)
 
     def ids(self, text: str) -> list[int]:
-        """Unpadded ids of one review, starting with the start id."""
+        """Unpadded ids of one review, starting with the start id (``ReviewTooLongError`` if too long)."""
         get = self._index.get
-        return [START_ID] + [get(w, OOV_ID) for w in split_words(text)]
+        return [START_ID] + [get(w, OOV_ID) for w in review_words(text)]
 
     def pad(self, ids: Sequence[Sequence[int]]) -> np.ndarray:
         """Id lists as a ``(len(ids), max_len)`` int32 array, pre-padded and pre-truncated."""
@@ -122,23 +186,66 @@ class Tokenizer:
         atomic_write_bytes(Path(path), self.to_json().encode("utf-8"))
 
     @classmethod
-    def from_dict(cls, data: dict) -> Tokenizer:
+    def from_dict(cls, data: object) -> Tokenizer:
+        """Check every field; raises only ``TokenizerError``, whatever ``data`` holds."""
+        if not isinstance(data, dict):
+            raise TokenizerError(f"malformed tokenizer: expected a JSON object, got {type(data).__name__}")
+        version = data.get("format_version")
+        if type(version) is not int or version != FORMAT_VERSION:
+            raise TokenizerError(f"unsupported tokenizer format {_short(version)}")
+        num_words = _int_field(data, "num_words", FIRST_WORD_ID + 1, MAX_NUM_WORDS)
+        max_len = _int_field(data, "max_len", 1, MAX_MAX_LEN)
+        return cls(_words_field(data, num_words - FIRST_WORD_ID), num_words, max_len)
+
+    @classmethod
+    def from_json(cls, raw: bytes | str, source: str = "tokenizer") -> Tokenizer:
+        """Parse tokenizer JSON (UTF-8); any fault is a one-line ``TokenizerError``."""
         try:
-            if data["format_version"] != FORMAT_VERSION:
-                raise TokenizerError(f"unsupported tokenizer format {data['format_version']!r}")
-            return cls(tuple(data["words"]), int(data["num_words"]), int(data["max_len"]))
-        except (KeyError, TypeError) as err:
-            raise TokenizerError(f"malformed tokenizer: {err!r}") from err
+            data = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise TokenizerError(f"cannot read {source}: {err}") from err
+        except RecursionError as err:
+            raise TokenizerError(f"cannot read {source}: JSON nested too deeply") from err
+        if not isinstance(data, dict):
+            raise TokenizerError(f"malformed {source}: not a JSON object")
+        return cls.from_dict(data)
 
     @classmethod
     def load(cls, path: Path) -> Tokenizer:
+        """Read a tokenizer file (at most ``MAX_TOKENIZER_BYTES``)."""
         path = Path(path)
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            with path.open("rb") as handle:
+                raw = handle.read(MAX_TOKENIZER_BYTES + 1)
         except FileNotFoundError as err:
             raise TokenizerError(f"tokenizer file not found: {path}") from err
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise TokenizerError(f"cannot read tokenizer {path}: {err}") from err
-        if not isinstance(data, dict):
-            raise TokenizerError(f"malformed tokenizer {path}: not a JSON object")
-        return cls.from_dict(data)
+        except OSError as err:
+            raise TokenizerError(f"cannot read tokenizer {path}: {err.strerror or err}") from err
+        if len(raw) > MAX_TOKENIZER_BYTES:
+            raise TokenizerError(f"tokenizer {path} is larger than {MAX_TOKENIZER_BYTES:,} bytes")
+        return cls.from_json(raw, f"tokenizer {path}")
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _int_field(data: dict, key: str, low: int, high: int) -> int:
+    value = data.get(key)
+    if type(value) is not int:
+        raise TokenizerError(f"malformed tokenizer: {key} must be an integer, got {_short(value)}")
+    if not low <= value <= high:
+        raise TokenizerError(f"malformed tokenizer: {key} must be in [{low:,}, {high:,}], got {value:,}")
+    return value
+
+
+def _words_field(data: dict, most: int) -> tuple[str, ...]:
+    words = data.get("words")
+    if not isinstance(words, list):
+        raise TokenizerError(f"malformed tokenizer: words must be a list, got {type(words).__name__}")
+    if len(words) > most:
+        raise TokenizerError("vocabulary holds more words than num_words allows")
+    if not all(type(word) is str for word in words):
+        raise TokenizerError("malformed tokenizer: every word must be a string")
+    return tuple(words)

@@ -6,12 +6,48 @@ from pathlib import Path
 
 import click
 
-from edge_lstm.bundle import DEFAULT_BUNDLE
 from edge_lstm.commands.common import JSON_OPTION, echo_json, is_terminal, status
 from edge_lstm.tf_setup import quiet_tensorflow
 from edge_lstm.training import VALIDATION_MODES, TrainConfig
 
 DEFAULTS = TrainConfig()  # the options' defaults are the config's
+
+
+def _train(data: Path | None, out_dir: Path, cfg: TrainConfig, limit: int | None, test_limit: int | None,
+           as_json: bool) -> dict:
+    """Read the data, train, write the bundle; returns the metrics."""
+    from edge_lstm.bundle import BundleError, ensure_writable
+    from edge_lstm.data import DataError, load_imdb, resolve_source
+    from edge_lstm_device.files import file_sha256
+
+    try:
+        ensure_writable(out_dir)
+        source = resolve_source(data, progress=_download_progress)
+        status(f"reading {source}")
+        splits = load_imdb(source)
+    except (DataError, BundleError) as err:
+        raise click.ClickException(str(err)) from err
+    train_set = splits["train"].balanced(limit, cfg.seed)
+    test_set = splits["test"].balanced(test_limit, cfg.seed)
+    quiet_tensorflow()
+    from edge_lstm.training import train
+
+    status(f"training on {len(train_set)} reviews ({cfg.validation_split:.0%} held out), "
+           f"{cfg.epochs} epochs, batch {cfg.batch_size}")
+    verbose = 1 if is_terminal() and not as_json else 0
+    sha = file_sha256(source) if source.is_file() else "directory"
+    return train(train_set, test_set, cfg, out_dir, sha, verbose=verbose, log=status)
+
+
+def _new_run_dir() -> Path:
+    """``runs/<date-time>``, with a suffix if that folder exists already."""
+    import time
+
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    candidate, n = Path("runs") / stamp, 1
+    while candidate.exists():
+        candidate, n = Path("runs") / f"{stamp}-{n}", n + 1
+    return candidate
 
 
 def _download_progress(done: int, total: int) -> None:
@@ -24,8 +60,9 @@ def _download_progress(done: int, total: int) -> None:
 @click.option("--data", type=click.Path(path_type=Path), default=None,
               help="aclImdb .tar.gz or extracted folder. Default: $EDGE_LSTM_DATA, the cache, "
                    "then download the official tarball.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
-              default=DEFAULT_BUNDLE, show_default=True, help="Bundle directory to write.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Bundle directory to write. Default: a new runs/<date-time> folder (the shipped "
+                   "reference in ./export changes only through 'edge-lstm reference').")
 @click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True,
               help="Seed for shuffling, init and dropout.")
 @click.option("--epochs", type=click.IntRange(min=1), default=DEFAULTS.epochs, show_default=True)
@@ -67,36 +104,25 @@ def train_command(data: Path | None, out_dir: Path, seed: int, epochs: int, batc
 
     \b
     Examples:
-      edge-lstm train --data ~/Downloads/aclImdb_v1.tar.gz
+      edge-lstm train --data ~/Downloads/aclImdb_v1.tar.gz           # writes runs/<date-time>
       edge-lstm train --data aclImdb_v1.tar.gz --limit 2000 --epochs 1 --out /tmp/quick
+      edge-lstm reference --from runs/<date-time>      # make a run the shipped reference
     """
     if refit and not keep_best_epoch:
         raise click.UsageError("--refit retrains up to the kept checkpoint; it needs --keep-best-epoch.")
-    from edge_lstm.bundle import BundleError, ensure_writable
-    from edge_lstm.data import DataError, load_imdb, resolve_source
-    from edge_lstm_device.files import file_sha256
-
-    try:
-        ensure_writable(out_dir)
-        source = resolve_source(data, progress=_download_progress)
-        status(f"reading {source}")
-        splits = load_imdb(source)
-    except (DataError, BundleError) as err:
-        raise click.ClickException(str(err)) from err
-    train_set = splits["train"].balanced(limit, seed)
-    test_set = splits["test"].balanced(test_limit, seed)
     cfg = TrainConfig(num_words=num_words, max_len=max_len, embedding_dim=embedding_dim, lstm_units=lstm_units,
                       epochs=epochs, batch_size=batch_size, validation_split=validation_split, seed=seed,
                       keep_best_epoch=keep_best_epoch, checks_per_epoch=checks_per_epoch,
                       ema_momentum=ema_momentum, dropout=dropout, validation=validation_mode, refit=refit)
-    quiet_tensorflow()
-    from edge_lstm.training import train
-
-    status(f"training on {len(train_set)} reviews ({validation_split:.0%} held out), "
-           f"{epochs} epochs, batch {batch_size}")
-    verbose = 1 if is_terminal() and not as_json else 0
-    sha = file_sha256(source) if source.is_file() else "directory"
-    metrics = train(train_set, test_set, cfg, out_dir, sha, verbose=verbose, log=status)
+    out_dir = out_dir or _new_run_dir()
+    created = [p for p in (out_dir, *out_dir.parents) if not p.exists()]  # deepest first
+    try:
+        metrics = _train(data, out_dir, cfg, limit, test_limit, as_json)
+    except BaseException:
+        for folder in created:  # a failed run leaves no empty folders behind
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        raise
     if as_json:
         echo_json(metrics)
     else:

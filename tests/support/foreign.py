@@ -114,9 +114,10 @@ def check_no_tensorflow(py: ForeignPython) -> None:
     )
 
 
-def isolated_venv(kind: str, cache_root: Path) -> ForeignPython:
-    """An x86-64 venv (host Python) holding only numpy and the ``kind`` interpreter."""
+def isolated_venv(kind: str, cache_root: Path, extra: Sequence[str] = ()) -> ForeignPython:
+    """An x86-64 venv (host Python) holding only numpy, the ``kind`` interpreter and ``extra``."""
     reqs, dist, module = _flavour(kind)
+    reqs = (*reqs, *extra)
     target = Path(cache_root) / f"{kind}-{_digest('venv', reqs)}"
 
     def build(dest: Path) -> str:

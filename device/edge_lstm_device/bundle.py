@@ -1,0 +1,163 @@
+"""The bundle format, defined once: file names, artifact names, the manifest's schema, and
+reading a bundle's files safely (docs/bundle-format.md).
+
+A bundle is a folder. ``manifest.json`` names every exported file by a plain file name inside
+the folder and pins its size and sha256; nothing a manifest says can make a reader leave the
+folder, follow a symlink, or read more than the manifest's own size bounds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+from pathlib import Path
+from typing import Any
+
+from edge_lstm_device.files import bytes_sha256
+
+FORMAT_VERSION = 1
+MANIFEST_FILE = "manifest.json"
+TOKENIZER_FILE = "tokenizer.json"
+MODEL_FILE = "model.h5"  # the float model (host only)
+METRICS_FILE = "metrics.json"  # how it was trained (host only)
+REPORT_FILE = "export_report.json"  # what the export measured on its machine
+
+# Artifact names (manifest keys), one per exported file.
+FLOAT_TFLITE = "float_tflite"
+FLOAT_ONNX = "float_onnx"
+INT8_LOOP_TFLITE = "int8_loop_tflite"
+INT8_TFLITE = "int8_tflite"  # fused LSTM, full-integer (or dynamic-range with --tflite-scheme)
+INT8_DYNAMIC_TFLITE = "int8_dynamic_tflite"
+INT8_ONNX = "int8_onnx"
+ARTIFACT_FILES = {
+    FLOAT_TFLITE: "model_float.tflite",
+    FLOAT_ONNX: "model_float.onnx",
+    INT8_LOOP_TFLITE: "model_int8_loop.tflite",
+    INT8_TFLITE: "model_int8.tflite",
+    INT8_DYNAMIC_TFLITE: "model_int8_dynamic.tflite",
+    INT8_ONNX: "model_int8.onnx",
+}
+FORMATS = ("tflite", "onnx")
+
+MAX_MANIFEST_BYTES = 1 << 20
+MAX_ARTIFACT_BYTES = 256 << 20
+MAX_TOKENIZER_BYTES = 16 << 20
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+class BundleError(ValueError):
+    """A bundle is missing, tampered with, truncated, malformed or inconsistent."""
+
+
+class FileTooLargeError(BundleError):
+    """A file is larger than the bound it is read with."""
+
+
+def plain_name(name: object) -> str:
+    """``name`` if it is a plain file name (no folder, not hidden), else ``BundleError``."""
+    if (not isinstance(name, str) or not name or name.startswith(".") or "/" in name or "\\" in name
+            or "\x00" in name or len(name) > 255):
+        raise BundleError(f"manifest names a file outside the bundle or not a plain file name: {str(name)[:80]!r}")
+    return name
+
+
+def read_bounded(path: Path, limit: int) -> bytes:
+    """A regular file's bytes (not a symlink, not a device), refused beyond ``limit`` bytes."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError as err:
+        raise BundleError(f"missing file {path}") from err
+    except OSError as err:
+        raise BundleError(f"cannot read {path}: {err.strerror or err}") from err
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise BundleError(f"{path} is not a regular file")
+        data = b"" if info.st_size > limit else handle.read(limit + 1)
+    if info.st_size > limit or len(data) > limit:
+        raise FileTooLargeError(f"{path} is larger than the {limit:,}-byte limit")
+    return data
+
+
+def parse_json(data: bytes, source: str) -> Any:
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise BundleError(f"cannot read {source}: {err}") from err
+    except RecursionError as err:
+        raise BundleError(f"cannot read {source}: JSON nested too deeply") from err
+
+
+def _file_entry(entry: object, where: str, limit: int) -> dict:
+    if not isinstance(entry, dict):
+        raise BundleError(f"manifest: {where} is not an object")
+    plain_name(entry.get("file"))
+    size, digest = entry.get("bytes"), entry.get("sha256")
+    if type(size) is not int or not 0 <= size <= limit:
+        raise BundleError(f"manifest: {where} has no valid 'bytes' (at most {limit:,})")
+    if not isinstance(digest, str) or not _SHA256.fullmatch(digest):
+        raise BundleError(f"manifest: {where} has no valid 'sha256'")
+    return entry
+
+
+def check_manifest(manifest: object) -> dict:
+    """The manifest if it follows the schema (docs/bundle-format.md), else ``BundleError``."""
+    if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
+        raise BundleError("unsupported manifest format (expected format_version 1)")
+    artifacts = manifest.get("artifacts")
+    if not isinstance(artifacts, dict):
+        raise BundleError("manifest: 'artifacts' is not an object")
+    for name, entry in artifacts.items():
+        _file_entry(entry, f"artifact {str(name)[:40]!r}", MAX_ARTIFACT_BYTES)
+        if entry.get("format") not in FORMATS:
+            raise BundleError(f"manifest: artifact {str(name)[:40]!r} has an unknown format")
+    _file_entry(manifest.get("tokenizer"), "tokenizer", MAX_TOKENIZER_BYTES)
+    model = manifest.get("model")
+    if not isinstance(model, dict) or type(model.get("num_words")) is not int:
+        raise BundleError("manifest: 'model' has no 'num_words'")
+    order = manifest.get("device_order", [])
+    if not isinstance(order, list) or not all(isinstance(n, str) for n in order):
+        raise BundleError("manifest: 'device_order' is not a list of names")
+    return manifest
+
+
+def read_manifest(bundle_dir: Path) -> dict:
+    """The bundle's manifest, size-bounded and checked against the schema."""
+    path = Path(bundle_dir) / MANIFEST_FILE
+    if not path.exists() and not path.is_symlink():
+        raise BundleError(f"no {MANIFEST_FILE} in {bundle_dir}: not an exported bundle")
+    return check_manifest(parse_json(read_bounded(path, MAX_MANIFEST_BYTES), str(path)))
+
+
+def read_verified(bundle_dir: Path, entry: dict) -> bytes:
+    """The bytes of a manifest entry's file, refused unless size and sha256 match."""
+    path = Path(bundle_dir) / plain_name(entry["file"])
+    try:
+        data = read_bounded(path, entry["bytes"])
+    except FileTooLargeError:
+        data = b""
+    if len(data) != entry["bytes"] or bytes_sha256(data) != entry["sha256"]:
+        raise BundleError(
+            f"{path} does not match the manifest (expected {entry['bytes']} bytes, sha256 "
+            f"{entry['sha256'][:12]}…): tampered, truncated or from another export"
+        )
+    return data
+
+
+def tflite_models(manifest: dict, bundle_dir: Path | None = None) -> list[str]:
+    """Names of the bundle's TFLite artifacts (only those present, when ``bundle_dir`` is given)."""
+    return [
+        name
+        for name, entry in manifest.get("artifacts", {}).items()
+        if entry.get("format") == "tflite" and (bundle_dir is None or (Path(bundle_dir) / entry["file"]).is_file())
+    ]
+
+
+def device_order(manifest: dict, bundle_dir: Path | None = None) -> list[str]:
+    """The bundle's TFLite models, fastest first as the export measured them (older manifests
+    name only ``device_default``; models it did not rank follow in manifest order)."""
+    available = tflite_models(manifest, bundle_dir)
+    ranked = manifest.get("device_order") or [manifest.get("device_default")]
+    return [n for n in ranked if n in available] + [n for n in available if n not in ranked]

@@ -1,0 +1,210 @@
+"""Load-test a running ``edge-lstm-device serve``: keep-alive clients in threads, standard library only.
+
+    python -m edge_lstm_device.loadtest --url http://127.0.0.1:8080 --clients 32 --requests 10000 --pid PID
+
+Each client holds one HTTP/1.1 connection and posts one review per request, one request after the
+other (a closed loop: with C clients, about C requests wait or run at any time). Reports requests/s,
+latency percentiles, errors and, with ``--pid`` (the server's process id, same machine), the
+server's peak RSS and its RSS after the first and the last thousand requests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from edge_lstm_device.timing import summarize
+
+DEFAULT_TEXT = "What a wonderful film, the cast was great and the story moved me."
+RSS_WINDOW = 1000  # RSS is read after the first and after the last this many requests
+TARGETS = {"errors": 0, "p99_ms": 50.0, "rss_growth_pct": 10.0}
+EXIT_UNREACHABLE, EXIT_MISSED = 1, 3
+
+
+def read_rss_kib(pid: int) -> dict[str, int]:
+    """``VmRSS`` (now) and ``VmHWM`` (peak) of a process, in KiB, from ``/proc/<pid>/status``."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            fields[key] = int(value.split()[0])
+    return fields
+
+
+class _Run:
+    """What the client threads share: the next request's number, the results, the RSS samples."""
+
+    def __init__(self, requests: int, pid: int | None) -> None:
+        self.requests, self.pid = requests, pid
+        self.lock = threading.Lock()
+        self.issued = self.done = 0
+        self.latencies_ms: list[float] = []
+        self.errors: Counter[str] = Counter()
+        self.rss_first: int | None = None
+
+    def take(self) -> bool:
+        with self.lock:
+            if self.issued >= self.requests:
+                return False
+            self.issued += 1
+            return True
+
+    def record(self, ms: float, error: str | None) -> None:
+        with self.lock:
+            self.done += 1
+            if error:
+                self.errors[error] += 1
+            else:
+                self.latencies_ms.append(ms)
+            if self.pid and self.done == min(RSS_WINDOW, self.requests):
+                self.rss_first = read_rss_kib(self.pid).get("VmRSS")
+
+
+def _client(run: _Run, host: str, port: int, path: str, body: bytes, headers: dict[str, str],
+            timeout: float) -> None:
+    conn: http.client.HTTPConnection | None = None
+    while run.take():
+        start = time.perf_counter()
+        error = None
+        try:
+            conn = conn or http.client.HTTPConnection(host, port, timeout=timeout)
+            conn.request("POST", path, body, headers)
+            response = conn.getresponse()
+            answer = response.read()
+            if response.status != 200:
+                error = f"HTTP {response.status}"
+            elif len(json.loads(answer)["predictions"]) != 1:
+                error = "wrong answer"
+            if response.will_close:
+                conn.close()
+                conn = None
+        except (OSError, http.client.HTTPException, ValueError, KeyError) as err:
+            error = type(err).__name__
+            if conn is not None:
+                conn.close()
+            conn = None
+        run.record((time.perf_counter() - start) * 1000, error)
+    if conn is not None:
+        conn.close()
+
+
+def run_load(url: str, clients: int = 32, requests: int = 10_000, text: str = DEFAULT_TEXT,
+             pid: int | None = None, token: str | None = None, timeout: float = 30.0) -> dict:
+    """Post ``requests`` single-review requests from ``clients`` keep-alive connections to the server at
+    ``url`` (its base, or its ``/v1/predict``); latency in ms, RSS in KiB (only with ``pid``)."""
+    if clients < 1 or requests < 1:
+        raise ValueError("clients and requests must be >= 1")
+    parts = urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname:
+        raise ValueError(f"expected an http:// URL, got {url!r}")
+    path = parts.path.rstrip("/")
+    path = path if path.endswith("/v1/predict") else path + "/v1/predict"
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
+    body = json.dumps({"texts": [text]}).encode("utf-8")
+    run = _Run(requests, pid)
+    threads = [threading.Thread(target=_client, args=(run, parts.hostname, parts.port or 80, path, body, headers,
+                                                      timeout), daemon=True) for _ in range(clients)]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seconds = time.perf_counter() - start
+    summary = summarize(run.latencies_ms) if run.latencies_ms else None
+    report: dict = {
+        "url": f"http://{parts.netloc}{path}", "clients": clients, "requests": requests,
+        "errors": sum(run.errors.values()), "error_kinds": dict(run.errors), "seconds": round(seconds, 3),
+        "requests_per_s": round(requests / seconds, 1),
+        "latency_ms": {"p50": summary.median, "p90": summary.p90, "p99": summary.p99,
+                       "max": round(max(run.latencies_ms), 3)} if summary else
+                      {k: float("nan") for k in ("p50", "p90", "p99", "max")},
+    }
+    if pid:
+        rss = read_rss_kib(pid)
+        first, last = run.rss_first, rss.get("VmRSS")
+        report["server_rss_kib"] = {
+            "peak": rss.get("VmHWM"), "after_first_requests": first, "after_last_requests": last,
+            "window": min(RSS_WINDOW, requests),
+            "growth_pct": round(100 * (last - first) / first, 2) if first and last else None,
+        }
+    return report
+
+
+def verdicts(report: dict) -> dict[str, bool]:
+    """Each target of the issue met or not (RSS growth only when the server's pid was given)."""
+    result = {"errors": report["errors"] <= TARGETS["errors"],
+              "p99_ms": report["latency_ms"]["p99"] <= TARGETS["p99_ms"]}
+    growth = report.get("server_rss_kib", {}).get("growth_pct")
+    if growth is not None:
+        result["rss_growth_pct"] = growth <= TARGETS["rss_growth_pct"]
+    return result
+
+
+def _print_table(report: dict, met: dict[str, bool]) -> None:
+    lat = report["latency_ms"]
+
+    def ok(name: str) -> str:
+        return "ok" if met[name] else "MISSED"
+
+    kinds = ", ".join(f"{k}: {v}" for k, v in report["error_kinds"].items())
+    rows = [
+        ("url", report["url"]),
+        ("clients x requests", f"{report['clients']} x {report['requests']} in {report['seconds']:.1f} s"),
+        ("requests/s", f"{report['requests_per_s']:.1f}"),
+        ("latency ms", (f"p50 {lat['p50']:.2f}  p90 {lat['p90']:.2f}  p99 {lat['p99']:.2f}  max {lat['max']:.2f}"
+                        f"  (p99 <= {TARGETS['p99_ms']:g}: {ok('p99_ms')})")),
+        ("errors", f"{report['errors']}{f' ({kinds})' if kinds else ''}  (0: {ok('errors')})"),
+    ]
+    rss = report.get("server_rss_kib")
+    if rss and rss["growth_pct"] is not None:
+        rows += [("server peak RSS", f"{rss['peak'] / 1024:.1f} MB"),
+                 (f"server RSS, first/last {rss['window']}",
+                  (f"{rss['after_first_requests'] / 1024:.1f} MB -> {rss['after_last_requests'] / 1024:.1f} MB"
+                   f" ({rss['growth_pct']:+.2f}%)  (<= {TARGETS['rss_growth_pct']:g}%: {ok('rss_growth_pct')})"))]
+    width = max(len(name) for name, _ in rows)
+    print("\n".join(f"{name:<{width}}  {value}" for name, value in rows))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m edge_lstm_device.loadtest",
+                                     description="Load-test a running edge-lstm-device serve (one review per request).")
+    parser.add_argument("--url", required=True, help="the server, e.g. http://127.0.0.1:8080")
+    parser.add_argument("--clients", type=int, default=32, help="concurrent keep-alive connections (default: 32)")
+    parser.add_argument("--requests", type=int, default=10_000, help="requests in all (default: 10000)")
+    parser.add_argument("--text", default=DEFAULT_TEXT, help="the review every request sends")
+    parser.add_argument("--pid", type=int, default=None, help="the server's process id: report its memory")
+    parser.add_argument("--token-file", type=Path, default=None, help="send this bearer token")
+    parser.add_argument("--json", action="store_true", help="the report as JSON")
+    args = parser.parse_args(argv)
+    if args.clients < 1 or args.requests < 1:
+        parser.error("--clients and --requests must be >= 1")
+    try:
+        token = args.token_file.read_text(encoding="utf-8").strip() if args.token_file else None
+        if args.pid:
+            read_rss_kib(args.pid)
+        report = run_load(args.url, args.clients, args.requests, args.text, args.pid, token)
+    except ValueError as err:
+        parser.error(str(err))
+    except OSError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    met = verdicts(report)
+    if args.json:
+        print(json.dumps({**report, "targets": TARGETS, "met": met}, indent=2))
+    else:
+        _print_table(report, met)
+    if report["errors"] == report["requests"]:
+        return EXIT_UNREACHABLE
+    return 0 if all(met.values()) else EXIT_MISSED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,370 @@
+"""The safe model reader: model files are data, never code."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from edge_lstm import bundle, modelfile
+from edge_lstm.modelfile import ModelFileError, read_model_file
+
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCE = ROOT / "export" / "model.h5"
+VOCAB, EMB, UNITS, LEN = 50, 4, 4, 10  # tiny models: fast to build and save
+
+
+def _rows(n: int = 16, seed: int = 0) -> np.ndarray:
+    rows = np.random.default_rng(seed).integers(0, VOCAB, (n, LEN), dtype=np.int32)
+    rows[: n // 2, : LEN // 2] = 0
+    return rows
+
+
+def _keras3(path: Path, *middle, head=None, with_input: bool = True) -> Path:
+    """A Keras 3 Sequential: [Input] -> Embedding -> middle (default LSTM) -> head (default Dense sigmoid)."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    layers = ([keras.Input((LEN,))] if with_input else []) + [keras.layers.Embedding(VOCAB, EMB)]
+    layers += list(middle) or [keras.layers.LSTM(UNITS)]
+    layers.append(head or keras.layers.Dense(1, activation="sigmoid"))
+    model = keras.Sequential(layers)
+    if not with_input:
+        model.build((None, None))
+    model.save(path)
+    return path
+
+
+def _one_line(err: pytest.ExceptionInfo) -> str:
+    message = str(err.value)
+    assert "\n" not in message and message
+    return message
+
+
+# ------------------------------------------------------------------ the shipped reference
+
+
+def test_reference_model_equals_tf_keras_load_model() -> None:
+    import tf_keras
+
+    from edge_lstm.samples import TEST_SAMPLE, read_sample
+
+    tokenizer = bundle.load_tokenizer(REFERENCE.parent)
+    rows = tokenizer.encode_batch(read_sample(TEST_SAMPLE).texts[:48])
+    unsafe = tf_keras.models.load_model(REFERENCE, compile=False)
+    safe = bundle.load_model(REFERENCE.parent)
+    assert [type(layer).__name__ for layer in safe.layers] == ["Embedding", "LSTM", "Dense"]
+    assert safe.input_shape == (None, 200)
+    assert np.abs(safe.predict(rows, verbose=0) - unsafe.predict(rows, verbose=0)).max() <= 1e-7
+    spec = read_model_file(REFERENCE).spec
+    assert (spec.num_words, spec.embedding_dim, spec.units, spec.max_len) == (10_000, 128, 128, 200)
+    assert spec.description == "tf-keras (Keras 2.21.0) .h5"
+
+
+# ------------------------------------------------------------------ code never runs
+
+
+def _lambda_h5(path: Path, marker: Path) -> Path:
+    """A tf-keras .h5 whose Lambda layer touches ``marker`` whenever Keras rebuilds it."""
+    import tf_keras as keras
+
+    payload = eval(f"lambda x: (__import__('pathlib').Path({str(marker)!r}).touch(), x)[1]")
+    model = keras.Sequential([keras.layers.Embedding(VOCAB, EMB, input_length=LEN), keras.layers.Lambda(payload),
+                              keras.layers.LSTM(UNITS), keras.layers.Dense(1, activation="sigmoid")])
+    model.build((None, LEN))  # runs the payload once
+    model.save(path)
+    marker.unlink()
+    return path
+
+
+def test_lambda_h5_is_refused_and_its_code_never_runs(tmp_path: Path) -> None:
+    marker = tmp_path / "payload-ran"
+    path = _lambda_h5(tmp_path / "lambda.h5", marker)
+    with pytest.raises(ModelFileError, match="Lambda layer holds code") as err:
+        read_model_file(path)
+    assert "Embedding -> Lambda -> LSTM -> Dense" in _one_line(err)
+    (tmp_path / "b").mkdir()
+    shutil.copy(path, tmp_path / "b" / bundle.MODEL_FILE)
+    with pytest.raises(bundle.BundleError, match="Lambda"):
+        bundle.load_model(tmp_path / "b")
+    assert not marker.exists()
+    import tf_keras  # the control: the payload is real, tf-keras' own loader runs it
+
+    tf_keras.models.load_model(path, compile=False)
+    assert marker.exists()
+
+
+def test_lambda_in_a_keras3_file_is_refused(tmp_path: Path) -> None:
+    import keras
+
+    path = _keras3(tmp_path / "lambda.keras", keras.layers.Lambda(lambda x: x * 2), keras.layers.LSTM(UNITS))
+    with pytest.raises(ModelFileError, match="Lambda"):
+        read_model_file(path)
+
+
+# ------------------------------------------------------------------ formats
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_keras3_files_rebuild_with_equal_outputs(tmp_path: Path, suffix: str) -> None:
+    import keras
+
+    path = _keras3(tmp_path / f"m{suffix}")
+    spec = read_model_file(path).spec
+    assert (spec.num_words, spec.embedding_dim, spec.units, spec.max_len, spec.max_len_from) == (
+        VOCAB, EMB, UNITS, LEN, "model")
+    assert spec.description == f"Keras 3 {suffix}"
+    original = keras.saving.load_model(path, compile=False)
+    rebuilt = modelfile.load_model(path)
+    assert np.abs(rebuilt.predict(_rows(), verbose=0) - original.predict(_rows(), verbose=0)).max() <= 1e-6
+
+
+def test_early_keras_zip_layout_is_read(tmp_path: Path) -> None:
+    """Early .keras writers stored weights under _layer_checkpoint_dependencies/<kind>/..."""
+    path = _keras3(tmp_path / "m.keras")
+    expected = read_model_file(path).weights
+    renamed = _rewrite_zip_weights(path, tmp_path / "early.keras",
+                                   lambda f: f.move("layers", "_layer_checkpoint_dependencies"))
+    assert all(np.array_equal(a, b) for a, b in zip(read_model_file(renamed).weights, expected))
+
+
+def test_named_layers_and_tf_keras_zip(tmp_path: Path) -> None:
+    import keras
+    import tf_keras
+
+    named = keras.Sequential([keras.Input((LEN,)), keras.layers.Embedding(VOCAB, EMB, name="emb"),
+                              keras.layers.LSTM(UNITS, name="rnn"), keras.layers.Dense(1, "sigmoid", name="head")])
+    for suffix in (".keras", ".h5"):
+        named.save(tmp_path / f"named{suffix}")
+        assert read_model_file(tmp_path / f"named{suffix}").spec.layer_names == ("emb", "rnn", "head")
+    old = tf_keras.Sequential([tf_keras.layers.Embedding(VOCAB, EMB, input_length=LEN), tf_keras.layers.LSTM(UNITS),
+                               tf_keras.layers.Dense(1, activation="sigmoid")])
+    old.build((None, LEN))
+    old.save(tmp_path / "old.keras")
+    rebuilt = modelfile.load_model(tmp_path / "old.keras")
+    assert np.array_equal(rebuilt.predict(_rows(), verbose=0), old.predict(_rows(), verbose=0))
+
+
+def test_input_length_from_the_caller_when_the_model_leaves_it_open(tmp_path: Path) -> None:
+    path = _keras3(tmp_path / "open.keras", with_input=False)
+    with pytest.raises(ModelFileError, match="does not fix its input length"):
+        read_model_file(path)
+    assert read_model_file(path, max_len=37).spec.max_len == 37
+    fixed = _keras3(tmp_path / "fixed.keras")
+    with pytest.raises(ModelFileError, match=f"reads {LEN} tokens per review, not 37"):
+        read_model_file(fixed, max_len=37)
+
+
+# ------------------------------------------------------------------ other architectures
+
+
+def _variants() -> dict[str, tuple[Callable, str]]:
+    import keras
+
+    L = keras.layers
+    return {
+        "gru": (lambda p: _keras3(p, L.GRU(UNITS)), r"Embedding -> GRU -> Dense; supported"),
+        "bidirectional": (lambda p: _keras3(p, L.Bidirectional(L.LSTM(UNITS))), "Bidirectional"),
+        "stacked": (lambda p: _keras3(p, L.LSTM(UNITS, return_sequences=True), L.LSTM(UNITS)), "LSTM -> LSTM"),
+        "sequences": (lambda p: _keras3(p, L.LSTM(UNITS, return_sequences=True), L.GlobalMaxPooling1D()),
+                      "GlobalMaxPooling1D"),
+        "linear": (lambda p: _keras3(p, head=L.Dense(1)), "activation 'linear'; supported: sigmoid"),
+        "softmax": (lambda p: _keras3(p, head=L.Dense(2, activation="softmax")), "units=2"),
+        "relu": (lambda p: _keras3(p, L.LSTM(UNITS, activation="relu")), "activation='relu'"),
+        "no_bias": (lambda p: _keras3(p, head=L.Dense(1, activation="sigmoid", use_bias=False)), "use_bias=False"),
+    }
+
+
+@pytest.mark.parametrize("name", ["gru", "bidirectional", "stacked", "sequences", "linear", "softmax", "relu",
+                                  "no_bias"])
+def test_other_architectures_are_refused(tmp_path: Path, name: str) -> None:
+    make, message = _variants()[name]
+    path = make(tmp_path / f"{name}.h5")
+    with pytest.raises(ModelFileError, match=message) as err:
+        read_model_file(path)
+    _one_line(err)
+
+
+def _edit_layer(index: int, **changes) -> Callable[[dict], None]:
+    def edit(config: dict) -> None:
+        config["config"]["layers"][index]["config"].update(changes)
+    return edit
+
+
+def _set(key: str, value) -> Callable[[dict], None]:
+    def edit(config: dict) -> None:
+        config[key] = value
+    return edit
+
+
+def _custom_layer(config: dict) -> None:
+    config["config"]["layers"][2].update(module="evil.layers", registered_name="evil>LSTM")
+
+
+def _custom_initializer(config: dict) -> None:
+    config["config"]["layers"][2]["config"]["kernel_initializer"] = {
+        "module": "os", "class_name": "system", "config": {"command": "touch x"}, "registered_name": "os>system"}
+
+
+def _lambda_activation(config: dict) -> None:
+    config["config"]["layers"][3]["config"]["activation"] = {
+        "module": "keras.layers", "class_name": "__lambda__", "config": {"code": "..."}, "registered_name": None}
+
+
+@pytest.mark.parametrize("edit, message", [
+    (_edit_layer(2, recurrent_activation="hard_sigmoid"), "recurrent_activation='hard_sigmoid'"),
+    (_edit_layer(2, go_backwards=True), "go_backwards=True"),
+    (_edit_layer(2, stateful=True), "stateful=True"),
+    (_edit_layer(2, use_bias=False), "use_bias=False"),
+    (_edit_layer(1, mask_zero=True), "mask_zero=True"),
+    (_edit_layer(1, dtype="mixed_float16"), "computes in 'mixed_float16'"),
+    (_edit_layer(1, input_dim=49), r"shape \(50, 4\), the architecture needs \(49, 4\)"),
+    (_edit_layer(0, batch_shape=[None, 10, 3]), "supported: \\(batch, tokens\\)"),
+    (_custom_layer, "custom class 'evil>LSTM' from module 'evil.layers'"),
+    (_custom_initializer, "custom object 'os>system' from module 'os'"),
+    (_lambda_activation, "holds code"),
+    (_set("class_name", "Functional"), "is a 'Functional', not a Keras Sequential"),
+], ids=["hard_sigmoid", "go_backwards", "stateful", "lstm_no_bias", "mask_zero", "mixed", "vocab", "rank3",
+        "custom_layer", "custom_initializer", "lambda_activation", "functional"])
+def test_config_edits_are_refused(tmp_path: Path, edit: Callable[[dict], None], message: str) -> None:
+    path = _keras3(tmp_path / "m.h5")
+    with h5py.File(path, "r+") as handle:
+        config = json.loads(handle.attrs["model_config"])
+        edit(config)
+        handle.attrs["model_config"] = json.dumps(config)
+    with pytest.raises(ModelFileError, match=message) as err:
+        read_model_file(path)
+    _one_line(err)
+
+
+# ------------------------------------------------------------------ damaged and hostile files
+
+
+def _rewrite_zip_weights(src: Path, dst: Path, edit: Callable[[h5py.File], None]) -> Path:
+    with zipfile.ZipFile(src) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    buffer = io.BytesIO(members["model.weights.h5"])
+    with h5py.File(buffer, "r+") as handle:
+        edit(handle)
+    members["model.weights.h5"] = buffer.getvalue()
+    with zipfile.ZipFile(dst, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return dst
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _drop_member(name: str) -> Callable[[Path], None]:
+    def edit(path: Path) -> None:
+        with zipfile.ZipFile(path) as archive:
+            members = {n: archive.read(n) for n in archive.namelist() if n != name}
+        with zipfile.ZipFile(path, "w") as archive:
+            for n, data in members.items():
+                archive.writestr(n, data)
+    return edit
+
+
+def _h5_edit(edit: Callable[[h5py.File], None]) -> Callable[[Path], None]:
+    def apply(path: Path) -> None:
+        with h5py.File(path, "r+") as handle:
+            edit(handle)
+    return apply
+
+
+def _layer(handle: h5py.File, index: int) -> h5py.Group:
+    """``model_weights/<name>`` of the index-th layer with weights (0 Embedding, 1 LSTM, 2 Dense)."""
+    name = handle["model_weights"].attrs["layer_names"][index]
+    return handle["model_weights"][name.decode() if isinstance(name, bytes) else name]
+
+
+def _weight(handle: h5py.File, index: int, short: str) -> tuple[h5py.Group, str]:
+    """(group holding the weight, its name there) for e.g. (1, "bias")."""
+    group = _layer(handle, index)
+    for name in group.attrs["weight_names"]:
+        name = name.decode() if isinstance(name, bytes) else name
+        if name.rsplit("/", 1)[-1] == short:
+            holder, _, leaf = name.rpartition("/")
+            return group[holder], leaf
+    raise AssertionError(short)
+
+
+def _external_link(handle: h5py.File) -> None:
+    group, leaf = _weight(handle, 2, "bias")
+    del group[leaf]
+    group[leaf] = h5py.ExternalLink("/etc/passwd", "/x")
+
+
+def _wrong_shape(handle: h5py.File) -> None:
+    group, leaf = _weight(handle, 1, "bias")
+    del group[leaf]
+    group[leaf] = np.zeros(3, np.float32)
+
+
+def _nan(handle: h5py.File) -> None:
+    group, leaf = _weight(handle, 2, "bias")
+    group[leaf][0] = np.nan
+
+
+def _no_weight_names(handle: h5py.File) -> None:
+    _layer(handle, 0).attrs["weight_names"] = []
+
+
+def _no_layer_group(handle: h5py.File) -> None:
+    del handle["model_weights"][_layer(handle, 1).name.rsplit("/", 1)[-1]]
+
+
+@pytest.mark.parametrize("suffix, damage, message", [
+    (".h5", _truncate, "truncated or damaged"),
+    (".keras", _truncate, "truncated or damaged"),
+    (".keras", _drop_member("config.json"), "without config.json is not a .keras model"),
+    (".keras", _drop_member("model.weights.h5"), "no model.weights.h5"),
+    (".h5", _h5_edit(lambda h: h.attrs.__delitem__("model_config")), "no Keras model in this HDF5 file"),
+    (".h5", _h5_edit(_no_weight_names), "missing its embeddings weights"),
+    (".h5", _h5_edit(_no_layer_group), "the weights of LSTM 'lstm.*' are missing"),
+    (".h5", _h5_edit(_external_link), "is a link"),
+    (".h5", _h5_edit(_wrong_shape), r"LSTM bias has shape \(3,\), the architecture needs \(16,\)"),
+    (".h5", _h5_edit(_nan), "NaN"),
+], ids=["truncated_h5", "truncated_zip", "no_config", "no_weights", "no_model_config", "no_weight_names",
+        "no_layer_group", "external_link", "wrong_shape", "nan"])
+def test_damaged_files_are_refused(tmp_path: Path, suffix: str, damage: Callable[[Path], None], message: str) -> None:
+    path = _keras3(tmp_path / f"m{suffix}")
+    damage(path)
+    with pytest.raises(ModelFileError, match=message) as err:
+        read_model_file(path)
+    _one_line(err)
+
+
+def test_not_a_model_file(tmp_path: Path) -> None:
+    for name, data in (("notes.h5", b"just text\n"), ("empty.keras", b"")):
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(ModelFileError, match="neither an HDF5"):
+            read_model_file(tmp_path / name)
+    with pytest.raises(ModelFileError, match="is a directory"):
+        read_model_file(tmp_path)
+    import tf_keras
+
+    weights_only = tf_keras.Sequential([tf_keras.layers.Dense(1)])
+    weights_only.build((None, 3))
+    weights_only.save_weights(tmp_path / "weights.h5")
+    with pytest.raises(ModelFileError, match="only weights"):
+        read_model_file(tmp_path / "weights.h5")
+
+
+def test_size_limits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _keras3(tmp_path / "m.keras")
+    monkeypatch.setattr(modelfile, "MAX_CONFIG_BYTES", 512)
+    with pytest.raises(ModelFileError, match="config.json in the .keras zip is"):
+        read_model_file(path)
+    monkeypatch.setattr(modelfile, "MAX_FILE_BYTES", 1024)
+    with pytest.raises(ModelFileError, match="model files over 1,024 bytes are refused"):
+        read_model_file(path)
