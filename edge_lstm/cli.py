@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import signal
 
 import click
 
@@ -54,10 +55,18 @@ def main(ctx: click.Context, verbose: bool) -> None:
       edge-lstm parity                             # quantized vs float
       edge-lstm bench                              # size, latency, memory
     """
-    if not verbose and ctx.invoked_subcommand is not None:
+    if ctx.invoked_subcommand is None:
+        return
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    if not verbose:
         from edge_lstm.tf_setup import hide_native_stderr
 
         ctx.call_on_close(hide_native_stderr())
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    """SIGTERM unwinds like Ctrl-C does, so staging folders and partial files are cleaned up."""
+    raise SystemExit(128 + signum)
 
 
 if __name__ == "__main__":

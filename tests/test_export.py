@@ -5,6 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -217,3 +221,24 @@ def test_calibration_never_uses_random_ids(small_bundle: Path) -> None:
     assert rows.shape == (50, 200) and "train_reviews" in origin
     sample = read_sample(exporter.TRAIN_SAMPLE)
     assert np.array_equal(rows[0], tok.encode(sample.balanced(50, 0).texts[0]))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_killed_export_leaves_previous_files_and_no_staging(bundle_copy: Path, sig: signal.Signals) -> None:
+    """SIGTERM unwinds and removes the staging folder; after SIGKILL the next export removes it."""
+    before = _hashes(bundle_copy)
+    proc = subprocess.Popen([sys.executable, "-m", "edge_lstm.cli", "export", "--int8", "--bundle", str(bundle_copy)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list(bundle_copy.glob(exporter.STAGING_PREFIX + "*")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1)
+    proc.send_signal(sig)
+    assert proc.wait(timeout=120) == (143 if sig == signal.SIGTERM else -signal.SIGKILL)
+    assert _hashes(bundle_copy) == before
+    leftovers = list(bundle_copy.glob(exporter.STAGING_PREFIX + "*"))
+    if sig == signal.SIGTERM:
+        assert not leftovers
+    else:
+        export_bundle(bundle_copy, ExportOptions(int8=False), log=lambda _: None)
+        assert not list(bundle_copy.glob(exporter.STAGING_PREFIX + "*"))

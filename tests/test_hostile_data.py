@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import signal
 import tarfile
 import tracemalloc
 from pathlib import Path
@@ -290,7 +291,17 @@ def test_folder_symlink_is_not_read(tmp_path: Path) -> None:
 def test_folder_fifo_is_not_read(tmp_path: Path) -> None:
     base = _folder(tmp_path)
     os.mkfifo(base / "test" / "neg" / "50_1.txt")  # reading it would block forever
-    _fail(tmp_path, "'test/neg/50_1.txt'")
+
+    def hung(*_: object) -> None:
+        raise TimeoutError("the loader opened the FIFO")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(20)
+    try:
+        _fail(tmp_path, "'test/neg/50_1.txt'")
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def test_folder_big_sparse_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -202,7 +202,7 @@ class Tokenizer:
         """Parse tokenizer JSON (UTF-8); any fault is a one-line ``TokenizerError``."""
         try:
             data = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        except ValueError as err:  # JSONDecodeError, UnicodeDecodeError, an integer of > 4,300 digits
             raise TokenizerError(f"cannot read {source}: {err}") from err
         except RecursionError as err:
             raise TokenizerError(f"cannot read {source}: JSON nested too deeply") from err
@@ -227,8 +227,13 @@ class Tokenizer:
 
 
 def _short(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+    """A short description of a JSON value for a message (never raises)."""
+    if isinstance(value, int) and value.bit_length() > 64:
+        return f"a {value.bit_length():,}-bit integer"
+    if value is None or isinstance(value, (bool, int, float, str)):
+        text = repr(value[:40] if isinstance(value, str) else value)
+        return text if len(text) <= 40 else text[:37] + "..."
+    return f"a {type(value).__name__}"
 
 
 def _int_field(data: dict, key: str, low: int, high: int) -> int:
@@ -236,7 +241,7 @@ def _int_field(data: dict, key: str, low: int, high: int) -> int:
     if type(value) is not int:
         raise TokenizerError(f"malformed tokenizer: {key} must be an integer, got {_short(value)}")
     if not low <= value <= high:
-        raise TokenizerError(f"malformed tokenizer: {key} must be in [{low:,}, {high:,}], got {value:,}")
+        raise TokenizerError(f"malformed tokenizer: {key} must be in [{low:,}, {high:,}], got {_short(value)}")
     return value
 
 
