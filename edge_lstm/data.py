@@ -12,8 +12,9 @@ Hostile or corrupt data ends in a one-line ``DataError``, with bounded memory:
   an error naming it; it is read with a bounded ``read``, so it is never held in memory.
 * An archive whose uncompressed stream, or a folder whose reviews, hold more than
   ``$EDGE_LSTM_MAX_TOTAL_BYTES`` (default 1 GiB, well above the official data set) is an error.
-* A tarball is read to its very end: the gzip (bz2, xz) check sums are verified, and a bad
-  tar header, which ``tarfile`` would take for the end of the archive, is an error.
+* A tarball is read to its very end: the gzip (bz2, xz) check sums are verified; a bad tar
+  header, which ``tarfile`` would take for the end of the archive, a missing end-of-archive
+  block, a negative member size and a pax/GNU header over 1 MiB are errors.
 * A split is complete if it has both classes and, where the split holds the official
   ``urls_pos.txt``/``urls_neg.txt`` (one line per review), exactly as many reviews per class as
   those files have lines. There is no other record of how many reviews a split should have.
@@ -58,8 +59,8 @@ TOTAL_ENV = "EDGE_LSTM_MAX_TOTAL_BYTES"
 MAX_DOWNLOAD_BYTES = 256 << 20  # the official tarball is 84 MB
 _MAX_HEADER_BYTES = 1 << 20  # a pax or GNU long-name header that tarfile would read whole
 _MAX_URLS_BYTES = 8 << 20  # urls_pos.txt: 12,500 lines, ~0.7 MB
-_MEMBER = re.compile(r"(?:^|/)(train|test)/(pos|neg)/(\d{1,9})_(\d{1,3})\.txt$")
-_URLS = re.compile(r"(?:^|/)(train|test)/urls_(pos|neg)\.txt$")
+_MEMBER = re.compile(r"(?:\A|/)(train|test)/(pos|neg)/(\d{1,9})_(\d{1,3})\.txt\Z")
+_URLS = re.compile(r"(?:\A|/)(train|test)/urls_(pos|neg)\.txt\Z")
 _EXTENDED_HEADERS = (
     tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE, tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK
 )
@@ -71,6 +72,10 @@ class DataError(Exception):
 
 class _Corrupt(Exception):
     """Raised inside the tar reader (``tarfile`` passes it through); becomes a ``DataError``."""
+
+
+class _OverLimit(DataError):
+    """A size bound was hit; ``read_members`` adds the data set's path to the message."""
 
 
 @dataclass(frozen=True)
@@ -259,7 +264,7 @@ def _read_bounded(
     if len(raw) > want and want < limit:  # grew since the hint: read on, still bounded
         raw += handle.read(limit - len(raw) + 1)
     if len(raw) > limit:
-        raise DataError(f"{name} is larger than {limit:,} bytes" + (f" (set {env} to raise the limit)" if env else ""))
+        raise _OverLimit(f"{name!r} is larger than {limit:,} bytes" + (f" (set {env} to raise the limit)" if env else ""))
     return raw
 
 
@@ -270,7 +275,7 @@ def _members(archive: tarfile.TarFile, limits: Limits) -> Iterator[tarfile.TarIn
         if member.size < 0:
             raise _Corrupt(f"{member.name!r} has a negative size")
         if member.offset_data + member.size > limits.total:
-            raise DataError(f"the archive holds more than {limits.total:,} bytes (set {TOTAL_ENV} to raise the limit)")
+            raise _OverLimit(f"the archive holds more than {limits.total:,} bytes (set {TOTAL_ENV} to raise the limit)")
         yield member
 
 
@@ -278,7 +283,7 @@ def _drain(stream: BinaryIO, limit: int) -> None:
     """Read ``stream`` to its end, where gzip checks its CRC and length (``limit``: tell() bound)."""
     while stream.read(1 << 20):
         if stream.tell() > limit:
-            raise DataError(f"the archive holds more than {limit:,} bytes (set {TOTAL_ENV} to raise the limit)")
+            raise _OverLimit(f"the archive holds more than {limit:,} bytes (set {TOTAL_ENV} to raise the limit)")
 
 
 def _open_tar(path: Path) -> tarfile.TarFile:
@@ -299,7 +304,7 @@ def _iter_tar(path: Path, limits: Limits, scan: Scan) -> Iterator[tuple[str, byt
                 urls = _read_bounded(archive.extractfile(member), member.name, _MAX_URLS_BYTES, env=None)
                 _declare(scan, member.name, urls)
             elif member.size > limits.member:
-                raise DataError(f"{member.name} is {member.size:,} bytes; the limit is {limits.member:,} "
+                raise _OverLimit(f"{member.name!r} is {member.size:,} bytes; the limit is {limits.member:,} "
                                 f"(set {MEMBER_ENV} to raise it)")
             else:
                 yield member.name, _read_bounded(archive.extractfile(member), member.name, limits.member, member.size)
@@ -327,7 +332,7 @@ def _iter_dir(path: Path, limits: Limits, scan: Scan) -> Iterator[tuple[str, byt
                 raw = _read_file(entry, name, limits.member)
                 total += len(raw)
                 if total > limits.total:
-                    raise DataError(f"{path} holds more than {limits.total:,} bytes of reviews "
+                    raise _OverLimit(f"the folder holds more than {limits.total:,} bytes of reviews "
                                     f"(set {TOTAL_ENV} to raise the limit)")
                 yield name, raw
 
@@ -364,6 +369,8 @@ def read_members(path: Path, scan: Scan | None = None) -> Iterator[tuple[str, by
             yield from _iter_dir(path, limits, scan)
         else:
             yield from _iter_tar(path, limits, scan)
+    except _OverLimit as err:
+        raise DataError(f"{path}: {err}") from err
     except _Corrupt as err:
         raise DataError(f"{path}: corrupt archive: {err}") from err
     except tarfile.TarError as err:
@@ -386,7 +393,7 @@ def load_imdb(path: Path, splits: tuple[str, ...] = SPLITS) -> dict[str, Reviews
         split, label, number, rating = _MEMBER.search(name).groups()
         key = (split, label, int(number))
         if key in seen:
-            raise DataError(f"{path}: review {split}/{label}/{number} appears twice ({seen[key]} and {name})")
+            raise DataError(f"{path}: review {split}/{label}/{number} appears twice ({seen[key]!r} and {name!r})")
         seen[key] = name
         if split in rows:
             review_id = f"{split}/{label}/{number}_{rating}"

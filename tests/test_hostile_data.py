@@ -207,6 +207,7 @@ def test_unsafe_entries_not_named_like_reviews_are_ignored(tmp_path: Path) -> No
         _add(archive, "../../outside.txt", size=5)
         _add(archive, "aclImdb/train/pos/" + "9" * 5000 + "_9.txt", size=5)  # int() of it would fail
         _add(archive, "aclImdb/train/pos/notes.txt", size=5)
+        _add(archive, "aclImdb/train/pos/3_9.txt\n", size=5)  # a trailing newline is not ".txt" at the end
 
     splits = load_imdb(_tar(tmp_path / "x.tar.gz", extra))
     assert len(splits["train"]) == 12 and len(splits["test"]) == 12
@@ -221,11 +222,11 @@ def test_huge_review_in_a_small_gzip(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert bomb.stat().st_size < size // 100
     tracemalloc.start()
     try:
-        _fail(bomb, r"train/pos/77_9.txt is 52,428,800 bytes; the limit is 1,048,576 \(set EDGE_LSTM_MAX_MEMBER_BYTES")
+        message = _fail(bomb, r"train/pos/77_9.txt' is 52,428,800 bytes; the limit is 1,048,576 \(set EDGE_LSTM_MAX_MEMBER_BYTES")
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert peak < 8 << 20
+    assert peak < 8 << 20 and message.startswith(f"{bomb}: 'aclImdb/")
     monkeypatch.setenv("EDGE_LSTM_MAX_MEMBER_BYTES", str(size))
     assert len(load_imdb(bomb)["train"]) == 13
 
@@ -233,13 +234,15 @@ def test_huge_review_in_a_small_gzip(tmp_path: Path, monkeypatch: pytest.MonkeyP
 def test_member_limit_from_the_environment(tmp_path: Path, tiny_tarball: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EDGE_LSTM_MAX_MEMBER_BYTES", "10")
     _fail(tiny_tarball, "the limit is 10 ")
+    monkeypatch.setenv("EDGE_LSTM_MAX_MEMBER_BYTES", "100000")
+    assert len(load_imdb(tiny_tarball)["test"]) == 12
     monkeypatch.setenv("EDGE_LSTM_MAX_MEMBER_BYTES", "lots")
     _fail(tiny_tarball, "EDGE_LSTM_MAX_MEMBER_BYTES must be a positive number of bytes, got 'lots'")
 
 
 def test_bounded_read_never_reads_past_the_limit() -> None:
     with open("/dev/zero", "rb") as endless:
-        with pytest.raises(DataError, match="x is larger than 1,000 bytes"):
+        with pytest.raises(DataError, match="'x' is larger than 1,000 bytes"):
             data._read_bounded(endless, "x", 1000)
         with pytest.raises(DataError, match="larger than 1,000 bytes"):
             data._read_bounded(endless, "x", 1000, size_hint=10)  # a lying size does not help
@@ -251,7 +254,7 @@ def test_total_limit_counts_skipped_members(tmp_path: Path, monkeypatch: pytest.
     big = _tar(tmp_path / "big.tar.gz", lambda a: _add(a, "aclImdb/train/unsupBow.feat", size=size, content=_Zeros(size)))
     assert len(load_imdb(big)["train"]) == 12
     monkeypatch.setenv("EDGE_LSTM_MAX_TOTAL_BYTES", str(1 << 20))
-    _fail(big, r"holds more than 1,048,576 bytes \(set EDGE_LSTM_MAX_TOTAL_BYTES")
+    assert _fail(big, r"holds more than 1,048,576 bytes \(set EDGE_LSTM_MAX_TOTAL_BYTES").startswith(f"{big}: ")
 
 
 def test_total_limit_counts_what_follows_the_end_of_archive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -310,14 +313,14 @@ def test_folder_big_sparse_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         handle.truncate(1 << 30)  # sparse: 1 GiB on paper, nothing on disk
     tracemalloc.start()
     try:
-        _fail(tmp_path, r"train/neg/60_1.txt is larger than 1,048,576 bytes \(set EDGE_LSTM_MAX_MEMBER_BYTES")
+        _fail(tmp_path, r"'train/neg/60_1.txt' is larger than 1,048,576 bytes \(set EDGE_LSTM_MAX_MEMBER_BYTES")
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
     assert peak < 8 << 20
     (base / "train" / "neg" / "60_1.txt").unlink()
     monkeypatch.setenv("EDGE_LSTM_MAX_TOTAL_BYTES", "500")
-    _fail(tmp_path, "holds more than 500 bytes of reviews")
+    assert _fail(tmp_path, "holds more than 500 bytes of reviews").startswith(f"{tmp_path}: the folder")
 
 
 def test_folder_ignores_files_not_named_like_reviews(tmp_path: Path) -> None:

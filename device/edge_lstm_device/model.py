@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Sequence
 
 from edge_lstm_device.bundle import TOKENIZER_FILE, BundleError, device_order, read_manifest, read_verified, tflite_models
-from edge_lstm_device.probe import probe
 from edge_lstm_device.runtime import TFLiteScorer
 from edge_lstm_device.tokenizer import Tokenizer, TokenizerError
 
@@ -118,6 +117,8 @@ def _load_scorer(bundle_dir: Path, manifest: dict, name: str, threads: int, inte
     content = read_verified(bundle_dir, entry)
     try:
         if Path(bundle_dir).resolve() != REFERENCE_BUNDLE:
+            from edge_lstm_device.probe import probe  # (subprocess: imported only when needed)
+
             probe(Path(bundle_dir) / entry["file"], entry["sha256"], interpreter)
         return TFLiteScorer(content, threads, interpreter)
     except (ValueError, RuntimeError) as err:  # ModelShapeError, ProbeRefused, the interpreter refusing the file

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import queue
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Sequence
@@ -21,16 +22,19 @@ def default_workers() -> int:
 
 
 class ModelPool:
-    """``workers`` replicas of one :class:`SentimentModel`, each with its own interpreter."""
+    """Up to ``workers`` replicas of one :class:`SentimentModel`, each with its own interpreter.
+    Replicas are made when first needed, so scoring one review costs one interpreter's memory."""
 
-    def __init__(self, models: Sequence[SentimentModel]) -> None:
+    def __init__(self, models: Sequence[SentimentModel], workers: int | None = None) -> None:
         if not models:
             raise ValueError("a pool needs at least one model")
         self.models = list(models)
+        self.workers = max(workers or 0, len(self.models))
         self._idle: queue.Queue[SentimentModel] = queue.Queue()
         for model in self.models:
             self._idle.put(model)
-        self._executor = ThreadPoolExecutor(len(self.models), thread_name_prefix="edge-lstm-worker")
+        self._grow_lock = threading.Lock()
+        self._executor: ThreadPoolExecutor | None = None  # started on the first batch to split
 
     @classmethod
     def load(cls, bundle_dir: Path | None = None, model: str | None = None, workers: int | None = None,
@@ -39,16 +43,29 @@ class ModelPool:
         workers = default_workers() if workers is None else workers
         if not 1 <= workers <= MAX_WORKERS:
             raise ValueError(f"workers must be between 1 and {MAX_WORKERS}, got {workers}")
-        first = SentimentModel.load(bundle_dir, model, threads, interpreter)
-        return cls([first] + [first.replica() for _ in range(workers - 1)])
+        return cls([SentimentModel.load(bundle_dir, model, threads, interpreter)], workers)
 
     @property
     def first(self) -> SentimentModel:
         return self.models[0]
 
-    @property
-    def workers(self) -> int:
-        return len(self.models)
+    def _borrow(self) -> SentimentModel:
+        """An idle model; a new replica while the pool is below ``workers``; else wait for one."""
+        try:
+            return self._idle.get_nowait()
+        except queue.Empty:
+            with self._grow_lock:
+                if len(self.models) < self.workers:
+                    self.models.append(self.first.replica())
+                    return self.models[-1]
+            return self._idle.get()
+
+    def _grow(self) -> None:
+        with self._grow_lock:
+            while len(self.models) < self.workers:
+                replica = self.first.replica()
+                self.models.append(replica)
+                self._idle.put(replica)
 
     def predict_batch(self, texts: Sequence[str]) -> list[Prediction]:
         """Predictions in input order (``ReviewTooLongError`` if a review is over the limits)."""
@@ -58,18 +75,23 @@ class ModelPool:
         """Predictions in input order. One review goes to an idle worker (so concurrent callers,
         such as a server's requests, run in parallel); more are split, one share per worker."""
         if len(ids) < 2 or self.workers == 1:
-            model = self._idle.get()  # blocks while every worker is busy
+            model = self._borrow()
             try:
                 return model.predict_ids(ids)
             finally:
                 self._idle.put(model)
         size = -(-len(ids) // self.workers)
         shares = [ids[i : i + size] for i in range(0, len(ids), size)]
+        if self._executor is None:
+            self._grow()
+            with self._grow_lock:
+                self._executor = self._executor or ThreadPoolExecutor(self.workers, thread_name_prefix="edge-lstm-worker")
         results = self._executor.map(lambda pair: pair[0].predict_ids(pair[1]), zip(self.models, shares))
         return [p for share in results for p in share]
 
     def close(self) -> None:
-        self._executor.shutdown(wait=True)
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
 
     def __enter__(self) -> ModelPool:
         return self

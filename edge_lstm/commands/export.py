@@ -55,12 +55,13 @@ def export_command(bundle_dir: Path, int8: bool, tflite_scheme: str, calibration
     from edge_lstm.bundle import BundleError
     from edge_lstm.data import DataError
     from edge_lstm.exporter import ExportError, ExportOptions, export_bundle
+    from edge_lstm_device.tokenizer import ReviewTooLongError
 
     options = ExportOptions(int8, tflite_scheme, calibration_reviews, data)
     started = time.perf_counter()
     try:
         result = export_bundle(bundle_dir, options, log=status)
-    except (ExportError, BundleError, DataError) as err:
+    except (ExportError, BundleError, DataError, ReviewTooLongError) as err:
         raise click.ClickException(str(err)) from err
     if as_json:
         echo_json(result)

@@ -109,14 +109,15 @@ def parity_command(bundle_dir: Path, data: Path | None, limit: int | None, seed:
     from edge_lstm.data import DataError
     from edge_lstm.parity import Thresholds, run_parity
     from edge_lstm_device.model import BundleError
+    from edge_lstm_device.tokenizer import ReviewTooLongError
 
     thresholds = Thresholds(float_min_agreement, float_max_diff, int8_min_agreement, int8_max_accuracy_change)
     try:
         tokenizer, model, backends = _load(bundle_dir, only, threads)
         reviews, source = _reviews(data, limit, seed)
-    except (BundleError, DataError) as err:  # BundleError: the host's and the device's
+        rows = tokenizer.encode_batch(reviews.texts)
+    except (BundleError, DataError, ReviewTooLongError) as err:
         raise click.ClickException(str(err)) from err
-    rows = tokenizer.encode_batch(reviews.texts)
     reference_name = "keras_float"
     if original is not None:  # the user's own model is the reference; the rebuilt one is judged too
         backends.insert(0, (KerasBackend(model, name="rebuilt_keras_float"), "float32", False))

@@ -19,6 +19,7 @@ def _train(data: Path | None, out_dir: Path, cfg: TrainConfig, limit: int | None
     from edge_lstm.bundle import BundleError, ensure_writable
     from edge_lstm.data import DataError, load_imdb, resolve_source
     from edge_lstm_device.files import file_sha256
+    from edge_lstm_device.tokenizer import ReviewTooLongError
 
     try:
         ensure_writable(out_dir)
@@ -36,7 +37,10 @@ def _train(data: Path | None, out_dir: Path, cfg: TrainConfig, limit: int | None
            f"{cfg.epochs} epochs, batch {cfg.batch_size}")
     verbose = 1 if is_terminal() and not as_json else 0
     sha = file_sha256(source) if source.is_file() else "directory"
-    return train(train_set, test_set, cfg, out_dir, sha, verbose=verbose, log=status)
+    try:
+        return train(train_set, test_set, cfg, out_dir, sha, verbose=verbose, log=status)
+    except ReviewTooLongError as err:
+        raise click.ClickException(f"a review of {source} is too long to train on: {err}") from err
 
 
 def _new_run_dir() -> Path:
