@@ -62,8 +62,8 @@ def load_model(bundle_dir: Path) -> Any:
     path = bundle_dir / MODEL_FILE
     if not path.is_file():
         raise BundleError(f"no model in {bundle_dir} (expected {MODEL_FILE}; run 'edge-lstm train')")
-    from edge_lstm.modelfile import ModelFileError
-    from edge_lstm.modelfile import load_model as load_model_file
+    from edge_lstm.importing.modelfile import ModelFileError
+    from edge_lstm.importing.modelfile import load_model as load_model_file
 
     try:
         return load_model_file(path)

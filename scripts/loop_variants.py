@@ -40,7 +40,9 @@ CALLS = 300
 
 
 def _build(model, form: str, scheme: str, steps: int | None, calibration: np.ndarray) -> bytes:
-    from edge_lstm import convert, lstm_loop, quantize
+    from edge_lstm.export import convert
+    from edge_lstm.export import lstm_loop
+    from edge_lstm.export import quantize
 
     if form == "loop":
         return lstm_loop.to_tflite_loop(model, 200, scheme, lambda: iter(calibration), steps)
@@ -104,8 +106,8 @@ def main() -> None:
     args = parser.parse_args()
     quiet_tensorflow()
     from edge_lstm import bundle
-    from edge_lstm.convert import ConversionError
-    from edge_lstm.data import load_imdb
+    from edge_lstm.export.convert import ConversionError
+    from edge_lstm.train.data import load_imdb
     from edge_lstm.samples import TRAIN_SAMPLE, read_sample
 
     model, tokenizer = bundle.load_model(args.bundle), bundle.load_tokenizer(args.bundle)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from edge_lstm.data import load_imdb
+from edge_lstm.train.data import load_imdb
 from edge_lstm.samples import TEST_SAMPLE, TRAIN_SAMPLE, write_sample
 
 

@@ -35,7 +35,7 @@ def test_device_help(verb: str, capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_importing_packages_does_not_import_tensorflow() -> None:
-    code = ("import sys, edge_lstm.cli, edge_lstm.data, edge_lstm.bundle, edge_lstm.exporter, edge_lstm.parity, "
+    code = ("import sys, edge_lstm.cli, edge_lstm.train.data, edge_lstm.bundle, edge_lstm.export.exporter, edge_lstm.evaluate.parity, "
             "edge_lstm_device.cli, edge_lstm_device.model; "
             "bad = [m for m in ('tensorflow', 'tf_keras', 'keras', 'onnx', 'onnxruntime', 'tf2onnx') if m in sys.modules]; "
             "assert not bad, bad")

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_lstm import data
-from edge_lstm.data import DataError, load_imdb, resolve_source
+from edge_lstm.train import data
+from edge_lstm.train.data import DataError, load_imdb, resolve_source
 from tests.conftest import make_tarball, tiny_imdb_files
 
 

@@ -14,8 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_lstm import bundle, exporter, quantize
-from edge_lstm.exporter import ExportError, ExportOptions, export_bundle
+from edge_lstm import bundle
+from edge_lstm.export import exporter
+from edge_lstm.export import quantize
+from edge_lstm.export.exporter import ExportError, ExportOptions, export_bundle
 from edge_lstm.samples import TEST_SAMPLE, read_sample
 from edge_lstm_device.runtime import TFLiteScorer
 from edge_lstm_device.tokenizer import Tokenizer
@@ -101,10 +103,10 @@ def test_export_validated_every_artifact_and_reports_it_beside_the_manifest(smal
     report = json.loads((small_bundle / exporter.REPORT_FILE).read_text())["artifacts"]
     assert set(report) == ARTIFACTS
     for measured in report.values():
-        assert measured["validation"]["reviews"] == exporter.VALIDATION_REVIEWS
-    float_check = report["float_tflite"]["validation"]
+        assert measured["selfcheck"]["reviews"] == exporter.SELFCHECK_REVIEWS
+    float_check = report["float_tflite"]["selfcheck"]
     assert float_check["max_abs_diff"] < 1e-4 and float_check["label_agreement"] == 1.0
-    assert "validation" not in _manifest(small_bundle)["artifacts"]["float_tflite"]  # machine-dependent
+    assert "selfcheck" not in _manifest(small_bundle)["artifacts"]["float_tflite"]  # machine-dependent
 
 
 def test_scores_do_not_depend_on_the_review_before(small_bundle: Path) -> None:

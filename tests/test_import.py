@@ -15,7 +15,7 @@ from edge_lstm_device.files import file_sha256
 from edge_lstm_device.tokenizer import Tokenizer
 
 from edge_lstm.cli import main
-from edge_lstm.keras_index import (
+from edge_lstm.importing.keras_index import (
     UNUSED_ID_WORD,
     WordIndexError,
     keras_words,
@@ -56,7 +56,7 @@ def lecture(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     (export's check failed: mean |Δp| 0.055 > 0.05; or parity's label agreement 99.3% < 99.5%)."""
     import keras
 
-    from edge_lstm.modelfile import read_model_file
+    from edge_lstm.importing.modelfile import read_model_file
     from edge_lstm.samples import TRAIN_SAMPLE, read_sample
 
     tokenizer = Tokenizer.load(REFERENCE / "tokenizer.json")
@@ -106,7 +106,7 @@ def test_import_export_parity_and_device(imported: dict, lecture: dict[str, Path
 
 
 def test_keras3_h5_with_the_keras_word_index(lecture: dict[str, Path], imported: dict, tmp_path: Path) -> None:
-    from edge_lstm.modelfile import read_model_file
+    from edge_lstm.importing.modelfile import read_model_file
 
     result = _import(lecture["h5"], tmp_path / "b", "--json")
     assert result.exit_code == 0, result.output

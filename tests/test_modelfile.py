@@ -13,8 +13,9 @@ import h5py
 import numpy as np
 import pytest
 
-from edge_lstm import bundle, modelfile
-from edge_lstm.modelfile import ModelFileError, read_model_file
+from edge_lstm import bundle
+from edge_lstm.importing import modelfile
+from edge_lstm.importing.modelfile import ModelFileError, read_model_file
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "export" / "model.h5"

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from edge_lstm.backends import TFLiteBackend
+from edge_lstm.evaluate.backends import TFLiteBackend
 from edge_lstm.cli import main
-from edge_lstm.parity import Thresholds, run_parity
+from edge_lstm.evaluate.parity import Thresholds, run_parity
 from edge_lstm.samples import TEST_SAMPLE, read_sample
 from edge_lstm_device.runtime import TFLiteScorer
 from edge_lstm_device.tokenizer import Tokenizer
@@ -54,7 +54,7 @@ def test_shipped_bundle_passes_on_the_sample(exported: Path) -> None:
 def test_perturbed_weights_fail_with_the_threshold_exit_code(exported: Path, tmp_path: Path) -> None:
     import tf_keras as keras
 
-    from edge_lstm.convert import to_tflite_float
+    from edge_lstm.export.convert import to_tflite_float
 
     broken = tmp_path / "broken"
     shutil.copytree(exported, broken)

@@ -29,8 +29,8 @@ def test_bundle_reloads_and_records_metrics(small_bundle: Path) -> None:
 
 
 def test_same_seed_same_vocabulary_and_weights(tmp_path: Path, imdb_tarball: Path) -> None:
-    from edge_lstm.data import load_imdb
-    from edge_lstm.training import TrainConfig, train
+    from edge_lstm.train.data import load_imdb
+    from edge_lstm.train.training import TrainConfig, train
 
     splits = load_imdb(imdb_tarball)
     train_set, test_set = splits["train"].balanced(300, 1), splits["test"].balanced(100, 1)
@@ -43,8 +43,8 @@ def test_same_seed_same_vocabulary_and_weights(tmp_path: Path, imdb_tarball: Pat
 
 
 def test_refit_retrains_on_all_reviews_up_to_the_kept_checkpoint(tmp_path: Path, imdb_tarball: Path) -> None:
-    from edge_lstm.data import load_imdb
-    from edge_lstm.training import TrainConfig, train
+    from edge_lstm.train.data import load_imdb
+    from edge_lstm.train.training import TrainConfig, train
 
     splits = load_imdb(imdb_tarball)
     train_set, test_set = splits["train"].balanced(300, 2), splits["test"].balanced(100, 2)

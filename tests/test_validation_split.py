@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_lstm.data import Reviews
-from edge_lstm.training import split_validation
+from edge_lstm.train.data import Reviews
+from edge_lstm.train.training import split_validation
 
 
 def _reviews(n_per_class: int = 50) -> Reviews:

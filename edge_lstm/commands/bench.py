@@ -32,35 +32,22 @@ def bench_command(bundle_dir: Path, reviews: int, batch: int, only: tuple[str, .
       edge-lstm bench                       # ./export, all backends + the Keras baseline
       edge-lstm bench --only int8_tflite --only float_tflite --json
     """
-    from edge_lstm import bench
-    from edge_lstm.bundle import load_tokenizer
-    from edge_lstm.samples import TEST_SAMPLE, read_sample
+    from edge_lstm.evaluate import bench
+    from edge_lstm.evaluate.subjects import UnknownArtifactError
+    from edge_lstm_device.bundle import BundleError
     from edge_lstm_device.files import atomic_write_bytes
-    from edge_lstm_device.model import BundleError, read_manifest
 
-    try:
-        manifest = read_manifest(bundle_dir)
-        rows = load_tokenizer(bundle_dir).encode_batch(read_sample(TEST_SAMPLE).texts)
-    except BundleError as err:  # the host's bundle errors are a kind of the device's
-        raise click.ClickException(str(err)) from err
-    names = ([] if no_keras else [bench.KERAS]) + list(manifest["artifacts"])
-    unknown = set(only) - set(names)
-    if unknown:
-        raise click.UsageError(f"unknown backend {', '.join(sorted(unknown))} (have: {', '.join(names)})")
     opts = bench.BenchOptions(reviews=reviews, batch=batch)
-    results = []
-    for name in [n for n in names if not only or n in only]:
-        status(f"benchmarking {name}")
-        results.append(bench.run_isolated(bundle_dir, name, manifest["artifacts"].get(name), rows, opts))
-    macs = bench.lstm_macs(manifest["model"])
-    bench.add_ratios(results, macs)
-    checks = bench.targets(results)
-    table = bench.markdown(results, macs, opts)
-    table += "".join(f"\n- target {c['target']}: {'met' if c['met'] else 'MISSED'} (ratio {c['ratio']})" for c in checks)
+    try:
+        run = bench.run_all(bundle_dir, opts, only, keras=not no_keras, log=status)
+    except UnknownArtifactError as err:
+        raise click.UsageError(str(err)) from err
+    except BundleError as err:  # the host's bundle errors are the device's
+        raise click.ClickException(str(err)) from err
+    table = run["table"]
     if out_file:
         atomic_write_bytes(out_file, (table + "\n").encode("utf-8"))
     if as_json:
-        echo_json({"options": asdict(opts), "lstm_macs_per_review": macs,
-                   "backends": results, "targets": checks})
+        echo_json({"options": asdict(opts), **{k: v for k, v in run.items() if k != "table"}})
     else:
         click.echo(table)

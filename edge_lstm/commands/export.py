@@ -15,7 +15,7 @@ def _summary(result: dict, seconds: float) -> str:
     manifest, measured = result["manifest"], result["report"]["artifacts"]
     lines = [f"{'artifact':<22}{'file':<28}{'KiB':>7}{'ratio':>7}{'labels':>8}{'max|Δp|':>9}{'p50 ms':>8}"]
     for name, entry in manifest["artifacts"].items():
-        check, latency = measured[name]["validation"], measured[name].get("latency_ms")
+        check, latency = measured[name]["selfcheck"], measured[name].get("latency_ms")
         ratio = f"{entry['size_ratio_to_float']:.2f}" if "size_ratio_to_float" in entry else "-"
         lines.append(f"{name:<22}{entry['file']:<28}{entry['bytes'] / 1024:>7.0f}{ratio:>7}"
                      f"{check['label_agreement']:>8.1%}{check['max_abs_diff']:>9.2g}"
@@ -53,8 +53,8 @@ def export_command(bundle_dir: Path, int8: bool, tflite_scheme: str, calibration
         raise click.UsageError("--tflite-scheme needs --int8")
     quiet_tensorflow()
     from edge_lstm.bundle import BundleError
-    from edge_lstm.data import DataError
-    from edge_lstm.exporter import ExportError, ExportOptions, export_bundle
+    from edge_lstm.train.data import DataError
+    from edge_lstm.export.exporter import ExportError, ExportOptions, export_bundle
     from edge_lstm_device.tokenizer import ReviewTooLongError
 
     options = ExportOptions(int8, tflite_scheme, calibration_reviews, data)

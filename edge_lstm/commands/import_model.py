@@ -25,7 +25,7 @@ STAGING_PREFIX = ".edge-lstm-import."
 
 def _tokenizer_source(word_index: Path | None, tokenizer: Path | None) -> tuple[str, Path]:
     """("word-index" | "tokenizer", file); the Keras default index when neither is given."""
-    from edge_lstm.keras_index import DEFAULT_WORD_INDEX, default_word_index
+    from edge_lstm.importing.keras_index import DEFAULT_WORD_INDEX, default_word_index
 
     if word_index and tokenizer:
         raise click.UsageError("give --word-index or --tokenizer, not both")
@@ -52,7 +52,7 @@ def _check_out(out: Path, force: bool) -> None:
 
 
 def _read_model(path: Path, max_len: int | None) -> Any:
-    from edge_lstm.modelfile import ModelFileError, read_model_file
+    from edge_lstm.importing.modelfile import ModelFileError, read_model_file
 
     try:
         return read_model_file(path, max_len)
@@ -64,7 +64,7 @@ def _tokenizer(kind: str, path: Path, spec: Any) -> Any:
     """Our tokenizer for the model's vocabulary and length (built from the Keras index, or loaded)."""
     from edge_lstm_device.tokenizer import Tokenizer, TokenizerError
 
-    from edge_lstm.keras_index import WordIndexError, tokenizer_from_word_index
+    from edge_lstm.importing.keras_index import WordIndexError, tokenizer_from_word_index
 
     try:
         if kind == "word-index":
@@ -93,7 +93,7 @@ def _check_rows(tokenizer: Any) -> np.ndarray:
 
 def _reference(path: Path, spec: Any) -> tuple[Any, str]:
     """The user's model loaded by the Keras that wrote it (only after the safe check passed)."""
-    from edge_lstm.modelfile import ModelFileError, load_with_its_keras
+    from edge_lstm.importing.modelfile import ModelFileError, load_with_its_keras
 
     try:
         return load_with_its_keras(path, spec)
@@ -137,7 +137,7 @@ def _record(model_path: Path, spec: Any, tok_kind: str, tok_path: Path, tokenize
             loader: str, max_diff: float, rows: int) -> dict:
     from edge_lstm_device.files import file_sha256
 
-    from edge_lstm.modelfile import SUPPORTED_ARCHITECTURE
+    from edge_lstm.importing.modelfile import SUPPORTED_ARCHITECTURE
 
     return {
         "source": {"file": model_path.name, "sha256": file_sha256(model_path), "bytes": model_path.stat().st_size,
@@ -158,7 +158,7 @@ def _write(out: Path, model: Any, model_file: Any, tokenizer: Any, record: dict)
     from edge_lstm_device.files import atomic_write_json
 
     from edge_lstm import bundle
-    from edge_lstm.modelfile import ModelFileError, read_model_file
+    from edge_lstm.importing.modelfile import ModelFileError, read_model_file
 
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -234,7 +234,7 @@ def import_command(model_path: Path, out: Path, word_index: Path | None, tokeniz
     status(f"{model_path.name}: {spec.description}, Embedding({spec.num_words}, {spec.embedding_dim}) -> "
            f"LSTM({spec.units}) -> Dense(1, sigmoid), {spec.max_len} tokens; read as data")
     tokenizer = _tokenizer(tok_kind, tok_path, spec)
-    from edge_lstm.modelfile import build_model
+    from edge_lstm.importing.modelfile import build_model
 
     model = build_model(model_file)
     loader, max_diff, rows = _prove_equal(model_path, spec, model, tokenizer)

@@ -13,56 +13,6 @@ from edge_lstm.tf_setup import quiet_tensorflow
 EXIT_THRESHOLD_FAILED = 3
 
 
-def _load(bundle_dir: Path, only: tuple[str, ...], threads: int) -> tuple:
-    """Tokenizer, Keras model and (backend, precision, dynamic) for each artifact of the manifest."""
-    from edge_lstm import bundle
-    from edge_lstm.backends import open_artifact
-    from edge_lstm_device.files import file_sha256
-    from edge_lstm_device.model import read_manifest
-
-    manifest = read_manifest(bundle_dir)
-    if not (bundle_dir / bundle.MODEL_FILE).is_file():
-        raise bundle.BundleError(f"no {bundle.MODEL_FILE} in {bundle_dir}: parity needs the float model it was exported from")
-    if file_sha256(bundle_dir / bundle.MODEL_FILE) != manifest["source_model"]["sha256"]:
-        raise bundle.BundleError(f"{bundle_dir}/{bundle.MODEL_FILE} changed since export: run 'edge-lstm export' again")
-    unknown = set(only) - set(manifest["artifacts"])
-    if unknown:
-        raise click.UsageError(f"no artifact {', '.join(sorted(unknown))} (have: {', '.join(manifest['artifacts'])})")
-    backends = [
-        (open_artifact(bundle_dir, name, entry, threads), entry["precision"], entry["quantization"] == "dynamic")
-        for name, entry in manifest["artifacts"].items() if not only or name in only
-    ]
-    return bundle.load_tokenizer(bundle_dir), bundle.load_model(bundle_dir), backends
-
-
-def _original_model(path: Path, rebuilt) -> object:
-    """The original model file of an imported bundle, checked as data first, then loaded by its Keras."""
-    from edge_lstm.modelfile import ModelFileError, load_with_its_keras, read_model_file
-
-    try:
-        spec = read_model_file(path).spec
-        if (spec.num_words, spec.embedding_dim, spec.units) != (rebuilt.layers[0].input_dim,
-                                                                 rebuilt.layers[0].output_dim, rebuilt.layers[1].units):
-            raise click.ClickException(f"{path} is not the model this bundle was imported from (other sizes)")
-        model, loader = load_with_its_keras(path, spec)
-    except ModelFileError as err:
-        raise click.ClickException(str(err)) from err
-    status(f"reference: {path.name} ({loader})")
-    return model
-
-
-def _reviews(data: Path | None, limit: int | None, seed: int):
-    from edge_lstm.data import load_imdb, resolve_source
-    from edge_lstm.samples import TEST_SAMPLE, read_sample
-
-    if data is None:
-        reviews = read_sample(TEST_SAMPLE)
-        return reviews.balanced(limit, seed), f"the shipped sample ({len(reviews)} IMDB test reviews)"
-    test = load_imdb(resolve_source(data, download=False), ("test",))["test"]
-    subset = test.balanced(limit, seed)
-    return subset, f"{data} test split" + (f" (balanced subset, seed {seed})" if len(subset) < len(test) else "")
-
-
 @click.command("parity")
 @BUNDLE_OPTION
 @click.option("--data", type=click.Path(exists=True, path_type=Path), default=None,
@@ -104,24 +54,30 @@ def parity_command(bundle_dir: Path, data: Path | None, limit: int | None, seed:
       edge-lstm parity --bundle mybundle --original model.keras     # an imported model
     """
     quiet_tensorflow()
-    from edge_lstm import report as report_files
-    from edge_lstm.backends import KerasBackend
-    from edge_lstm.data import DataError
-    from edge_lstm.parity import Thresholds, run_parity
+    from edge_lstm.evaluate import report as report_files
+    from edge_lstm.evaluate.backends import KerasBackend
+    from edge_lstm.train.data import DataError
+    from edge_lstm.evaluate.parity import Thresholds, run_parity
+    from edge_lstm.evaluate.subjects import UnknownArtifactError, load_subjects, original_model, parity_reviews
+    from edge_lstm.importing.modelfile import ModelFileError
     from edge_lstm_device.model import BundleError
     from edge_lstm_device.tokenizer import ReviewTooLongError
 
     thresholds = Thresholds(float_min_agreement, float_max_diff, int8_min_agreement, int8_max_accuracy_change)
     try:
-        tokenizer, model, backends = _load(bundle_dir, only, threads)
-        reviews, source = _reviews(data, limit, seed)
+        tokenizer, model, backends = load_subjects(bundle_dir, only, threads)
+        reviews, source = parity_reviews(data, limit, seed)
         rows = tokenizer.encode_batch(reviews.texts)
-    except (BundleError, DataError, ReviewTooLongError) as err:
+        reference_name = "keras_float"
+        if original is not None:  # the user's own model is the reference; the rebuilt one is judged too
+            backends.insert(0, (KerasBackend(model, name="rebuilt_keras_float"), "float32", False))
+            model, loader = original_model(original, model)
+            reference_name = f"original ({original.name})"
+            status(f"reference: {original.name} ({loader})")
+    except UnknownArtifactError as err:
+        raise click.UsageError(str(err)) from err
+    except (BundleError, DataError, ReviewTooLongError, ModelFileError) as err:
         raise click.ClickException(str(err)) from err
-    reference_name = "keras_float"
-    if original is not None:  # the user's own model is the reference; the rebuilt one is judged too
-        backends.insert(0, (KerasBackend(model, name="rebuilt_keras_float"), "float32", False))
-        model, reference_name = _original_model(original, model), f"original ({original.name})"
     status(f"scoring {len(rows)} reviews with {reference_name} (reference)")
     reference = KerasBackend(model, name=reference_name).score(rows)
     result = run_parity(reviews, rows, reference, backends, thresholds, source, log=status,

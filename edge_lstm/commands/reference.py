@@ -26,8 +26,8 @@ def reference_command(source: Path | None, as_json: bool) -> None:
     """
     quiet_tensorflow()
     from edge_lstm.bundle import BundleError
-    from edge_lstm.exporter import ExportError
-    from edge_lstm.reference import refresh_reference
+    from edge_lstm.export.exporter import ExportError
+    from edge_lstm.export.reference import refresh_reference
 
     try:
         result = refresh_reference(source, log=status)

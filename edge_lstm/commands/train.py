@@ -8,7 +8,7 @@ import click
 
 from edge_lstm.commands.common import JSON_OPTION, echo_json, is_terminal, status
 from edge_lstm.tf_setup import quiet_tensorflow
-from edge_lstm.training import VALIDATION_MODES, TrainConfig
+from edge_lstm.train.training import VALIDATION_MODES, TrainConfig
 
 DEFAULTS = TrainConfig()  # the options' defaults are the config's
 
@@ -17,7 +17,7 @@ def _train(data: Path | None, out_dir: Path, cfg: TrainConfig, limit: int | None
            as_json: bool) -> dict:
     """Read the data, train, write the bundle; returns the metrics."""
     from edge_lstm.bundle import BundleError, ensure_writable
-    from edge_lstm.data import DataError, load_imdb, resolve_source
+    from edge_lstm.train.data import DataError, load_imdb, resolve_source
     from edge_lstm_device.files import file_sha256
     from edge_lstm_device.tokenizer import ReviewTooLongError
 
@@ -31,7 +31,7 @@ def _train(data: Path | None, out_dir: Path, cfg: TrainConfig, limit: int | None
     train_set = splits["train"].balanced(limit, cfg.seed)
     test_set = splits["test"].balanced(test_limit, cfg.seed)
     quiet_tensorflow()
-    from edge_lstm.training import train
+    from edge_lstm.train.training import train
 
     status(f"training on {len(train_set)} reviews ({cfg.validation_split:.0%} held out), "
            f"{cfg.epochs} epochs, batch {cfg.batch_size}")

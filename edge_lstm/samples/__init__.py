@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_lstm.data import Reviews
+from edge_lstm.train.data import Reviews
 
 HERE = Path(__file__).resolve().parent
 TEST_SAMPLE = HERE / "test_reviews.jsonl.gz"

@@ -117,11 +117,11 @@ def build_manifest(source_model: Path, tokenizer_path: Path, tokenizer: Tokenize
     }
 
 
-def export_report(measured: dict[str, dict], validation_reviews: int, latency_calls: int) -> dict:
+def export_report(measured: dict[str, dict], selfcheck_reviews: int, latency_calls: int) -> dict:
     """What this machine measured during export (machine-dependent, so not in the manifest)."""
     return {
         "machine": {"cpu": platform.machine(), "python": platform.python_version(), "cores": os.cpu_count()},
-        "validation": f"{validation_reviews} shipped test reviews against the float Keras model",
+        "selfcheck": f"{selfcheck_reviews} shipped test reviews against the float Keras model",
         "latency": f"batch 1, one thread, {latency_calls} reviews after warm-up",
         "artifacts": measured,
     }

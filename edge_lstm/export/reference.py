@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Callable
 
 from edge_lstm import bundle
-from edge_lstm.exporter import ALL_ARTIFACTS, ExportOptions, export_bundle
+from edge_lstm.export.exporter import ALL_ARTIFACTS, ExportOptions, export_bundle
 from edge_lstm_device.bundle import MANIFEST_FILE, TOKENIZER_FILE
 from edge_lstm_device.model import REFERENCE_BUNDLE
 

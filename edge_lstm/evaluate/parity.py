@@ -11,8 +11,8 @@ from typing import Callable
 
 import numpy as np
 
-from edge_lstm.backends import Backend, OnnxBackend
-from edge_lstm.data import Reviews
+from edge_lstm.evaluate.backends import Backend, OnnxBackend
+from edge_lstm.train.data import Reviews
 
 DEPENDENCE_TOLERANCE = 1e-5
 ORDER_PROBE = 200  # reviews re-scored in reverse order

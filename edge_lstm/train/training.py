@@ -16,7 +16,7 @@ from typing import Any, Callable
 import numpy as np
 
 from edge_lstm import bundle
-from edge_lstm.data import Reviews
+from edge_lstm.train.data import Reviews
 from edge_lstm_device.tokenizer import Tokenizer
 
 

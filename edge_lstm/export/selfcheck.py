@@ -1,4 +1,5 @@
-"""Stage 3 of export: every artifact is loaded, run, and compared with the float model."""
+"""The export's self-check: every artifact is loaded, run, and compared with the float model on
+a few shipped reviews (gross disagreement only; ``edge-lstm parity`` holds the strict thresholds)."""
 
 from __future__ import annotations
 
@@ -6,16 +7,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge_lstm.backends import Backend
+from edge_lstm.evaluate.backends import Backend
 
 
-class ValidationError(Exception):
+class SelfCheckError(Exception):
     """An artifact could not run, or disagrees grossly with the float model."""
 
 
 @dataclass(frozen=True)
 class Tolerance:
-    """How far an artifact may stray from the float model on the validation reviews."""
+    """How far an artifact may stray from the float model on the self-check reviews."""
 
     max_abs_diff: float
     mean_abs_diff: float
@@ -45,14 +46,14 @@ def compare(name: str, reference: np.ndarray, scores: np.ndarray) -> Comparison:
     return Comparison(name, len(reference), agree, float(diff.max()), float(diff.mean()))
 
 
-def validate(backend: Backend, rows: np.ndarray, reference: np.ndarray, tolerance: Tolerance) -> Comparison:
-    """Run ``backend`` on ``rows``; raise :class:`ValidationError` beyond ``tolerance``."""
+def check(backend: Backend, rows: np.ndarray, reference: np.ndarray, tolerance: Tolerance) -> Comparison:
+    """Run ``backend`` on ``rows``; raise :class:`SelfCheckError` beyond ``tolerance``."""
     scores = backend.score(rows)
     if scores.shape != reference.shape or not np.all(np.isfinite(scores)):
-        raise ValidationError(f"{backend.name}: bad output (shape {scores.shape}, finite={np.isfinite(scores).all()})")
+        raise SelfCheckError(f"{backend.name}: bad output (shape {scores.shape}, finite={np.isfinite(scores).all()})")
     result = compare(backend.name, reference, scores)
     if result.max_abs_diff > tolerance.max_abs_diff or result.mean_abs_diff > tolerance.mean_abs_diff:
-        raise ValidationError(
+        raise SelfCheckError(
             f"{backend.name} disagrees with the float model: max |Δp| {result.max_abs_diff:.3g}, "
             f"mean |Δp| {result.mean_abs_diff:.3g} (allowed: {tolerance.max_abs_diff}, {tolerance.mean_abs_diff})"
         )

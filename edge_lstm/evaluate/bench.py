@@ -14,6 +14,7 @@ import resource
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -51,11 +52,11 @@ def _open(bundle_dir: Path, name: str, entry: dict | None, threads: int):
 
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(1)
-        from edge_lstm.backends import KerasBackend
+        from edge_lstm.evaluate.backends import KerasBackend
         from edge_lstm.bundle import load_model
 
         return KerasBackend(load_model(bundle_dir))
-    from edge_lstm.backends import open_artifact
+    from edge_lstm.evaluate.backends import open_artifact
 
     return open_artifact(bundle_dir, name, entry, threads, batch_size=1 << 30)
 
@@ -137,3 +138,28 @@ def targets(results: list[dict]) -> list[dict]:
             checks.append({"target": f"{quantized} latency <= {limit:g} x {reference}", "ratio": round(ratio, 2),
                            "met": ratio <= limit})
     return checks
+
+
+def run_all(bundle_dir: Path, opts: BenchOptions, only: tuple[str, ...] = (), keras: bool = True,
+            log: Callable[[str], None] = print) -> dict:
+    """Every backend of a bundle (and the Keras baseline), each in a fresh process, on the
+    shipped sample reviews: the results, the targets, and the markdown table."""
+    from edge_lstm.bundle import load_tokenizer
+    from edge_lstm.evaluate.subjects import check_names
+    from edge_lstm.samples import TEST_SAMPLE, read_sample
+    from edge_lstm_device.bundle import read_manifest
+
+    manifest = read_manifest(bundle_dir)
+    rows = load_tokenizer(bundle_dir).encode_batch(read_sample(TEST_SAMPLE).texts)
+    names = ([KERAS] if keras else []) + list(manifest["artifacts"])
+    check_names(only, names)
+    results = []
+    for name in [n for n in names if not only or n in only]:
+        log(f"benchmarking {name}")
+        results.append(run_isolated(bundle_dir, name, manifest["artifacts"].get(name), rows, opts))
+    macs = lstm_macs(manifest["model"])
+    add_ratios(results, macs)
+    checks = targets(results)
+    table = markdown(results, macs, opts)
+    table += "".join(f"\n- target {c['target']}: {'met' if c['met'] else 'MISSED'} (ratio {c['ratio']})" for c in checks)
+    return {"lstm_macs_per_review": macs, "backends": results, "targets": checks, "table": table}

@@ -1,6 +1,6 @@
 """Export a bundle's float model to TFLite and ONNX (float and int8) with a manifest.
 
-Everything is built and validated in a staging folder inside the bundle, then renamed into
+Everything is built and checked in a staging folder inside the bundle, then renamed into
 place with SIGINT/SIGTERM held back: a failed or interrupted export leaves the previous
 artifacts and manifest exactly as they were.
 """
@@ -19,8 +19,13 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from edge_lstm import bundle, convert, lstm_loop, manifest, quantize, validate
-from edge_lstm.backends import KerasBackend, TFLiteBackend, open_artifact
+from edge_lstm import bundle
+from edge_lstm.export import convert
+from edge_lstm.export import lstm_loop
+from edge_lstm.export import manifest
+from edge_lstm.export import quantize
+from edge_lstm.export import selfcheck
+from edge_lstm.evaluate.backends import KerasBackend, TFLiteBackend, open_artifact
 from edge_lstm.samples import TEST_SAMPLE, TRAIN_SAMPLE, read_sample
 from edge_lstm_device.files import atomic_write_json
 from edge_lstm_device import bundle as bundle_format
@@ -29,7 +34,7 @@ from edge_lstm_device.timing import time_calls
 from edge_lstm_device.tokenizer import Tokenizer
 
 STAGING_PREFIX = ".export-staging-"
-VALIDATION_REVIEWS = 64
+SELFCHECK_REVIEWS = 64
 LATENCY_CALLS = 100  # per TFLite artifact, to order them for the device
 RANK_MARGIN = 1.25
 REPORT_FILE = bundle_format.REPORT_FILE
@@ -109,7 +114,7 @@ def check_model(model: Any, tokenizer: Tokenizer) -> dict:
 def calibration_rows(options: ExportOptions, tokenizer: Tokenizer) -> tuple[np.ndarray, str]:
     """Real training reviews through the same tokenizer (never random ids)."""
     if options.data is not None:
-        from edge_lstm.data import load_imdb, resolve_source
+        from edge_lstm.train.data import load_imdb, resolve_source
 
         reviews = load_imdb(resolve_source(options.data, download=False), ("train",))["train"]
         origin = f"{options.data} (train split)"
@@ -173,7 +178,7 @@ def _commit(bundle_dir: Path, staging: Path, files: list[str], new_manifest: dic
             (bundle_dir / name).unlink(missing_ok=True)
 
 
-def _build_and_validate(art: Artifact, model: Any, max_len: int, staging: Path, calibration: np.ndarray,
+def _build_and_check(art: Artifact, model: Any, max_len: int, staging: Path, calibration: np.ndarray,
                         calibration_origin: str, rows: np.ndarray, reference: np.ndarray, tools: dict,
                         log: Callable[[str], None]) -> tuple[dict, dict]:
     """Build one artifact in ``staging``, run it against the float model; returns its manifest
@@ -183,9 +188,9 @@ def _build_and_validate(art: Artifact, model: Any, max_len: int, staging: Path, 
     path = _build(art, model, max_len, staging, calibration)
     if art.format == "onnx":
         _check_onnx(path)
-    tolerance = validate.INT8_TOLERANCE if art.precision == "int8" else validate.FLOAT_TOLERANCE
+    tolerance = selfcheck.INT8_TOLERANCE if art.precision == "int8" else selfcheck.FLOAT_TOLERANCE
     backend = open_artifact(staging, art.name, {"file": art.file, "format": art.format})
-    measured = {"validation": validate.validate(backend, rows, reference, tolerance).to_dict()}
+    measured = {"selfcheck": selfcheck.check(backend, rows, reference, tolerance).to_dict()}
     entry = manifest.artifact_entry(path, art.format, art.precision, art.scheme, tools)
     entry["lstm"] = art.lstm
     if isinstance(backend, TFLiteBackend):
@@ -236,14 +241,14 @@ def export_bundle(
     config = check_model(model, tokenizer)
     calibration, calibration_origin = calibration_rows(options, tokenizer)
     sample = read_sample(TEST_SAMPLE)
-    rows = tokenizer.encode_batch(sample.texts[:VALIDATION_REVIEWS])
+    rows = tokenizer.encode_batch(sample.texts[:SELFCHECK_REVIEWS])
     reference = KerasBackend(model).score(rows)
     tools = manifest.tool_versions()
     for leftover in bundle_dir.glob(STAGING_PREFIX + "*"):
         shutil.rmtree(leftover, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=bundle_dir))
     try:
-        built = {art.name: _build_and_validate(art, model, config["max_len"], staging, calibration,
+        built = {art.name: _build_and_check(art, model, config["max_len"], staging, calibration,
                                                calibration_origin, rows, reference, tools, log)
                  for art in planned_artifacts(options)}
         entries = {name: entry for name, (entry, _) in built.items()}
@@ -252,10 +257,10 @@ def export_bundle(
         result = manifest.build_manifest(bundle_dir / bundle.MODEL_FILE, bundle_dir / bundle.TOKENIZER_FILE,
                                          tokenizer, config, entries,
                                          device_order(measured, _previous_order(bundle_dir)))
-        report = manifest.export_report(measured, VALIDATION_REVIEWS, LATENCY_CALLS)
+        report = manifest.export_report(measured, SELFCHECK_REVIEWS, LATENCY_CALLS)
         _commit(bundle_dir, staging, [e["file"] for e in entries.values()], result, report)
         return {"manifest": result, "report": report}
-    except (convert.ConversionError, validate.ValidationError) as err:
+    except (convert.ConversionError, selfcheck.SelfCheckError) as err:
         raise ExportError(str(err)) from err
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -7,7 +7,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from edge_lstm.convert import ConversionError, run_converter, tflite_converter
+from edge_lstm.export.convert import ConversionError, run_converter, tflite_converter
 
 TFLITE_SCHEMES = {
     "full-integer": "int8 weights and activations (post-training, calibrated on training reviews)",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edge_lstm.parity import ParityReport
+from edge_lstm.evaluate.parity import ParityReport
 from edge_lstm_device.files import atomic_write_bytes
 
 REPORT_MD = "parity_report.md"

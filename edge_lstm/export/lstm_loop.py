@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from edge_lstm.convert import INPUT_NAME, ConversionError, run_converter
+from edge_lstm.export.convert import INPUT_NAME, ConversionError, run_converter
 
 STEPS_PER_ITERATION = 8
 

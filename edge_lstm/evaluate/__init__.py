@@ -1,0 +1,1 @@
+"""Stage 3: parity (quantized vs float) and benchmarks of every backend."""

@@ -1,0 +1,1 @@
+"""Stage 2: convert, quantize, check and fingerprint the exported files."""

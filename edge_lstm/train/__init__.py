@@ -1,0 +1,1 @@
+"""Stage 1: read the IMDB data set and train the model."""
