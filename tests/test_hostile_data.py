@@ -237,7 +237,7 @@ def test_member_limit_from_the_environment(tmp_path: Path, tiny_tarball: Path, m
     monkeypatch.setenv("EDGE_LSTM_MAX_MEMBER_BYTES", "100000")
     assert len(load_imdb(tiny_tarball)["test"]) == 12
     monkeypatch.setenv("EDGE_LSTM_MAX_MEMBER_BYTES", "lots")
-    _fail(tiny_tarball, "EDGE_LSTM_MAX_MEMBER_BYTES must be a positive number of bytes, got 'lots'")
+    _fail(tiny_tarball, "EDGE_LSTM_MAX_MEMBER_BYTES must be a positive integer, got 'lots'")
 
 
 def test_bounded_read_never_reads_past_the_limit() -> None:

@@ -17,7 +17,6 @@ read at each call, raise or lower the limits. ``Tokenizer.load`` refuses a file 
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from edge_lstm_device.limits import env_limit
 from edge_lstm_device.files import atomic_write_bytes, bytes_sha256
 
 PAD_ID = 0
@@ -72,16 +72,10 @@ def has_words(text: str) -> bool:
 
 
 def _env_limit(name: str, default: int) -> int:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
     try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise TokenizerError(f"{name} must be a positive integer, got {raw!r}")
-    return value
+        return env_limit(name, default)
+    except ValueError as err:
+        raise TokenizerError(str(err)) from err
 
 
 def review_limits() -> tuple[int, int]:

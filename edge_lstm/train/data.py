@@ -38,6 +38,8 @@ from typing import BinaryIO, Callable, Iterator
 
 import numpy as np
 
+from edge_lstm_device.limits import env_limit
+
 try:
     from lzma import LZMAError
 
@@ -91,16 +93,10 @@ class Limits:
 
 
 def _env_bytes(name: str, default: int) -> int:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
     try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise DataError(f"{name} must be a positive number of bytes, got {raw!r}")
-    return value
+        return env_limit(name, default)
+    except ValueError as err:
+        raise DataError(str(err)) from err
 
 
 @dataclass
