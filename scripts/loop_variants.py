@@ -27,28 +27,46 @@ VARIANTS = [  # (name, lstm form, scheme, steps per loop iteration)
     ("fused float", "fused", "float", None),
     ("fused full-integer int8", "fused", "full-integer", None),
     ("fused dynamic-range int8", "fused", "dynamic-range", None),
-    ("loop dynamic-range, per-tensor, 8 steps/iteration (shipped)", "loop", "dynamic-range", 8),
+    ("loop dynamic-range, per-tensor, 4 steps/iteration (shipped)", "loop", "dynamic-range", 4),
     ("loop dynamic-range, per-tensor, 1 step/iteration", "loop", "dynamic-range", 1),
-    ("loop dynamic-range, per-tensor, 4 steps/iteration", "loop", "dynamic-range", 4),
+    ("loop dynamic-range, per-tensor, 8 steps/iteration", "loop", "dynamic-range", 8),
     ("loop dynamic-range, per-tensor, 20 steps/iteration", "loop", "dynamic-range", 20),
     ("fully unrolled dynamic-range, per-tensor (no loop)", "loop", "dynamic-range", 200),
-    ("loop dynamic-range, per-channel, 8 steps/iteration", "loop", "dynamic-range-per-channel", 8),
-    ("loop full-integer int8 (int8 activations), 8 steps/iteration", "loop", "full-integer", 8),
-    ("loop float, 8 steps/iteration", "loop", "float", 8),
+    ("loop dynamic-range, per-channel, 4 steps/iteration", "loop", "dynamic-range-per-channel", 4),
+    ("loop full-integer int8 (int8 activations), 4 steps/iteration", "loop", "full-integer", 4),
+    ("fully unrolled full-integer int8 (int8 activations, no loop)", "loop", "full-integer", 200),
+    ("loop float, 4 steps/iteration", "loop", "float", 4),
 ]
 CALLS = 300
 
 
-def _build(model, form: str, scheme: str, steps: int | None, calibration: np.ndarray) -> bytes:
-    from edge_lstm.export import convert
-    from edge_lstm.export import lstm_loop
-    from edge_lstm.export import quantize
+def _build(bundle_dir: Path, form: str, scheme: str, steps: int | None, calibration: np.ndarray) -> bytes:
+    quiet_tensorflow()
+    from edge_lstm import bundle
+    from edge_lstm.export import convert, lstm_loop, quantize
 
+    model = bundle.load_model(bundle_dir)
     if form == "loop":
         return lstm_loop.to_tflite_loop(model, 200, scheme, lambda: iter(calibration), steps)
     if scheme == "float":
         return convert.to_tflite_float(model, 200)
     return quantize.to_tflite_int8(model, 200, scheme, lambda: iter(calibration))
+
+
+def build_isolated(bundle_dir: Path, form: str, scheme: str, steps: int | None, calibration: np.ndarray) -> bytes:
+    """Convert in a child process: the converter can crash (a segfault) on some forms."""
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        try:
+            return pool.submit(_build, bundle_dir, form, scheme, steps, calibration).result()
+        except BrokenProcessPool as err:
+            raise ConversionCrashed("the converter crashed (the process died)") from err
+
+
+class ConversionCrashed(RuntimeError):
+    """The TFLite converter killed its process."""
 
 
 def _spin(content: bytes, row: np.ndarray, stop) -> None:
@@ -78,12 +96,26 @@ def _latency(content: bytes, rows: np.ndarray, contended: bool) -> float:
             other.join()
 
 
-def _allocated_mb(content: bytes) -> float:
-    from edge_lstm_device.runtime import TFLiteScorer
+def _resident_mb() -> float:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * resource.getpagesize() / 2**20
 
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    TFLiteScorer(content)
-    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+
+def _allocated_in_child(content: bytes) -> float:
+    from edge_lstm_device.runtime import TFLiteScorer  # imported before the baseline
+
+    before = _resident_mb()
+    scorer = TFLiteScorer(content)
+    scorer.score(np.ones((1, 200), np.int32))
+    return _resident_mb() - before
+
+
+def _allocated_mb(content: bytes) -> float:
+    """Memory one interpreter of the file takes, measured in a fresh process."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(_allocated_in_child, content).result()
 
 
 def measure(content: bytes, rows: np.ndarray, labels: np.ndarray, reference: np.ndarray) -> dict:
@@ -120,8 +152,8 @@ def main() -> None:
     for name, form, scheme, steps in VARIANTS:
         print(f"measuring {name}", file=sys.stderr)
         try:
-            m = measure(_build(model, form, scheme, steps, calibration), rows, test.labels, reference)
-        except ConversionError as err:
+            m = measure(build_isolated(args.bundle, form, scheme, steps, calibration), rows, test.labels, reference)
+        except (ConversionError, ConversionCrashed) as err:
             lines.append(f"| {name} | conversion failed: {str(err).splitlines()[0][:80]} | | | | | | |")
             continue
         lines.append(f"| {name} | {m['kib']:.0f} | {m['alloc_mb']:.1f} | {m['alone_ms']:.3f} | {m['contended_ms']:.3f} "

@@ -10,7 +10,7 @@ weights (dynamic range) one review costs a fraction of the fused op's time (DEVE
 * the loop body runs ``STEPS_PER_ITERATION`` steps. Fully unrolled (200 steps, no loop), XNNPACK
   packs the recurrent weights once per step: 26 MB per interpreter, streamed from memory on every
   review, and two interpreters slow each other down; one step per iteration pays the loop's
-  overhead 200 times. 8 steps per iteration was fastest here;
+  overhead 200 times. 4 steps per iteration was fastest here (docs/loop_variants.md);
 * weights per tensor: per-channel ``FULLY_CONNECTED`` is version 12, which tflite-runtime 2.14
   cannot load, and agreed less with the float model.
 
@@ -27,7 +27,7 @@ import numpy as np
 
 from edge_lstm.export.convert import INPUT_NAME, ConversionError, run_converter
 
-STEPS_PER_ITERATION = 8
+STEPS_PER_ITERATION = 4
 
 LOOP_SCHEMES = {
     "dynamic-range": "int8 weights (per tensor), float activations",
