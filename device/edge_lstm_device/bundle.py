@@ -147,11 +147,12 @@ def read_verified(bundle_dir: Path, entry: dict) -> bytes:
 
 
 def tflite_models(manifest: dict, bundle_dir: Path | None = None) -> list[str]:
-    """Names of the bundle's TFLite artifacts (only those present, when ``bundle_dir`` is given)."""
+    """Names of the bundle's TFLite artifacts (only those present, when ``bundle_dir`` is given;
+    a symlink counts as present, so that reading it is refused rather than skipped)."""
     return [
         name
         for name, entry in manifest.get("artifacts", {}).items()
-        if entry.get("format") == "tflite" and (bundle_dir is None or (Path(bundle_dir) / entry["file"]).is_file())
+        if entry.get("format") == "tflite" and (bundle_dir is None or os.path.lexists(Path(bundle_dir) / entry["file"]))
     ]
 
 
