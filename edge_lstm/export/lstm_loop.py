@@ -58,8 +58,10 @@ class LstmWeights:
         return self.recurrent.shape[0]
 
 
-def loop_function(weights: LstmWeights, max_len: int, steps_per_iteration: int = STEPS_PER_ITERATION) -> Any:
-    """A ``tf.function`` over ``(1, max_len)`` int32 ids giving the positive probability ``(1, 1)``."""
+def loop_function(weights: LstmWeights, max_len: int, steps_per_iteration: int = STEPS_PER_ITERATION,
+                  hoist: bool = True) -> Any:
+    """A ``tf.function`` over ``(1, max_len)`` int32 ids giving the positive probability ``(1, 1)``;
+    ``hoist=False`` computes each step's input projection inside the loop (for comparison)."""
     import tensorflow as tf
 
     units, block = weights.units, math.gcd(max_len, steps_per_iteration)
@@ -67,9 +69,10 @@ def loop_function(weights: LstmWeights, max_len: int, steps_per_iteration: int =
     embedding = tf.constant(weights.embedding)
     dense_kernel, dense_bias = tf.constant(weights.dense_kernel), tf.constant(weights.dense_bias)
 
-    def lstm_steps(projected: Any, h: Any, c: Any) -> tuple[Any, Any]:
-        for step in tf.unstack(projected, axis=0):
-            z = step[None, :] + tf.matmul(h, recurrent)
+    def lstm_steps(block_inputs: Any, h: Any, c: Any) -> tuple[Any, Any]:
+        for step in tf.unstack(block_inputs, axis=0):
+            projected = step[None, :] if hoist else tf.matmul(step[None, :], kernel) + bias
+            z = projected + tf.matmul(h, recurrent)
             z_i, z_f, z_c, z_o = tf.split(z, 4, axis=1)  # Keras' gate order
             c = tf.sigmoid(z_f) * c + tf.sigmoid(z_i) * tf.tanh(z_c)
             h = tf.sigmoid(z_o) * tf.tanh(c)
@@ -79,7 +82,8 @@ def loop_function(weights: LstmWeights, max_len: int, steps_per_iteration: int =
     def score(token_ids: Any) -> Any:
         ids = tf.reshape(token_ids, [max_len])
         inputs = tf.gather(embedding, ids)
-        projected = tf.reshape(tf.matmul(inputs, kernel) + bias, [max_len // block, block, 4 * units])
+        steps = tf.matmul(inputs, kernel) + bias if hoist else inputs
+        projected = tf.reshape(steps, [max_len // block, block, 4 * units if hoist else weights.kernel.shape[0]])
         h, c = tf.zeros([1, units]), tf.zeros([1, units])
         if block == max_len:
             h, c = lstm_steps(projected[0], h, c)
@@ -94,14 +98,14 @@ def loop_function(weights: LstmWeights, max_len: int, steps_per_iteration: int =
 
 def to_tflite_loop(
     model: Any, max_len: int, scheme: str, calibration: Callable[[], Iterable[np.ndarray]],
-    steps_per_iteration: int = STEPS_PER_ITERATION,
+    steps_per_iteration: int = STEPS_PER_ITERATION, hoist: bool = True,
 ) -> bytes:
     """The loop form as TFLite, quantized by ``scheme`` (a key of ``LOOP_SCHEMES``)."""
     import tensorflow as tf
 
     if scheme not in LOOP_SCHEMES:
         raise ConversionError(f"unknown loop scheme {scheme!r}")
-    function = loop_function(LstmWeights.from_model(model), max_len, steps_per_iteration)
+    function = loop_function(LstmWeights.from_model(model), max_len, steps_per_iteration, hoist)
     converter = tf.lite.TFLiteConverter.from_concrete_functions([function.get_concrete_function()], function)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if scheme != "float":
