@@ -72,10 +72,12 @@ class ConversionCrashed(RuntimeError):
     """The TFLite converter killed its process."""
 
 
-def _spin(content: bytes, row: np.ndarray, stop) -> None:
+def _spin(content: bytes, row: np.ndarray, ready, stop) -> None:
     from edge_lstm_device.runtime import TFLiteScorer
 
     scorer = TFLiteScorer(content)
+    scorer.score(row)
+    ready.set()
     while not stop.is_set():
         scorer.score(row)
 
@@ -86,11 +88,12 @@ def _latency(content: bytes, rows: np.ndarray, contended: bool) -> float:
 
     scorer = TFLiteScorer(content)
     context = multiprocessing.get_context("spawn")
-    stop = context.Event()
-    other = context.Process(target=_spin, args=(content, rows[:1], stop)) if contended else None
+    ready, stop = context.Event(), context.Event()
+    other = context.Process(target=_spin, args=(content, rows[:1], ready, stop)) if contended else None
     if other:
         other.start()
-        time.sleep(2)
+        ready.wait(timeout=120)  # the second interpreter is loaded and running
+        time.sleep(0.5)
     try:
         return time_calls(lambda i: scorer.score(rows[i % len(rows)][None, :]), CALLS).median
     finally:

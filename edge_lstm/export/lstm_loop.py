@@ -8,9 +8,9 @@ weights (dynamic range) one review costs a fraction of the fused op's time (DEVE
 * the input projection ``x·W + b`` of all steps is one ``FULLY_CONNECTED`` before the loop
   (a matrix product instead of ``max_len`` vector products);
 * the loop body runs ``STEPS_PER_ITERATION`` steps. Fully unrolled (200 steps, no loop), XNNPACK
-  packs the recurrent weights once per step: 26 MB per interpreter, streamed from memory on every
-  review, and two interpreters slow each other down; one step per iteration pays the loop's
-  overhead 200 times. 4 steps per iteration was fastest here (docs/loop_variants.md);
+  packs the recurrent weights once per step (~2.6 times the memory) and it ran slower; one step
+  per iteration pays the loop's overhead 200 times. 4 steps per iteration was fastest here
+  (docs/loop_variants.md);
 * weights per tensor: per-channel ``FULLY_CONNECTED`` is version 12, which tflite-runtime 2.14
   cannot load, and agreed less with the float model.
 
