@@ -19,7 +19,7 @@ import sys
 import time
 
 from edge_lstm_device.interpreter import interpreter_class, interpreter_version
-from edge_lstm_device.model import REFERENCE_BUNDLE, BundleError, SentimentModel, device_order, read_manifest
+from edge_lstm_device.model import MODEL_ENV, REFERENCE_BUNDLE, BundleError, SentimentModel, device_order, read_manifest
 from edge_lstm_device.pool import ModelPool, default_workers
 from edge_lstm_device.timing import time_calls
 
@@ -27,7 +27,6 @@ STARTUP_BUDGET_S = 0.35
 MEMORY_BUDGET_MB = 50.0
 RUNS = 5
 THROUGHPUT_REVIEWS = 400
-MODEL_ENV = "EDGE_LSTM_MODEL"
 TEXT = "What a wonderful film, the cast was great and the story moved me."
 
 
@@ -60,14 +59,23 @@ def latency_ms(args: argparse.Namespace, model: str) -> dict:
     return time_calls(lambda _: loaded.scorer.score(rows), args.reviews).to_dict()
 
 
-def throughput(args: argparse.Namespace, model: str, workers: int) -> float:
-    """Reviews per second through ``predict_batch`` (tokenizing included) with ``workers``."""
-    with ModelPool.load(args.bundle, model, workers, 1, args.interpreter) as pool:
-        texts = [f"{TEXT} Review number {i}." for i in range(THROUGHPUT_REVIEWS)]
-        pool.predict_batch(texts[: 4 * workers])  # warm-up
-        start = time.perf_counter()
-        pool.predict_batch(texts)
-        return len(texts) / (time.perf_counter() - start)
+def throughput(pool: ModelPool) -> float:
+    """Reviews per second through ``predict_batch`` (tokenizing included) with the pool's workers."""
+    texts = [f"{TEXT} Review number {i}." for i in range(THROUGHPUT_REVIEWS)]
+    pool.predict_batch(texts[: 4 * pool.workers])  # warm-up
+    start = time.perf_counter()
+    pool.predict_batch(texts)
+    return len(texts) / (time.perf_counter() - start)
+
+
+def scaling(args: argparse.Namespace) -> dict:
+    """Reviews/s of the default model (the one ``predict`` would run) with 1 and N workers."""
+    with ModelPool.load(args.bundle, args.model, args.workers or default_workers(), 1, args.interpreter) as pool:
+        with ModelPool([pool.first]) as alone:
+            one = throughput(alone)
+        many = throughput(pool)
+        return {"model": pool.first.name, "workers": pool.workers, "reviews_per_s_1": round(one, 1),
+                "reviews_per_s_n": round(many, 1), "speedup": round(many / one, 2)}
 
 
 def measure(args: argparse.Namespace, manifest: dict, name: str) -> dict:
@@ -94,15 +102,12 @@ def run_bench(args: argparse.Namespace) -> tuple[dict, str, int]:
     rows = sorted((measure(args, manifest, name) for name in models),
                   key=lambda r: r["latency_ms"]["median"] if "latency_ms" in r else float("inf"))
     timed = [r for r in rows if "latency_ms" in r]
-    default = SentimentModel.load(args.bundle, args.model, 1, args.interpreter).name
-    workers = args.workers or default_workers()
-    scaling = {"model": default, "workers": workers, "reviews_per_s_1": round(throughput(args, default, 1), 1),
-               "reviews_per_s_n": round(throughput(args, default, workers), 1)}
-    scaling["speedup"] = round(scaling["reviews_per_s_n"] / scaling["reviews_per_s_1"], 2)
+    workers = scaling(args)
+    default = workers["model"]
     report = {"threads": 1, "budgets": {"startup_s": STARTUP_BUDGET_S, "peak_rss_mb": MEMORY_BUDGET_MB},
               "python": sys.version.split()[0], "machine": platform.machine(), "interpreter": _interpreter(args),
               "models": rows, "default": default, "fastest_here": timed[0]["model"] if timed else None,
-              "workers": scaling}
+              "workers": workers}
     code = 0 if timed and all(r["startup_ok"] and r["memory_ok"] for r in timed) else 3
     return report, _table(report), code
 

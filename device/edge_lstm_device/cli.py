@@ -15,14 +15,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Iterable, Iterator, Sequence
 
 from edge_lstm_device import __version__
+from edge_lstm_device.model import MODEL_ENV
+from edge_lstm_device.pool import MAX_WORKERS as MAX_THREADS  # threads and workers share one range
 from edge_lstm_device.quiet import hide_native_stderr
 
 if TYPE_CHECKING:
     from edge_lstm_device.tokenizer import Tokenizer
 
 CHUNK = 256  # reviews read, scored (split across the workers) and printed together
-MAX_THREADS = 64
-MODEL_ENV = "EDGE_LSTM_MODEL"
 EXIT_FATAL, EXIT_USAGE, EXIT_SOME_LINES_FAILED = 1, 2, 3
 
 EXAMPLES = """examples:

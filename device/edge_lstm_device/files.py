@@ -1,4 +1,4 @@
-"""Hashing and atomic writes (shared with the host)."""
+"""Hashing, atomic writes and the cache folder (shared with the host)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,17 @@ except ImportError:
         from _sha256 import sha256  # Python <= 3.11
     except ImportError:
         from hashlib import sha256
+
+
+CACHE_ENV = "EDGE_LSTM_CACHE"
+
+
+def cache_dir() -> Path:
+    """Where downloads and caches live (``$EDGE_LSTM_CACHE``, else ``$XDG_CACHE_HOME/edge-lstm``
+    or ``~/.cache/edge-lstm``)."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edge-lstm"
 
 
 def file_sha256(path: Path) -> str:

@@ -11,6 +11,7 @@ from edge_lstm_device.runtime import TFLiteScorer
 from edge_lstm_device.tokenizer import Tokenizer, TokenizerError
 
 REFERENCE_BUNDLE = Path(__file__).resolve().parent / "reference"
+MODEL_ENV = "EDGE_LSTM_MODEL"  # the model the CLI runs when --model is not given
 __all__ = ["BundleError", "ModelChoice", "Prediction", "REFERENCE_BUNDLE", "SentimentModel", "device_order",
            "read_manifest", "read_verified", "tflite_models"]
 

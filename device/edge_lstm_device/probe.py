@@ -9,13 +9,12 @@ loads and scores one review. Files that passed are remembered by sha256 in the c
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 from edge_lstm_device.bundle import BundleError
-from edge_lstm_device.files import bytes_sha256
+from edge_lstm_device.files import bytes_sha256, cache_dir
 
 PROBE_TIMEOUT_S = 120
 
@@ -24,15 +23,8 @@ class ProbeRefused(ValueError):
     """The interpreter refused the file without crashing (another model may still load)."""
 
 
-def _cache_dir() -> Path:
-    if os.environ.get("EDGE_LSTM_CACHE"):
-        return Path(os.environ["EDGE_LSTM_CACHE"]) / "probed"
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "edge-lstm" / "probed"
-
-
 def _marker(sha256: str, interpreter: str | None) -> Path:
-    return _cache_dir() / f"{sha256}.{interpreter or 'default'}"
+    return cache_dir() / "probed" / f"{sha256}.{interpreter or 'default'}"
 
 
 def probe(path: Path, sha256: str, interpreter: str | None = None) -> None:

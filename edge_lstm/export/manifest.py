@@ -26,7 +26,8 @@ def _dtype_name(dtype: Any) -> str:
 
 def describe_tflite(path: Path) -> dict:
     """Inputs, outputs (with quantization parameters) and operators of a TFLite file."""
-    interpreter = make_interpreter(path.read_bytes())
+    content = path.read_bytes()
+    interpreter = make_interpreter(content)
 
     def tensor(detail: dict) -> dict:
         scale, zero_point = detail["quantization"]
@@ -34,7 +35,7 @@ def describe_tflite(path: Path) -> dict:
         info["quantization"] = {"scale": float(scale), "zero_point": int(zero_point)} if scale else None
         return info
 
-    versions = operator_versions(path.read_bytes())
+    versions = operator_versions(content)
     operators = sorted(versions)
     return {
         "inputs": [tensor(d) for d in interpreter.get_input_details()],

@@ -38,6 +38,7 @@ from typing import BinaryIO, Callable, Iterator
 
 import numpy as np
 
+from edge_lstm_device.files import cache_dir
 from edge_lstm_device.limits import env_limit
 
 try:
@@ -51,7 +52,6 @@ OFFICIAL_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 OFFICIAL_SHA1 = "01ada507287d82875905620988597833ad4e0903"
 ARCHIVE_NAME = "aclImdb_v1.tar.gz"
 DATA_ENV = "EDGE_LSTM_DATA"
-CACHE_ENV = "EDGE_LSTM_CACHE"
 SPLITS = ("train", "test")
 LABELS = ("pos", "neg")
 MAX_MEMBER_BYTES = 1 << 20
@@ -139,14 +139,6 @@ class Reviews:
             members = np.flatnonzero(self.labels == label)
             picked.append(rng.permutation(members)[:share])
         return self.subset(np.sort(np.concatenate(picked)))
-
-
-def cache_dir() -> Path:
-    """Where downloads and caches live (``$EDGE_LSTM_CACHE`` or ``~/.cache/edge-lstm``)."""
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "edge-lstm"
 
 
 def resolve_source(
