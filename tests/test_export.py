@@ -24,7 +24,7 @@ from edge_lstm_device.tokenizer import Tokenizer
 from tests.conftest import BUNDLE
 
 pytestmark = pytest.mark.slow
-ARTIFACTS = {"float_tflite", "int8_loop_tflite", "int8_tflite", "int8_dynamic_tflite", "float_onnx", "int8_onnx"}
+ARTIFACTS = {"float_tflite", "float_loop_tflite", "int8_loop_tflite", "int8_tflite", "int8_dynamic_tflite", "float_onnx", "int8_onnx"}
 
 
 def _manifest(b: Path) -> dict:
@@ -61,12 +61,17 @@ def test_tflite_uses_the_fused_lstm_and_builtin_ops_only(small_bundle: Path) -> 
     assert arts["int8_dynamic_tflite"]["quantization"] == "dynamic-range"
 
 
-def test_loop_form_is_a_stateless_while_loop_of_builtin_ops(small_bundle: Path) -> None:
-    entry = _manifest(small_bundle)["artifacts"]["int8_loop_tflite"]
-    assert entry["lstm"] == "loop" and entry["quantization"] == "dynamic-range" and not entry["stateful"]
+@pytest.mark.parametrize("name", ["int8_loop_tflite", "float_loop_tflite"])
+def test_loop_form_is_a_stateless_length_aware_while_loop_of_builtin_ops(small_bundle: Path, name: str) -> None:
+    entry = _manifest(small_bundle)["artifacts"][name]
+    assert entry["lstm"] == "loop" and not entry["stateful"]
+    assert entry["quantization"] == ("dynamic-range" if name.startswith("int8") else "none")
     assert "WHILE" in entry["operators"] and "UNIDIRECTIONAL_SEQUENCE_LSTM" not in entry["operators"]
     assert not any(op.startswith("Flex") or op == "CUSTOM" for op in entry["operators"])
     assert entry["inputs"][0]["shape"] == [1, 200] and entry["outputs"][0]["dtype"] == "float32"
+    loop = entry["loop"]  # how the form runs, and how its pad-state table was made
+    assert loop["length_aware"] and "any" in loop["batch"] and not loop["masked"]
+    assert loop["pad_state_table"]["rows"] > 1 and loop["pad_state_table"]["last_change"] < loop["pad_state_table"]["tolerance"]
 
 
 def test_device_order_ranks_every_tflite_artifact_by_the_reports_latency(small_bundle: Path) -> None:
@@ -92,11 +97,13 @@ def test_onnx_has_an_lstm_node_dynamic_batch_and_passes_the_checker(small_bundle
         onnx.checker.check_model(str(small_bundle / arts[name]["file"]), full_check=True)
 
 
-def test_int8_artifacts_are_at_most_26_percent_of_float(small_bundle: Path) -> None:
+def test_int8_artifacts_are_at_most_27_percent_of_float(small_bundle: Path) -> None:
+    """int8 weights, and the loop form's float pad-state table (~1/40 of its float twin)."""
     arts = _manifest(small_bundle)["artifacts"]
-    for name in ("int8_loop_tflite", "int8_tflite", "int8_dynamic_tflite", "int8_onnx"):
-        twin = arts["float_" + arts[name]["format"]]
-        assert arts[name]["bytes"] <= 0.26 * twin["bytes"], name
+    for name, twin in (("int8_loop_tflite", "float_loop_tflite"), ("int8_tflite", "float_tflite"),
+                       ("int8_dynamic_tflite", "float_tflite"), ("int8_onnx", "float_onnx")):
+        assert arts[name]["bytes"] <= 0.27 * arts[twin]["bytes"], name
+        assert arts[name]["size_ratio_to_float"] == round(arts[name]["bytes"] / arts[twin]["bytes"], 4)
 
 
 def test_export_validated_every_artifact_and_reports_it_beside_the_manifest(small_bundle: Path) -> None:

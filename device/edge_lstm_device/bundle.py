@@ -27,6 +27,7 @@ REPORT_FILE = "export_report.json"  # what the export measured on its machine
 # Artifact names (manifest keys), one per exported file.
 FLOAT_TFLITE = "float_tflite"
 FLOAT_ONNX = "float_onnx"
+FLOAT_LOOP_TFLITE = "float_loop_tflite"  # the loop form in float32: the exact reference of the int8 one
 INT8_LOOP_TFLITE = "int8_loop_tflite"
 INT8_TFLITE = "int8_tflite"  # fused LSTM, full-integer (or dynamic-range with --tflite-scheme)
 INT8_DYNAMIC_TFLITE = "int8_dynamic_tflite"
@@ -34,6 +35,7 @@ INT8_ONNX = "int8_onnx"
 ARTIFACT_FILES = {
     FLOAT_TFLITE: "model_float.tflite",
     FLOAT_ONNX: "model_float.onnx",
+    FLOAT_LOOP_TFLITE: "model_float_loop.tflite",
     INT8_LOOP_TFLITE: "model_int8_loop.tflite",
     INT8_TFLITE: "model_int8.tflite",
     INT8_DYNAMIC_TFLITE: "model_int8_dynamic.tflite",

@@ -1,5 +1,6 @@
 """Score reviews with N interpreters in parallel threads (the interpreter releases the GIL in
-``invoke()``); results come back in input order and equal one worker's. Used by ``predict``,
+``invoke()``); results come back in input order and equal one worker's. Each interpreter scores
+its share in batches (:class:`~edge_lstm_device.runtime.TFLiteScorer`). Used by ``predict``,
 ``bench`` and ``serve``."""
 
 from __future__ import annotations
@@ -8,8 +9,9 @@ import os
 import queue
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from edge_lstm_device.model import Prediction, SentimentModel
 
@@ -60,6 +62,15 @@ class ModelPool:
                     return self.models[-1]
             return self._idle.get()
 
+    @contextmanager
+    def borrowed(self) -> Iterator[SentimentModel]:
+        """A model no other caller uses until the block ends."""
+        model = self._borrow()
+        try:
+            yield model
+        finally:
+            self._idle.put(model)
+
     def _grow(self) -> None:
         with self._grow_lock:
             while len(self.models) < self.workers:
@@ -75,11 +86,8 @@ class ModelPool:
         """Predictions in input order. One review goes to an idle worker (so concurrent callers,
         such as a server's requests, run in parallel); more are split, one share per worker."""
         if len(ids) < 2 or self.workers == 1:
-            model = self._borrow()
-            try:
+            with self.borrowed() as model:
                 return model.predict_ids(ids)
-            finally:
-                self._idle.put(model)
         size = -(-len(ids) // self.workers)
         shares = [ids[i : i + size] for i in range(0, len(ids), size)]
         if self._executor is None:

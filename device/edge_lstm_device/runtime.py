@@ -1,8 +1,11 @@
-"""Score token rows with a TFLite model, one review at a time, state reset before each.
+"""Score token rows with a TFLite model: B reviews per ``invoke()`` where the model's batch is
+resizable (the loop form), else one at a time; state reset before each call.
 
 The fused TFLite LSTM keeps its hidden and cell state in variable tensors that survive
 ``invoke()``: without ``reset_all_variables()`` a review's score depends on the reviews scored
-before it (DEVELOPERS.md). Interpreters are not thread-safe, so each model holds a lock.
+before it (DEVELOPERS.md). A batched model scores each row on its own (its score does not
+depend on its batch mates), so rows are grouped by length: rows of one call then run nearly the
+same steps. Interpreters are not thread-safe, so each model holds a lock.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from typing import Any
 import numpy as np
 
 from edge_lstm_device.interpreter import interpreter_class
+
+MAX_BATCH = 16  # reviews per invoke(); larger batches were no faster per review (docs/loop_variants.md)
 
 
 class ModelShapeError(ValueError):
@@ -26,7 +31,8 @@ class ModelRunError(ValueError):
 class TFLiteScorer:
     """Positive-class probabilities from a TFLite model of the IMDB LSTM."""
 
-    def __init__(self, model_content: bytes, threads: int = 1, prefer: str | None = None) -> None:
+    def __init__(self, model_content: bytes, threads: int = 1, prefer: str | None = None,
+                 max_batch: int = MAX_BATCH) -> None:
         cls, self.interpreter_dist = interpreter_class(prefer)
         self.model_content, self.threads = model_content, threads
         self.interpreter: Any = cls(model_content=model_content, num_threads=threads)
@@ -37,30 +43,45 @@ class TFLiteScorer:
         if len(shape) != 2 or shape[0] != 1 or self._input["dtype"] != np.int32:
             raise ModelShapeError(f"expected int32 input of shape (1, N), got {shape} {self._input['dtype']}")
         self.max_len = shape[1]
+        signature = self._input.get("shape_signature", self._input["shape"])
+        self.max_batch = max_batch if int(signature[0]) == -1 else 1  # a fixed (1, N) input: one per call
+        self._batch = 1  # the input's current batch size
         self._scale, self._zero_point = self._output["quantization"]
         self._lock = threading.Lock()
 
     def _probability(self, raw: np.ndarray) -> float:
-        value = float(raw.reshape(-1)[0])
+        value = float(raw[0])
         if self._scale:  # quantized output: dequantize
             value = (value - self._zero_point) * self._scale
         if not 0.0 <= value <= 1.0:  # also NaN: the model's last layer is not a sigmoid
             raise ModelRunError(f"the model's output {value:.4g} is not a probability (expected a sigmoid output)")
         return value
 
+    def _invoke(self, rows: np.ndarray) -> np.ndarray:
+        """Raw outputs of one call on ``rows`` (at most ``max_batch``); the caller holds the lock."""
+        if len(rows) != self._batch:
+            self.interpreter.resize_tensor_input(self._input["index"], [len(rows), self.max_len])
+            self.interpreter.allocate_tensors()
+            self._batch = len(rows)
+        self.interpreter.reset_all_variables()
+        self.interpreter.set_tensor(self._input["index"], rows)
+        try:
+            self.interpreter.invoke()
+        except RuntimeError as err:
+            raise ModelRunError(f"the model failed on a review: {' '.join(str(err).split())[:200]}") from err
+        return self.interpreter.get_tensor(self._output["index"])
+
     def score(self, rows: np.ndarray) -> np.ndarray:
-        """Probabilities for ``(n, max_len)`` int32 rows; the LSTM state is reset per row."""
+        """Probabilities for ``(n, max_len)`` int32 rows, ``max_batch`` per call, rows of similar
+        length together; the LSTM state is reset before every call."""
         rows = np.asarray(rows, dtype=np.int32)
         if rows.ndim != 2 or rows.shape[1] != self.max_len:
             raise ModelShapeError(f"expected rows of {self.max_len} ids, got shape {rows.shape}")
         out = np.empty(len(rows), dtype=np.float32)
+        order = np.argsort(np.count_nonzero(rows, axis=1), kind="stable") if self.max_batch > 1 else np.arange(len(rows))
         with self._lock:
-            for i, row in enumerate(rows):
-                self.interpreter.reset_all_variables()
-                self.interpreter.set_tensor(self._input["index"], row[None, :])
-                try:
-                    self.interpreter.invoke()
-                except RuntimeError as err:
-                    raise ModelRunError(f"the model failed on a review: {' '.join(str(err).split())[:200]}") from err
-                out[i] = self._probability(self.interpreter.get_tensor(self._output["index"]))
+            for first in range(0, len(rows), self.max_batch):
+                chunk = order[first : first + self.max_batch]
+                raw = self._invoke(np.ascontiguousarray(rows[chunk])).reshape(len(chunk), -1)
+                out[chunk] = [self._probability(value) for value in raw]
         return out

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from conftest import sample_reviews
-from edge_lstm_device.model import REFERENCE_BUNDLE, BundleError, SentimentModel
+from edge_lstm_device.model import REFERENCE_BUNDLE, BundleError, SentimentModel, device_order
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ("model_int8_loop.tflite", "model_int8.tflite", "model_int8_dynamic.tflite", "tokenizer.json", "manifest.json")
@@ -165,7 +165,7 @@ def test_default_is_the_fastest_model_that_loads(bundle_copy: Path, monkeypatch:
 
     monkeypatch.setattr(model_module, "TFLiteScorer", refuse_loops)
     loaded = SentimentModel.load(bundle_copy)
-    order = json.loads((bundle_copy / "manifest.json").read_text())["device_order"]
+    order = device_order(json.loads((bundle_copy / "manifest.json").read_text()), bundle_copy)  # the files present
     assert loaded.name == order[1] and "WHILE" in loaded.choice.skipped["int8_loop_tflite"]
     assert loaded.choice.reason == "the fastest model this interpreter can load"
     with pytest.raises(BundleError, match="int8_loop_tflite: cannot load"):

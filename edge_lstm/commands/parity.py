@@ -21,7 +21,7 @@ EXIT_THRESHOLD_FAILED = 3
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the --limit subset.")
 @click.option("--only", multiple=True, metavar="ARTIFACT", help="Check only these artifacts (repeatable).")
 @click.option("--float-min-agreement", type=click.FloatRange(0, 1), default=1.0, show_default=True)
-@click.option("--float-max-diff", type=click.FloatRange(0), default=1e-4, show_default=True,
+@click.option("--float-max-diff", type=click.FloatRange(0), default=1e-5, show_default=True,
               help="Largest |Δp| allowed for float artifacts.")
 @click.option("--int8-min-agreement", type=click.FloatRange(0, 1), default=0.995, show_default=True)
 @click.option("--int8-max-accuracy-change", type=click.FloatRange(0, 1), default=0.005, show_default=True,

@@ -18,6 +18,8 @@ from edge_lstm_device.runtime import TFLiteScorer
 
 class Backend(Protocol):
     name: str
+    batched: bool  # scores several reviews per call
+
 
     def score(self, rows: np.ndarray) -> np.ndarray: ...
 
@@ -27,6 +29,7 @@ class KerasBackend:
     model: Any
     name: str = "keras_float"
     batch_size: int = 256
+    batched: bool = True
 
     def score(self, rows: np.ndarray) -> np.ndarray:
         parts = [np.asarray(self.model.predict_on_batch(rows[i : i + self.batch_size])).reshape(-1)
@@ -43,6 +46,10 @@ class TFLiteBackend:
     def from_bytes(cls, content: bytes, name: str, threads: int = 1) -> TFLiteBackend:
         return cls(TFLiteScorer(content, threads), name)
 
+    @property
+    def batched(self) -> bool:
+        return self.scorer.max_batch > 1
+
     def score(self, rows: np.ndarray) -> np.ndarray:
         return self.scorer.score(rows)
 
@@ -52,6 +59,7 @@ class OnnxBackend:
     session: Any
     name: str
     batch_size: int = 64
+    batched: bool = True
 
     @classmethod
     def from_bytes(cls, content: bytes, name: str, threads: int = 1, batch_size: int = 64) -> OnnxBackend:

@@ -11,10 +11,10 @@ from typing import Callable
 
 import numpy as np
 
-from edge_lstm.evaluate.backends import Backend, OnnxBackend
+from edge_lstm.evaluate.backends import Backend
 from edge_lstm.train.data import Reviews
 
-DEPENDENCE_TOLERANCE = 1e-5
+DEPENDENCE_TOLERANCE = 1e-6
 ORDER_PROBE = 200  # reviews re-scored in reverse order
 BATCH_PROBE = 64  # reviews re-scored one per batch (batched backends only)
 
@@ -22,7 +22,7 @@ BATCH_PROBE = 64  # reviews re-scored one per batch (batched backends only)
 @dataclass(frozen=True)
 class Thresholds:
     float_min_agreement: float = 1.0
-    float_max_abs_diff: float = 1e-4
+    float_max_abs_diff: float = 1e-5
     int8_min_agreement: float = 0.995
     int8_max_accuracy_change: float = 0.005
 
@@ -60,8 +60,8 @@ def order_dependent(backend: Backend, rows: np.ndarray, scores: np.ndarray) -> b
 
 def batch_dependent(backend: Backend, rows: np.ndarray, scores: np.ndarray) -> bool:
     """For batched backends: scoring reviews one per batch must give the same scores."""
-    if not isinstance(backend, OnnxBackend):
-        return False  # TFLite runs one review per invoke(); its batch is always 1
+    if not backend.batched:
+        return False  # one review per call: its batch is always 1
     n = min(BATCH_PROBE, len(rows))
     alone = np.concatenate([backend.score(rows[i : i + 1]) for i in range(n)])
     return _max_diff(alone, scores[:n]) > DEPENDENCE_TOLERANCE

@@ -60,6 +60,7 @@ ALL_ARTIFACTS = tuple(
     for name, fmt, precision, scheme, lstm in (
         (bundle_format.FLOAT_TFLITE, "tflite", "float32", "none", "fused"),
         (bundle_format.FLOAT_ONNX, "onnx", "float32", "none", "onnx"),
+        (bundle_format.FLOAT_LOOP_TFLITE, "tflite", "float32", "none", "loop"),
         (bundle_format.INT8_LOOP_TFLITE, "tflite", "int8", "dynamic-range", "loop"),
         (bundle_format.INT8_TFLITE, "tflite", "int8", "full-integer", "fused"),
         (bundle_format.INT8_DYNAMIC_TFLITE, "tflite", "int8", "dynamic-range", "fused"),
@@ -79,12 +80,13 @@ class ExportOptions:
 
 
 def planned_artifacts(options: ExportOptions) -> list[Artifact]:
-    """Float TFLite and ONNX; with int8 also the loop-form dynamic-range TFLite, the fused TFLite
-    scheme(s) of ``options.tflite_scheme`` and int8 ONNX."""
+    """Float TFLite (fused and loop form) and ONNX; with int8 also the loop-form dynamic-range
+    TFLite, the fused TFLite scheme(s) of ``options.tflite_scheme`` and int8 ONNX."""
     by_name = {a.name: a for a in ALL_ARTIFACTS}
+    floats = [by_name[n] for n in (bundle_format.FLOAT_TFLITE, bundle_format.FLOAT_ONNX, bundle_format.FLOAT_LOOP_TFLITE)]
     if not options.int8:
-        return [by_name[bundle_format.FLOAT_TFLITE], by_name[bundle_format.FLOAT_ONNX]]
-    plan = [by_name[n] for n in (bundle_format.FLOAT_TFLITE, bundle_format.FLOAT_ONNX, bundle_format.INT8_LOOP_TFLITE, bundle_format.INT8_TFLITE)]
+        return floats
+    plan = floats + [by_name[n] for n in (bundle_format.INT8_LOOP_TFLITE, bundle_format.INT8_TFLITE)]
     if options.tflite_scheme == "dynamic-range":  # model_int8.tflite is then fused dynamic-range
         plan[-1] = dataclasses.replace(plan[-1], scheme="dynamic-range")
     if options.tflite_scheme == "both":
@@ -132,7 +134,8 @@ def _build(art: Artifact, model: Any, max_len: int, staging: Path, calibration: 
     if art.format == "onnx":
         data = convert.to_onnx_float(model, max_len)
     elif art.lstm == "loop":
-        data = lstm_loop.to_tflite_loop(model, max_len, art.scheme, lambda: iter(calibration))
+        scheme = art.scheme if art.precision == "int8" else "float"
+        data = lstm_loop.to_tflite_loop(model, max_len, scheme, lambda: iter(calibration))
     elif art.precision == "float32":
         data = convert.to_tflite_float(model, max_len)
     else:
@@ -193,6 +196,8 @@ def _build_and_check(art: Artifact, model: Any, max_len: int, staging: Path, cal
     measured = {"selfcheck": selfcheck.check(backend, rows, reference, tolerance).to_dict()}
     entry = manifest.artifact_entry(path, art.format, art.precision, art.scheme, tools)
     entry["lstm"] = art.lstm
+    if art.lstm == "loop":
+        entry["loop"] = lstm_loop.describe(model, max_len)
     if isinstance(backend, TFLiteBackend):
         entry["verified_in"] = [manifest.runtime_id(backend.scorer.interpreter_dist)]
         latency = time_calls(lambda i: backend.score(rows[i % len(rows)][None, :]), LATENCY_CALLS)
@@ -267,8 +272,9 @@ def export_bundle(
 
 
 def _add_size_ratios(entries: dict[str, dict]) -> None:
-    """Each int8 artifact's size as a fraction of its float twin."""
+    """Each int8 artifact's size as a fraction of its float twin (same format and LSTM form)."""
+    floats = {(e["format"], e["lstm"] == "loop"): e for e in entries.values() if e["precision"] == "float32"}
     for entry in entries.values():
-        twin = entries.get(f"float_{entry['format']}")
+        twin = floats.get((entry["format"], entry["lstm"] == "loop"))
         if entry["precision"] == "int8" and twin:
             entry["size_ratio_to_float"] = round(entry["bytes"] / twin["bytes"], 4)

@@ -1,16 +1,22 @@
-"""Stage 1b of export: the LSTM as a builtin ``WHILE`` loop of plain ops, the fast TFLite form.
+"""Stage 1b of export: the LSTM as builtin ``WHILE`` loops of plain ops, length-aware and batched.
 
-TFLite's fused ``UNIDIRECTIONAL_SEQUENCE_LSTM`` runs in TFLite's own kernels; XNNPACK has no LSTM
-op. Written as ``FULLY_CONNECTED`` + elementwise ops, every step is XNNPACK's, and with int8
-weights (dynamic range) one review costs a fraction of the fused op's time (DEVELOPERS.md,
-"Fast int8 on the device"). The form:
+TFLite's fused ``UNIDIRECTIONAL_SEQUENCE_LSTM`` runs in TFLite's own kernels and keeps state
+between calls; XNNPACK has no LSTM op. Written as ``FULLY_CONNECTED`` + elementwise ops, every
+step is XNNPACK's (DEVELOPERS.md, "Fast int8 on the device"). The form, for ``(B, max_len)`` int32
+ids (``B`` resizable, 1 as converted) giving ``(B, 1)`` probabilities:
 
-* the input projection ``x·W + b`` of all steps is one ``FULLY_CONNECTED`` before the loop
-  (a matrix product instead of ``max_len`` vector products);
-* the loop body runs ``STEPS_PER_ITERATION`` steps. Fully unrolled (200 steps, no loop), XNNPACK
-  packs the recurrent weights once per step (~2.6 times the memory) and it ran slower; one step
-  per iteration pays the loop's overhead 200 times. 4 steps per iteration was fastest here
-  (docs/loop_variants.md);
+* **length-aware**: the graph finds where each row's real ids start. From the zero state, the
+  state after ``k`` pad steps is the same for every review, so it is read from a table the export
+  computes in float64 from the model's own weights (:func:`pad_state_table`), and the loop runs
+  over the real ids only, plus at most the loop block's remainder. In a masked model
+  (``Embedding(mask_zero=True)``) a pad step leaves the state as it is: the table is the zero
+  state, every pad step is held, and the loop ends at the last real id (post-padding costs nothing);
+* **batched**: rows start at different steps; a first loop (the ramp) holds each row's state
+  until its own start, then one loop runs all rows. A row's result does not depend on its batch
+  mates: its start state, its steps and the per-row quantization of dynamic-range kernels are its own;
+* the input projection ``x·W + b`` of the steps the loop runs is one ``FULLY_CONNECTED`` before it;
+* the loop body runs ``STEPS_PER_ITERATION`` steps, its inputs taken apart with ``UNPACK``
+  (a ``STRIDED_SLICE`` of a 3-d block per step halves XNNPACK's speed, docs/loop_variants.md);
 * weights per tensor: per-channel ``FULLY_CONNECTED`` is version 12, which tflite-runtime 2.14
   cannot load, and agreed less with the float model.
 
@@ -19,7 +25,6 @@ The graph keeps no state between ``invoke()`` calls.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
@@ -28,6 +33,8 @@ import numpy as np
 from edge_lstm.export.convert import INPUT_NAME, ConversionError, run_converter
 
 STEPS_PER_ITERATION = 4
+PAD_ID = 0
+TABLE_TOLERANCE = 1e-7  # the pad-state table stops once a step changes h and c by less than this
 
 LOOP_SCHEMES = {
     "dynamic-range": "int8 weights (per tensor), float activations",
@@ -47,65 +54,184 @@ class LstmWeights:
     bias: np.ndarray  # (4 units,)
     dense_kernel: np.ndarray  # (units, 1)
     dense_bias: np.ndarray  # (1,)
+    masked: bool = False  # Embedding(mask_zero=True): pad steps leave the state as it is
 
     @classmethod
     def from_model(cls, model: Any) -> LstmWeights:
         embedding, lstm, dense = model.layers
-        return cls(embedding.get_weights()[0], *lstm.get_weights(), *dense.get_weights())
+        return cls(embedding.get_weights()[0], *lstm.get_weights(), *dense.get_weights(),
+                   masked=bool(getattr(embedding, "mask_zero", False)))
 
     @property
     def units(self) -> int:
         return self.recurrent.shape[0]
 
 
-def loop_function(weights: LstmWeights, max_len: int, steps_per_iteration: int = STEPS_PER_ITERATION,
-                  hoist: bool = True) -> Any:
-    """A ``tf.function`` over ``(1, max_len)`` int32 ids giving the positive probability ``(1, 1)``;
-    ``hoist=False`` computes each step's input projection inside the loop (for comparison)."""
+@dataclass(frozen=True)
+class LoopForm:
+    """How the loop is written (the defaults are the shipped form; the others are for comparison)."""
+
+    steps_per_iteration: int = STEPS_PER_ITERATION
+    length_aware: bool = True  # False: every row runs all max_len steps from the zero state
+    hoist: bool = True  # False: each step's input projection inside the loop
+    unpack: bool = True  # False: a STRIDED_SLICE per step (slower under XNNPACK)
+    gates: str = "split"  # "whole": sigmoid and tanh of all gates at once; "one-sigmoid": tanh(x) = 2 sigmoid(2x) - 1
+
+    def describe(self) -> dict:
+        return {"steps_per_iteration": self.steps_per_iteration, "length_aware": self.length_aware,
+                "batch": "any (input resizable to (B, max_len); converted as 1)"}
+
+
+@dataclass(frozen=True)
+class PadTable:
+    """``h[k]``, ``c[k]``: the state after ``k`` pad steps from the zero state; beyond the last
+    row the state changes by less than ``tolerance`` per step."""
+
+    h: np.ndarray  # (rows, units) float32
+    c: np.ndarray
+    tolerance: float
+    last_change: float  # max |Δh|, |Δc| of the last step computed
+
+    def describe(self) -> dict:
+        return {"computed": "float64 from the model's weights, from the zero state", "rows": len(self.h),
+                "tolerance": self.tolerance, "last_change": float(f"{self.last_change:.3g}")}
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def lstm_step64(x: np.ndarray, h: np.ndarray, c: np.ndarray, w: LstmWeights) -> tuple[np.ndarray, np.ndarray]:
+    """One LSTM step in float64 (Keras' gate order i, f, c, o)."""
+    z_i, z_f, z_c, z_o = np.split(x + h @ w.recurrent.astype(np.float64), 4, axis=-1)
+    c = _sigmoid(z_f) * c + _sigmoid(z_i) * np.tanh(z_c)
+    return _sigmoid(z_o) * np.tanh(c), c
+
+
+def pad_state_table(w: LstmWeights, max_len: int, tolerance: float = TABLE_TOLERANCE) -> PadTable:
+    """The state after 0, 1, ... pad steps, in float64, until it stops changing (or ``max_len``).
+    A masked model's pad steps change nothing: the table is the zero state."""
+    h = c = np.zeros(w.units)
+    hs, cs, change = [h], [c], 0.0
+    if not w.masked:
+        x = w.embedding[PAD_ID].astype(np.float64) @ w.kernel.astype(np.float64) + w.bias
+        for _ in range(max_len):
+            h_next, c_next = lstm_step64(x, h, c, w)
+            change = float(max(np.abs(h_next - h).max(), np.abs(c_next - c).max()))
+            h, c = h_next, c_next
+            hs.append(h)
+            cs.append(c)
+            if change < tolerance:
+                break
+    return PadTable(np.array(hs, np.float32), np.array(cs, np.float32), tolerance, change)
+
+
+def loop_function(w: LstmWeights, max_len: int, form: LoopForm = LoopForm()) -> Any:
+    """A ``tf.function`` over ``(B, max_len)`` int32 ids giving positive probabilities ``(B, 1)``."""
     import tensorflow as tf
 
-    units, block = weights.units, math.gcd(max_len, steps_per_iteration)
-    kernel, recurrent, bias = tf.constant(weights.kernel), tf.constant(weights.recurrent), tf.constant(weights.bias)
-    embedding = tf.constant(weights.embedding)
-    dense_kernel, dense_bias = tf.constant(weights.dense_kernel), tf.constant(weights.dense_bias)
+    units, block = w.units, form.steps_per_iteration
+    padded_len = -(-max_len // block) * block  # the graph pre-pads the input to whole blocks
+    blocks = padded_len // block
+    table = pad_state_table(w, padded_len) if form.length_aware else pad_state_table(w, 0)
+    scale = np.ones(4 * units, np.float32)
+    if form.gates == "one-sigmoid":
+        scale[2 * units : 3 * units] = 2.0
+    kernel, recurrent, bias = tf.constant(w.kernel * scale), tf.constant(w.recurrent * scale), tf.constant(w.bias * scale)
+    embedding = tf.constant(w.embedding)
+    dense_kernel, dense_bias = tf.constant(w.dense_kernel), tf.constant(w.dense_bias)
+    # GATHER_ND keeps the table float: the converter would quantize a GATHER's table to int8
+    table_h, table_c = tf.constant(table.h), tf.constant(table.c)
 
-    def lstm_steps(block_inputs: Any, h: Any, c: Any) -> tuple[Any, Any]:
-        for step in tf.unstack(block_inputs, axis=0):
-            projected = step[None, :] if hoist else tf.matmul(step[None, :], kernel) + bias
-            z = projected + tf.matmul(h, recurrent)
-            z_i, z_f, z_c, z_o = tf.split(z, 4, axis=1)  # Keras' gate order
-            c = tf.sigmoid(z_f) * c + tf.sigmoid(z_i) * tf.tanh(z_c)
-            h = tf.sigmoid(z_o) * tf.tanh(c)
+    def lstm_step(projected: Any, h: Any, c: Any) -> tuple[Any, Any]:
+        z = projected + tf.matmul(h, recurrent)
+        if form.gates == "whole":
+            s_i, s_f, _, s_o = tf.split(tf.sigmoid(z), 4, axis=1)
+            c = s_f * c + s_i * tf.split(tf.tanh(z), 4, axis=1)[2]
+            return s_o * tf.tanh(c), c
+        if form.gates == "one-sigmoid":
+            s_i, s_f, s_c, s_o = tf.split(tf.sigmoid(z), 4, axis=1)
+            c = s_f * c + s_i * (2.0 * s_c - 1.0)
+            return s_o * tf.tanh(c), c
+        z_i, z_f, z_c, z_o = tf.split(z, 4, axis=1)  # Keras' gate order
+        c = tf.sigmoid(z_f) * c + tf.sigmoid(z_i) * tf.tanh(z_c)
+        return tf.sigmoid(z_o) * tf.tanh(c), c
+
+    def steps_of(block_tensor: Any) -> list[Any]:
+        if form.unpack:
+            return tf.unstack(block_tensor, axis=0)
+        return [block_tensor[j] for j in range(block)]
+
+    def run(inputs: Any, active: Any, first: Any, stop: Any, base: Any, h: Any, c: Any, hold: bool) -> tuple[Any, Any]:
+        """Blocks ``first`` to ``stop`` of ``inputs`` (indexed from ``base``); with ``hold``, a
+        row's state changes only at its active steps."""
+        def body(i: Any, h: Any, c: Any) -> tuple[Any, Any, Any]:
+            x = tf.gather(inputs, i - base)
+            if not form.hoist:
+                x = tf.reshape(tf.matmul(tf.reshape(x, [-1, w.kernel.shape[0]]), kernel) + bias, [block, -1, 4 * units])
+            keep = steps_of(tf.gather(active, i)) if hold else [None] * block
+            for x_t, keep_t in zip(steps_of(x), keep):
+                h_next, c_next = lstm_step(x_t, h, c)
+                h, c = (tf.where(keep_t, h_next, h), tf.where(keep_t, c_next, c)) if hold else (h_next, c_next)
+            return i + 1, h, c
+
+        _, h, c = tf.while_loop(lambda i, h, c: i < stop, body, (first, h, c))
         return h, c
 
-    @tf.function(input_signature=[tf.TensorSpec([1, max_len], tf.int32, name=INPUT_NAME)])
+    @tf.function(input_signature=[tf.TensorSpec([None, max_len], tf.int32, name=INPUT_NAME)])
     def score(token_ids: Any) -> Any:
-        ids = tf.reshape(token_ids, [max_len])
-        inputs = tf.gather(embedding, ids)
-        steps = tf.matmul(inputs, kernel) + bias if hoist else inputs
-        projected = tf.reshape(steps, [max_len // block, block, 4 * units if hoist else weights.kernel.shape[0]])
-        h, c = tf.zeros([1, units]), tf.zeros([1, units])
-        if block == max_len:
-            h, c = lstm_steps(projected[0], h, c)
+        lead = padded_len - max_len  # pad ids the graph adds in front: never a step of the model
+        ids = tf.pad(token_ids, [[0, 0], [lead, 0]]) if lead else token_ids
+        real = tf.not_equal(ids, PAD_ID)
+        position = tf.range(padded_len)
+        start = tf.reduce_min(tf.where(real, position[None, :], padded_len), axis=1)  # (B,): padded_len if none
+        start_block = start // block if form.length_aware else tf.zeros_like(start)
+        row_start = tf.maximum(start_block * block, lead)  # the first step each row runs
+        row_state = tf.minimum(row_start - lead, len(table.h) - 1)[:, None]  # pad steps before it
+        h, c = tf.gather_nd(table_h, row_state), tf.gather_nd(table_c, row_state)
+        if w.masked:
+            end = tf.reduce_max(tf.where(real, position[None, :] + 1, 0))
+            active = real
         else:
-            _, h, c = tf.while_loop(lambda i, h, c: i < max_len // block,
-                                    lambda i, h, c: (i + 1, *lstm_steps(tf.gather(projected, i), h, c)),
-                                    (tf.constant(0), h, c))
+            end = tf.constant(padded_len)
+            active = position[None, :] >= row_start[:, None]
+        first = tf.minimum(tf.reduce_min(start_block), blocks - 1)  # at least one block: no empty tensors
+        main = tf.maximum(first, tf.minimum(tf.reduce_max(start_block), blocks))
+        if lead:  # the added pads are held in the ramp
+            main = tf.maximum(main, 1)
+        stop = tf.maximum(main, (end + block - 1) // block)
+        time_major = tf.transpose(ids)[first * block : stop * block]  # (steps, B): the window the loops run
+        inputs = tf.gather(embedding, tf.reshape(time_major, [-1]))
+        if form.hoist:
+            inputs = tf.matmul(inputs, kernel) + bias
+        inputs = tf.reshape(inputs, [stop - first, block, tf.shape(ids)[0], 4 * units if form.hoist else w.kernel.shape[0]])
+        active = tf.reshape(tf.transpose(active), [blocks, block, -1, 1])
+        h, c = run(inputs, active, first, main, first, h, c, hold=True)  # the ramp: rows start one by one
+        h, c = run(inputs, active, main, stop, first, h, c, hold=w.masked)
         return tf.sigmoid(tf.matmul(h, dense_kernel) + dense_bias)
 
+    score.pad_table = table
     return score
+
+
+def describe(model: Any, max_len: int, form: LoopForm = LoopForm()) -> dict:
+    """The manifest's record of a loop-form file: how the loop runs and how the pad-state table was made."""
+    weights = LstmWeights.from_model(model)
+    padded_len = -(-max_len // form.steps_per_iteration) * form.steps_per_iteration
+    table = pad_state_table(weights, padded_len if form.length_aware else 0)
+    return {**form.describe(), "masked": weights.masked, "pad_state_table": table.describe()}
 
 
 def to_tflite_loop(
     model: Any, max_len: int, scheme: str, calibration: Callable[[], Iterable[np.ndarray]],
-    steps_per_iteration: int = STEPS_PER_ITERATION, hoist: bool = True,
+    form: LoopForm = LoopForm(),
 ) -> bytes:
     """The loop form as TFLite, quantized by ``scheme`` (a key of ``LOOP_SCHEMES``)."""
     import tensorflow as tf
 
     if scheme not in LOOP_SCHEMES:
         raise ConversionError(f"unknown loop scheme {scheme!r}")
-    function = loop_function(LstmWeights.from_model(model), max_len, steps_per_iteration, hoist)
+    function = loop_function(LstmWeights.from_model(model), max_len, form)
     converter = tf.lite.TFLiteConverter.from_concrete_functions([function.get_concrete_function()], function)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if scheme != "float":

@@ -1,0 +1,79 @@
+"""The length-aware loop form against Keras: exact in float, for pre- and post-padded input,
+masked and unmasked models, any length, any batch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge_lstm.export import lstm_loop
+from edge_lstm.export.lstm_loop import LstmWeights, pad_state_table
+from edge_lstm_device.runtime import TFLiteScorer
+from tests.conftest import BUNDLE
+
+FLOAT_EXACT = 1e-5
+
+
+def _tiny_model(mask_zero: bool, max_len: int = 13, seed: int = 0):
+    """A random Embedding -> LSTM -> Dense(1, sigmoid) (exactness needs no training)."""
+    import tf_keras as keras
+
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([
+        keras.layers.Embedding(50, 8, mask_zero=mask_zero, input_length=max_len),
+        keras.layers.LSTM(6, bias_initializer=keras.initializers.RandomNormal(seed=seed)),
+        keras.layers.Dense(1, activation="sigmoid"),
+    ])
+    model.build((None, max_len))
+    return model
+
+
+def _rows(max_len: int, seed: int) -> np.ndarray:
+    """Pre-padded, post-padded and gappy rows of every length, all pads included."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for n in range(max_len + 1):
+        ids = rng.integers(1, 50, n)
+        pre, post = np.zeros(max_len, np.int32), np.zeros(max_len, np.int32)
+        pre[max_len - n :], post[:n] = ids, ids
+        gappy = rng.integers(0, 50, max_len)  # pad ids inside the review too
+        rows += [pre, post, gappy]
+    return np.array(rows, np.int32)
+
+
+def _float_loop(model, max_len: int) -> TFLiteScorer:
+    return TFLiteScorer(lstm_loop.to_tflite_loop(model, max_len, "float", lambda: iter(())), max_batch=5)
+
+
+@pytest.mark.parametrize("mask_zero", [False, True])
+def test_float_loop_equals_keras_for_any_padding(mask_zero: bool) -> None:
+    model = _tiny_model(mask_zero)
+    rows = _rows(13, seed=1)
+    keras_scores = model.predict(rows, verbose=0).reshape(-1)
+    scores = _float_loop(model, 13).score(rows)
+    assert np.abs(scores - keras_scores).max() <= FLOAT_EXACT
+
+
+def test_pad_state_table_stops_where_the_state_stops_changing() -> None:
+    unmasked = pad_state_table(LstmWeights.from_model(_tiny_model(False)), 1000)
+    assert 1 < len(unmasked.h) < 1000 and unmasked.last_change < unmasked.tolerance
+    masked = pad_state_table(LstmWeights.from_model(_tiny_model(True)), 1000)
+    assert len(masked.h) == 1 and not masked.h.any() and not masked.c.any()  # pad steps change nothing
+
+
+def test_shipped_model_float_loop_equals_keras_on_real_and_short_reviews() -> None:
+    from edge_lstm import bundle
+    from edge_lstm.samples import TEST_SAMPLE, read_sample
+
+    model, tokenizer = bundle.load_model(BUNDLE), bundle.load_tokenizer(BUNDLE)
+    texts = read_sample(TEST_SAMPLE).texts[:100]
+    sentences = [s for t in texts for s in t.split(". ") if 2 <= len(s.split()) <= 32][:100]
+    rows = tokenizer.encode_batch(texts + sentences)
+    keras_scores = model.predict(rows, verbose=0).reshape(-1)
+    assert np.abs(_float_loop(model, 200).score(rows) - keras_scores).max() <= FLOAT_EXACT
+
+
+def test_manifest_record_of_the_form() -> None:
+    record = lstm_loop.describe(_tiny_model(False), 13)
+    assert record["length_aware"] and not record["masked"] and record["steps_per_iteration"] == 4
+    assert record["pad_state_table"]["rows"] > 1 and "float64" in record["pad_state_table"]["computed"]
