@@ -2,8 +2,9 @@
 (a malformed flatbuffer can segfault it) costs the child, never the caller.
 
 ``python -m edge_lstm_device.probe FILE SHA256 [--interpreter NAME]`` exits 0 when the file
-loads and scores one review. Files that passed are remembered by sha256 in the cache folder
-(``$EDGE_LSTM_CACHE`` or ``~/.cache/edge-lstm``), so each file is probed once per machine.
+loads and scores one review. Files that passed are remembered by sha256 and by the interpreter
+that loaded them (package and version: a file one interpreter takes can crash another) in the cache
+folder (``$EDGE_LSTM_CACHE`` or ``~/.cache/edge-lstm``), so each file is probed once per interpreter.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from edge_lstm_device.bundle import BundleError
 from edge_lstm_device.files import bytes_sha256, cache_dir
+from edge_lstm_device.interpreter import interpreter_class, interpreter_version
 
 PROBE_TIMEOUT_S = 120
 
@@ -24,7 +26,8 @@ class ProbeRefused(ValueError):
 
 
 def _marker(sha256: str, interpreter: str | None) -> Path:
-    return cache_dir() / "probed" / f"{sha256}.{interpreter or 'default'}"
+    _, dist = interpreter_class(interpreter)  # the interpreter that will load the file, not the preference
+    return cache_dir() / "probed" / f"{sha256}.{dist}-{interpreter_version(dist)}"
 
 
 def probe(path: Path, sha256: str, interpreter: str | None = None) -> None:
@@ -52,6 +55,14 @@ def probe(path: Path, sha256: str, interpreter: str | None = None) -> None:
         pass  # no cache: the next load probes again
 
 
+def _probe_rows(max_len: int) -> list[list[list[int]]]:
+    """No words; a short review alone; reviews of every length together."""
+    review = [1] + [(i % 97) + 3 for i in range(max_len - 1)]
+    lengths = range(1, max_len + 1, max(1, max_len // 16))
+    return [[[0] * max_len], [[0] * (max_len - 4) + review[:4]],
+            [[0] * (max_len - n) + review[:n] for n in lengths]]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m edge_lstm_device.probe")
     parser.add_argument("file", type=Path)
@@ -66,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         scorer = TFLiteScorer(data, 1, args.interpreter)
-        scorer.score([[0] * scorer.max_len])
+        for rows in _probe_rows(scorer.max_len):  # what the caller will run: one review and batches, any length
+            scorer.score(rows)
     except (ValueError, RuntimeError) as err:
         print(" ".join(str(err).split())[:300], file=sys.stderr)
         return 1

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from itertools import repeat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -47,6 +48,7 @@ _LINE_BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
 # made spaces first so one character class does: the regex engine then needs O(1) memory per
 # match instead of ~125 bytes per character (a 10 MB one-word review took 1.25 GB).
 _WORD = re.compile(r"[\w']+")
+_ASCII_WORD = re.compile(r"[\w']+", re.ASCII)  # the same words in ASCII text, found ~30% faster
 
 
 class TokenizerError(ValueError):
@@ -63,7 +65,8 @@ def _prepare(text: str) -> str:
 
 def split_words(text: str) -> list[str]:
     """Split raw review text into lowercase words (never raises for a ``str``; no length limit)."""
-    return _WORD.findall(_prepare(text))
+    prepared = _prepare(text)
+    return (_ASCII_WORD if prepared.isascii() else _WORD).findall(prepared)
 
 
 def has_words(text: str) -> bool:
@@ -132,8 +135,7 @@ class Tokenizer:
 
     def ids(self, text: str) -> list[int]:
         """Unpadded ids of one review, starting with the start id (``ReviewTooLongError`` if too long)."""
-        get = self._index.get
-        return [START_ID] + [get(w, OOV_ID) for w in review_words(text)]
+        return [START_ID, *map(self._index.get, review_words(text), repeat(OOV_ID))]
 
     def pad(self, ids: Sequence[Sequence[int]]) -> np.ndarray:
         """Id lists as a ``(len(ids), max_len)`` int32 array, pre-padded and pre-truncated."""

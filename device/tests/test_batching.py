@@ -23,6 +23,11 @@ def rows(model: SentimentModel) -> np.ndarray:
     return model.tokenizer.encode_batch(mixed)
 
 
+def _same(model: SentimentModel) -> float:
+    """How far a batched score may be from the same review's score alone."""
+    return 0.0 if model.scorer.interpreter_dist == "ai-edge-litert" else 1e-6
+
+
 def _alone(scorer: TFLiteScorer, rows: np.ndarray) -> np.ndarray:
     return np.array([scorer.score(row[None, :])[0] for row in rows])
 
@@ -43,7 +48,9 @@ def test_a_score_does_not_depend_on_batch_mates_or_batch_size(model: SentimentMo
     shuffled = np.random.default_rng(max_batch).permutation(len(rows))
     scores = np.empty(len(rows), np.float32)
     scores[shuffled] = batched.score(rows[shuffled])
-    np.testing.assert_array_equal(scores, alone)  # bit for bit: every row has its own start and quantization
+    # every row has its own start state, steps and quantization: bit for bit in ai-edge-litert; tflite-runtime
+    # 2.14's builtin kernels round the last bit differently by batch size
+    np.testing.assert_allclose(scores, alone, rtol=0, atol=_same(model))
 
 
 def test_every_length_from_empty_to_over_the_window(model: SentimentModel) -> None:
@@ -55,6 +62,6 @@ def test_every_length_from_empty_to_over_the_window(model: SentimentModel) -> No
     for i, n in enumerate(lengths):
         rows[i, max_len - n :] = np.arange(n) % 50 + 3
     together = model.scorer.score(rows)
-    np.testing.assert_array_equal(together, _alone(model.scorer, rows))
+    np.testing.assert_allclose(together, _alone(model.scorer, rows), rtol=0, atol=_same(model))
     assert np.all((together > 0) & (together < 1))
 

@@ -96,23 +96,25 @@ def test_malformed_tokenizer_with_a_matching_hash(bundle: Path) -> None:
 
 
 def test_mutated_models_with_updated_hashes_never_crash_the_caller(bundle: Path) -> None:
-    """Byte-mutated loop models whose manifest hash was updated: every load ends in a model that
-    scores or a BundleError; a file that crashes the interpreter crashes only the probe's child."""
+    """Byte-mutated loop models whose manifest hash was updated, each loaded by a fresh caller
+    (``predict``): every load ends in scores or a one-line refusal (exit 0 or 1); a file that
+    crashes the interpreter crashes only the probe's child. (One process per file: in
+    tflite-runtime 2.14 a file can pass the probe and still crash a process whose heap other
+    corrupt files have already disturbed; a device loads one bundle.)"""
     original = (bundle / LOOP).read_bytes()
     rng = random.Random(1)
-    outcomes = {"loaded": 0, "refused": 0}
+    outcomes = {"scored": 0, "refused": 0}
     for _ in range(25):
         data = bytearray(original)
         for _ in range(rng.choice([1, 8, 64])):
             data[rng.randrange(len(data))] = rng.randrange(256)
         (bundle / LOOP).write_bytes(bytes(data))
         _edit_manifest(bundle, lambda m: m["artifacts"]["int8_loop_tflite"].update(sha256=bytes_sha256(bytes(data))))
-        try:
-            SentimentModel.load(bundle, model="int8_loop_tflite").predict("a fine film")
-            outcomes["loaded"] += 1
-        except (BundleError, ModelRunError):
-            outcomes["refused"] += 1
-    assert sum(outcomes.values()) == 25
+        done = _cli("predict", "--bundle", str(bundle), "--model", "int8_loop_tflite", "a fine film", timeout=120)
+        assert done.returncode in (0, 1), done.stderr.decode()[-500:]
+        assert done.returncode == 0 or len(done.stderr.decode().strip().splitlines()) == 1
+        outcomes["scored" if done.returncode == 0 else "refused"] += 1
+    assert outcomes["refused"] > 0 and sum(outcomes.values()) == 25
 
 
 def test_a_model_whose_output_is_not_a_probability_is_refused() -> None:
@@ -159,3 +161,15 @@ def test_zero_width_only_reviews_are_empty() -> None:
     result = _cli("predict", "--json", "\u200b\u200c\u200d", "a fine film")
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert result.returncode == 3 and records[0]["error"] == "empty review" and "label" in records[1]
+
+
+def test_a_probe_passed_in_one_interpreter_does_not_vouch_for_another(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A mutated file that ai-edge-litert loads can crash tflite-runtime 2.14: the probe's record
+    of a file that passed names the interpreter and version that loaded it."""
+    from edge_lstm_device import probe
+
+    digest = "ab" * 32
+    monkeypatch.setattr(probe, "interpreter_version", lambda dist: "2.3.0")
+    first = probe._marker(digest, None)
+    monkeypatch.setattr(probe, "interpreter_version", lambda dist: "2.14.0")
+    assert probe._marker(digest, None) != first and digest in first.name

@@ -1,9 +1,11 @@
-"""Benchmark every backend side by side, each in a fresh process under the same conditions.
+"""Benchmark every backend of a bundle, two ways.
 
-Per backend: file size, load time, latency per review at batch 1 on one thread (median, p90,
-p99 after warm-up), throughput at a larger batch on one thread and on all cores, peak memory.
-The physical floor: one review costs 4 gates x units x (units + embedding) x steps multiply-adds
-in the LSTM (26.2 million for the lecture's model).
+1. Each backend in a fresh process under the same conditions: file size, load time, latency per
+   review at batch 1 on one thread (median, p90, p99 after warm-up, on full 200-id rows),
+   throughput at a larger batch on one thread and on all cores, peak memory.
+2. Side by side (``sidebyside``): every TFLite form and onnxruntime interleaved in one process,
+   text in and probability out, on real and on short reviews, one at a time and as a file; the
+   project's speed targets are ratios of that run, and the compute floor (``floor``) is stated.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class BenchOptions:
     warmup: int = WARMUP_CALLS
     batch: int = 64  # throughput batch
     all_threads: int = os.cpu_count() or 1
+    rounds: int = 5  # of the side-by-side run (0: skip it)
 
 
 def lstm_macs(model: dict) -> int:
@@ -160,6 +163,47 @@ def run_all(bundle_dir: Path, opts: BenchOptions, only: tuple[str, ...] = (), ke
     macs = lstm_macs(manifest["model"])
     add_ratios(results, macs)
     checks = targets(results)
-    table = markdown(results, macs, opts)
-    table += "".join(f"\n- target {c['target']}: {'met' if c['met'] else 'MISSED'} (ratio {c['ratio']})" for c in checks)
-    return {"lstm_macs_per_review": macs, "backends": results, "targets": checks, "table": table}
+    table = "## Each backend in a fresh process (full 200-id rows)\n\n" + markdown(results, macs, opts) + _target_lines(checks)
+    run = {"lstm_macs_per_review": macs, "backends": results, "targets": checks}
+    if opts.rounds:
+        side = side_by_side(bundle_dir, manifest["model"], opts, log)
+        table += "\n\n" + side.pop("table")
+        run["side_by_side"] = side
+    return {**run, "table": table}
+
+
+def _target_lines(checks: list[dict]) -> str:
+    return "".join(f"\n- target {c['target']}: {'met' if c['met'] else 'MISSED'} (ratio {c['ratio']})" for c in checks)
+
+
+def side_by_side(bundle_dir: Path, model: dict, opts: BenchOptions, log: Callable[[str], None]) -> dict:
+    """The interleaved run of ``sidebyside``, its targets and the compute floor of the default model."""
+    from edge_lstm.bundle import load_tokenizer
+    from edge_lstm.evaluate import floor, sidebyside
+    from edge_lstm.samples import TEST_SAMPLE, read_sample
+    from edge_lstm.tf_setup import quiet_tensorflow
+
+    quiet_tensorflow()
+    tokenizer, texts = load_tokenizer(bundle_dir), read_sample(TEST_SAMPLE).texts
+    side_opts = sidebyside.SideBySideOptions(rounds=opts.rounds, file_batch=opts.batch, workers=opts.all_threads)
+    rows = sidebyside.ratios(sidebyside.run(bundle_dir, tokenizer, texts, side_opts, log))
+    counts = sidebyside.id_counts(tokenizer, texts, side_opts)
+    checks = sidebyside.targets(rows)
+    peak = floor.int8_peak_macs_per_s()
+    default = next((r for r in rows if r["backend"] == bf.INT8_LOOP_TFLITE), None)
+    floors = {"int8_peak_gmacs": round(peak / 1e9, 1), "imdb_floor_us": round(floor.floor_us(model, counts["imdb_ids"], peak), 1),
+              "short_floor_us": round(floor.floor_us(model, counts["short_ids"], peak), 1)}
+    lines = [f"\n\nCompute floor: one step is {floor.step_macs(model) / 1e3:.0f} k multiply-adds (input projection and "
+             f"recurrent product); this CPU's int8 rate in the same interpreter (a {'x'.join(map(str, floor.PEAK_SHAPE))} "
+             f"dynamic-range product, one thread) is {floors['int8_peak_gmacs']:.0f} G/s, so an IMDB review "
+             f"({counts['imdb_ids']:.0f} ids) needs at least {floors['imdb_floor_us']:.0f} µs and a short one "
+             f"({counts['short_ids']:.0f} ids) {floors['short_floor_us']:.1f} µs."]
+    if default:
+        file_us = 1e6 / default["file_1"]
+        floors.update(one_at_a_time_x_floor=round(default["imdb_us"] / floors["imdb_floor_us"], 1),
+                      file_x_floor=round(file_us / floors["imdb_floor_us"], 1))
+        lines.append(f" {bf.INT8_LOOP_TFLITE}: {floors['one_at_a_time_x_floor']}× the floor one review at a time, "
+                     f"{floors['file_x_floor']}× in a file, 1 worker (stretch target: 3×).")
+    table = ("## Side by side, interleaved: text in, probability out\n\n" + sidebyside.markdown(rows, side_opts, counts)
+             + "".join(lines) + _target_lines(checks))
+    return {"backends": rows, "reviews": counts, "floor": floors, "targets": checks, "table": table}
