@@ -2,9 +2,12 @@
 
     python3 scripts/loop_variants.py ../shared/data/aclImdb_train_test.tar.gz [--limit 5000]
 
-Per variant: file size, memory the interpreter allocates, latency at batch 1 on one thread
-(alone, and while a second process runs the same model), and agreement with the float Keras
-model on a balanced subset of the IMDB test split.
+Per variant: file size, memory the interpreter allocates, latency at batch 1 on one thread on
+real test reviews (alone, and while a second process runs the same model) and on short ones
+(single sentences cut from them), microseconds per review in batches of 16 (forms with a
+resizable batch), and agreement with the float Keras model on a balanced subset of the IMDB
+test split. Latencies of one variant are measured in one stretch; compare forms by the ratios of
+the report, which a noisy machine disturbs less than the milliseconds.
 """
 
 from __future__ import annotations
@@ -23,47 +26,48 @@ sys.path.insert(0, str(ROOT))
 
 from edge_lstm.tf_setup import quiet_tensorflow  # noqa: E402
 
-VARIANTS = [  # (name, lstm form, scheme, steps per loop iteration[, input projection before the loop])
-    ("fused float", "fused", "float", None),
-    ("fused full-integer int8", "fused", "full-integer", None),
-    ("fused dynamic-range int8", "fused", "dynamic-range", None),
-    ("loop dynamic-range, per-tensor, 4 steps/iteration (shipped)", "loop", "dynamic-range", 4),
-    ("loop dynamic-range, per-tensor, 4 steps/iteration, input projection in the loop", "loop", "dynamic-range", 4, False),
-    ("loop dynamic-range, per-tensor, 1 step/iteration", "loop", "dynamic-range", 1),
-    ("loop dynamic-range, per-tensor, 8 steps/iteration", "loop", "dynamic-range", 8),
-    ("loop dynamic-range, per-tensor, 20 steps/iteration", "loop", "dynamic-range", 20),
-    ("fully unrolled dynamic-range, per-tensor (no loop)", "loop", "dynamic-range", 200),
-    ("loop dynamic-range, per-channel, 4 steps/iteration", "loop", "dynamic-range-per-channel", 4),
-    ("loop full-integer int8 (int8 activations), 4 steps/iteration", "loop", "full-integer", 4),
-    ("fully unrolled full-integer int8 (int8 activations, no loop)", "loop", "full-integer", 200),
-    ("loop float, 4 steps/iteration", "loop", "float", 4),
+VARIANTS = [  # (name, lstm form, scheme, loop form options)
+    ("fused float", "fused", "float", {}),
+    ("fused full-integer int8", "fused", "full-integer", {}),
+    ("fused dynamic-range int8", "fused", "dynamic-range", {}),
+    ("loop dynamic-range, length-aware, 4 steps/iteration (shipped)", "loop", "dynamic-range", {}),
+    ("loop dynamic-range, all 200 steps (no pad table)", "loop", "dynamic-range", {"length_aware": False}),
+    ("loop dynamic-range, length-aware, a STRIDED_SLICE per step instead of UNPACK", "loop", "dynamic-range", {"unpack": False}),
+    ("loop dynamic-range, length-aware, input projection in the loop (per block)", "loop", "dynamic-range", {"hoist": False}),
+    ("loop dynamic-range, length-aware, sigmoid and tanh of all gates at once", "loop", "dynamic-range", {"gates": "whole"}),
+    ("loop dynamic-range, length-aware, one sigmoid (tanh as 2 sigmoid(2x) - 1)", "loop", "dynamic-range", {"gates": "one-sigmoid"}),
+    ("loop dynamic-range, length-aware, 1 step/iteration", "loop", "dynamic-range", {"steps_per_iteration": 1}),
+    ("loop dynamic-range, length-aware, 8 steps/iteration", "loop", "dynamic-range", {"steps_per_iteration": 8}),
+    ("fully unrolled dynamic-range, all 200 steps in one iteration", "loop", "dynamic-range", {"steps_per_iteration": 200, "length_aware": False}),
+    ("loop dynamic-range, per-channel, length-aware", "loop", "dynamic-range-per-channel", {}),
+    ("loop full-integer int8 (int8 activations), length-aware", "loop", "full-integer", {}),
+    ("loop float, length-aware", "loop", "float", {}),
 ]
 CALLS = 300
+BATCH = 16
 
 
-def _build(bundle_dir: Path, form: str, scheme: str, steps: int | None, calibration: np.ndarray,
-           hoist: bool = True) -> bytes:
+def _build(bundle_dir: Path, form: str, scheme: str, options: dict, calibration: np.ndarray) -> bytes:
     quiet_tensorflow()
     from edge_lstm import bundle
     from edge_lstm.export import convert, lstm_loop, quantize
 
     model = bundle.load_model(bundle_dir)
     if form == "loop":
-        return lstm_loop.to_tflite_loop(model, 200, scheme, lambda: iter(calibration), steps, hoist)
+        return lstm_loop.to_tflite_loop(model, 200, scheme, lambda: iter(calibration), lstm_loop.LoopForm(**options))
     if scheme == "float":
         return convert.to_tflite_float(model, 200)
     return quantize.to_tflite_int8(model, 200, scheme, lambda: iter(calibration))
 
 
-def build_isolated(bundle_dir: Path, form: str, scheme: str, steps: int | None, calibration: np.ndarray,
-                   hoist: bool = True) -> bytes:
+def build_isolated(bundle_dir: Path, form: str, scheme: str, options: dict, calibration: np.ndarray) -> bytes:
     """Convert in a child process: the converter can crash (a segfault) on some forms."""
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
         try:
-            return pool.submit(_build, bundle_dir, form, scheme, steps, calibration, hoist).result()
+            return pool.submit(_build, bundle_dir, form, scheme, options, calibration).result()
         except BrokenProcessPool as err:
             raise ConversionCrashed("the converter crashed (the process died)") from err
 
@@ -80,6 +84,20 @@ def _spin(content: bytes, row: np.ndarray, ready, stop) -> None:
     ready.set()
     while not stop.is_set():
         scorer.score(row)
+
+
+def _batched_us(content: bytes, rows: np.ndarray) -> float | None:
+    """Microseconds per review scored ``BATCH`` per call (None: the form takes one review per call)."""
+    from edge_lstm_device.runtime import TFLiteScorer
+
+    scorer = TFLiteScorer(content, max_batch=BATCH)
+    if scorer.max_batch == 1:
+        return None
+    part = rows[: 20 * BATCH]
+    scorer.score(part[:BATCH])
+    start = time.perf_counter()
+    scorer.score(part)
+    return (time.perf_counter() - start) / len(part) * 1e6
 
 
 def _latency(content: bytes, rows: np.ndarray, contended: bool) -> float:
@@ -124,7 +142,7 @@ def _allocated_mb(content: bytes) -> float:
         return pool.submit(_allocated_in_child, content).result()
 
 
-def measure(content: bytes, rows: np.ndarray, labels: np.ndarray, reference: np.ndarray) -> dict:
+def measure(content: bytes, rows: np.ndarray, short_rows: np.ndarray, labels: np.ndarray, reference: np.ndarray) -> dict:
     from edge_lstm_device.runtime import TFLiteScorer
 
     scores = TFLiteScorer(content).score(rows)
@@ -132,6 +150,7 @@ def measure(content: bytes, rows: np.ndarray, labels: np.ndarray, reference: np.
     change = float(np.mean((scores >= 0.5) == labels) - np.mean((reference >= 0.5) == labels))
     return {"kib": len(content) / 1024, "alloc_mb": _allocated_mb(content),
             "alone_ms": _latency(content, rows, False), "contended_ms": _latency(content, rows, True),
+            "short_ms": _latency(content, short_rows, False), "batched_us": _batched_us(content, rows),
             "agreement": agree, "accuracy_change": change, "max_diff": float(np.max(np.abs(scores - reference)))}
 
 
@@ -145,27 +164,34 @@ def main() -> None:
     quiet_tensorflow()
     from edge_lstm import bundle
     from edge_lstm.export.convert import ConversionError
+    from edge_lstm.evaluate.sidebyside import short_reviews
     from edge_lstm.train.data import load_imdb
     from edge_lstm.samples import TRAIN_SAMPLE, read_sample
 
     model, tokenizer = bundle.load_model(args.bundle), bundle.load_tokenizer(args.bundle)
     test = load_imdb(args.data, ("test",))["test"].balanced(args.limit, 0)
     rows = tokenizer.encode_batch(test.texts)
+    short_rows = tokenizer.encode_batch(short_reviews(test.texts, 1000))
     reference = model.predict(rows, batch_size=256, verbose=0).reshape(-1)
     calibration = tokenizer.encode_batch(read_sample(TRAIN_SAMPLE).balanced(400, 0).texts)
-    lines = ["| form | KiB | allocated MB | p50 ms alone | p50 ms, 2nd process busy | labels agree | Δacc (points) "
-             "| max \\|Δp\\| |", "|---|---|---|---|---|---|---|---|"]
-    for name, form, scheme, steps, *hoist in VARIANTS:
+    lines = ["| form | KiB | allocated MB | p50 ms alone | p50 ms, 2nd process busy | p50 ms, short review "
+             f"| µs/review, {BATCH} per call | labels agree | Δacc (points) | max \\|Δp\\| |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, form, scheme, options in VARIANTS:
         print(f"measuring {name}", file=sys.stderr)
         try:
-            m = measure(build_isolated(args.bundle, form, scheme, steps, calibration, *hoist), rows, test.labels, reference)
+            m = measure(build_isolated(args.bundle, form, scheme, options, calibration), rows, short_rows, test.labels, reference)
         except (ConversionError, ConversionCrashed) as err:
-            lines.append(f"| {name} | conversion failed: {str(err).splitlines()[0][:80]} | | | | | | |")
+            lines.append(f"| {name} | conversion failed: {str(err).splitlines()[0][:80]} | | | | | | | | |")
             continue
+        batched = "-" if m["batched_us"] is None else f"{m['batched_us']:.0f}"
         lines.append(f"| {name} | {m['kib']:.0f} | {m['alloc_mb']:.1f} | {m['alone_ms']:.3f} | {m['contended_ms']:.3f} "
-                     f"| {m['agreement']:.3%} | {m['accuracy_change'] * 100:+.2f} | {m['max_diff']:.3f} |")
-    lines.append(f"\n{len(rows)} balanced IMDB test reviews; latency: batch 1, one thread, {CALLS} reviews after "
-                 "warm-up, ai-edge-litert, on the machine that ran `python3 scripts/loop_variants.py`.")
+                     f"| {m['short_ms']:.3f} | {batched} | {m['agreement']:.3%} | {m['accuracy_change'] * 100:+.2f} "
+                     f"| {m['max_diff']:.3f} |")
+    lines.append(f"\n{len(rows)} balanced IMDB test reviews ({np.count_nonzero(rows) / len(rows):.0f} ids on average), "
+                 f"{len(short_rows)} short ones (single sentences of at most 32 words cut from them, "
+                 f"{np.count_nonzero(short_rows) / len(short_rows):.0f} ids); latency: batch 1, one thread, {CALLS} "
+                 "reviews after warm-up, ids in, probability out, ai-edge-litert, on the machine that ran "
+                 "`python3 scripts/loop_variants.py`.")
     args.out.write_text("# TFLite forms of the LSTM, side by side\n\n" + "\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
 
