@@ -1,5 +1,5 @@
-"""The length-aware loop form against Keras: exact in float, for pre- and post-padded input,
-masked and unmasked models, any length, any batch."""
+"""The length-aware loop form against Keras: exact in float, for LSTM and GRU cells, pre- and
+post-padded input, masked and unmasked models, any length, any batch."""
 
 from __future__ import annotations
 
@@ -7,21 +7,29 @@ import numpy as np
 import pytest
 
 from edge_lstm.export import lstm_loop
-from edge_lstm.export.lstm_loop import LstmWeights, pad_state_table
+from edge_lstm.export.lstm_loop import LoopModel, pad_state_table
 from edge_lstm_device.runtime import TFLiteScorer
 from tests.conftest import BUNDLE
 
 FLOAT_EXACT = 1e-5
 
 
-def _tiny_model(mask_zero: bool, max_len: int = 13, seed: int = 0):
-    """A random Embedding -> LSTM -> Dense(1, sigmoid) (exactness needs no training)."""
+CELLS = {
+    "lstm": lambda keras, seed: keras.layers.LSTM(6, bias_initializer=keras.initializers.RandomNormal(seed=seed)),
+    "gru": lambda keras, seed: keras.layers.GRU(6, bias_initializer=keras.initializers.RandomNormal(seed=seed)),
+    "gru-reset-before": lambda keras, seed: keras.layers.GRU(
+        6, reset_after=False, bias_initializer=keras.initializers.RandomNormal(seed=seed)),
+}
+
+
+def _tiny_model(mask_zero: bool, max_len: int = 13, seed: int = 0, cell: str = "lstm"):
+    """A random Embedding -> LSTM or GRU -> Dense(1, sigmoid) (exactness needs no training)."""
     import tf_keras as keras
 
     keras.utils.set_random_seed(seed)
     model = keras.Sequential([
         keras.layers.Embedding(50, 8, mask_zero=mask_zero, input_length=max_len),
-        keras.layers.LSTM(6, bias_initializer=keras.initializers.RandomNormal(seed=seed)),
+        CELLS[cell](keras, seed),
         keras.layers.Dense(1, activation="sigmoid"),
     ])
     model.build((None, max_len))
@@ -45,9 +53,10 @@ def _float_loop(model, max_len: int) -> TFLiteScorer:
     return TFLiteScorer(lstm_loop.to_tflite_loop(model, max_len, "float", lambda: iter(())), max_batch=5)
 
 
+@pytest.mark.parametrize("cell", sorted(CELLS))
 @pytest.mark.parametrize("mask_zero", [False, True])
-def test_float_loop_equals_keras_for_any_padding(mask_zero: bool) -> None:
-    model = _tiny_model(mask_zero)
+def test_float_loop_equals_keras_for_any_padding(mask_zero: bool, cell: str) -> None:
+    model = _tiny_model(mask_zero, cell=cell)
     rows = _rows(13, seed=1)
     keras_scores = model.predict(rows, verbose=0).reshape(-1)
     scores = _float_loop(model, 13).score(rows)
@@ -55,10 +64,12 @@ def test_float_loop_equals_keras_for_any_padding(mask_zero: bool) -> None:
 
 
 def test_pad_state_table_stops_where_the_state_stops_changing() -> None:
-    unmasked = pad_state_table(LstmWeights.from_model(_tiny_model(False)), 1000)
-    assert 1 < len(unmasked.h) < 1000 and unmasked.last_change < unmasked.tolerance
-    masked = pad_state_table(LstmWeights.from_model(_tiny_model(True)), 1000)
-    assert len(masked.h) == 1 and not masked.h.any() and not masked.c.any()  # pad steps change nothing
+    unmasked = pad_state_table(LoopModel.from_model(_tiny_model(False)), 1000)
+    assert 1 < unmasked.rows < 1000 and unmasked.last_change < unmasked.tolerance
+    masked = pad_state_table(LoopModel.from_model(_tiny_model(True)), 1000)
+    assert masked.rows == 1 and not any(state.any() for state in masked.states)  # pad steps change nothing
+    gru = pad_state_table(LoopModel.from_model(_tiny_model(False, cell="gru")), 1000)
+    assert len(gru.states) == 1 and gru.rows > 1  # a GRU's state is h alone
 
 
 def test_shipped_model_float_loop_equals_keras_on_real_and_short_reviews() -> None:
@@ -76,4 +87,5 @@ def test_shipped_model_float_loop_equals_keras_on_real_and_short_reviews() -> No
 def test_manifest_record_of_the_form() -> None:
     record = lstm_loop.describe(_tiny_model(False), 13)
     assert record["length_aware"] and not record["masked"] and record["steps_per_iteration"] == 4
+    assert record["cell"] == "lstm" and lstm_loop.describe(_tiny_model(True, cell="gru"), 13)["cell"] == "gru"
     assert record["pad_state_table"]["rows"] > 1 and "float64" in record["pad_state_table"]["computed"]

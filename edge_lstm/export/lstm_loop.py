@@ -1,4 +1,5 @@
-"""Stage 1b of export: the LSTM as builtin ``WHILE`` loops of plain ops, length-aware and batched.
+"""Stage 1b of export: the recurrent layer (LSTM or GRU, ``cells``) as builtin ``WHILE`` loops of
+plain ops, length-aware and batched.
 
 TFLite's fused ``UNIDIRECTIONAL_SEQUENCE_LSTM`` runs in TFLite's own kernels and keeps state
 between calls; XNNPACK has no LSTM op. Written as ``FULLY_CONNECTED`` + elementwise ops, every
@@ -30,11 +31,12 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
+from edge_lstm.export.cells import Cell, cell_of
 from edge_lstm.export.convert import INPUT_NAME, ConversionError, run_converter
 
 STEPS_PER_ITERATION = 4
 PAD_ID = 0
-TABLE_TOLERANCE = 1e-7  # the pad-state table stops once a step changes h and c by less than this
+TABLE_TOLERANCE = 1e-7  # the pad-state table stops once a step changes the state by less than this
 
 LOOP_SCHEMES = {
     "dynamic-range": "int8 weights (per tensor), float activations",
@@ -45,26 +47,20 @@ LOOP_SCHEMES = {
 
 
 @dataclass(frozen=True)
-class LstmWeights:
-    """The three layers' weights, gates in Keras order (i, f, c, o)."""
+class LoopModel:
+    """What the loop form computes: Embedding -> a recurrent cell -> Dense(1, sigmoid)."""
 
     embedding: np.ndarray  # (num_words, embedding_dim)
-    kernel: np.ndarray  # (embedding_dim, 4 units)
-    recurrent: np.ndarray  # (units, 4 units)
-    bias: np.ndarray  # (4 units,)
+    cell: Cell
     dense_kernel: np.ndarray  # (units, 1)
     dense_bias: np.ndarray  # (1,)
     masked: bool = False  # Embedding(mask_zero=True): pad steps leave the state as it is
 
     @classmethod
-    def from_model(cls, model: Any) -> LstmWeights:
-        embedding, lstm, dense = model.layers
-        return cls(embedding.get_weights()[0], *lstm.get_weights(), *dense.get_weights(),
+    def from_model(cls, model: Any, gates_form: str = "split") -> LoopModel:
+        embedding, recurrent, dense = model.layers
+        return cls(embedding.get_weights()[0], cell_of(recurrent, gates_form), *dense.get_weights(),
                    masked=bool(getattr(embedding, "mask_zero", False)))
-
-    @property
-    def units(self) -> int:
-        return self.recurrent.shape[0]
 
 
 @dataclass(frozen=True)
@@ -73,9 +69,9 @@ class LoopForm:
 
     steps_per_iteration: int = STEPS_PER_ITERATION
     length_aware: bool = True  # False: every row runs all max_len steps from the zero state
-    hoist: bool = True  # False: each step's input projection inside the loop
+    hoist: bool = True  # False: each block's input projection inside the loop
     unpack: bool = True  # False: a STRIDED_SLICE per step (slower under XNNPACK)
-    gates: str = "split"  # "whole": sigmoid and tanh of all gates at once; "one-sigmoid": tanh(x) = 2 sigmoid(2x) - 1
+    gates: str = "split"  # LSTM: "whole" (sigmoid and tanh of all gates at once), "one-sigmoid" (tanh as 2σ(2x) − 1)
 
     def describe(self) -> dict:
         return {"steps_per_iteration": self.steps_per_iteration, "length_aware": self.length_aware,
@@ -84,99 +80,74 @@ class LoopForm:
 
 @dataclass(frozen=True)
 class PadTable:
-    """``h[k]``, ``c[k]``: the state after ``k`` pad steps from the zero state; beyond the last
-    row the state changes by less than ``tolerance`` per step."""
+    """``states[j][k]``: the cell's state ``j`` (h, and c for an LSTM) after ``k`` pad steps from
+    the zero state; beyond the last row the state changes by less than ``tolerance`` per step."""
 
-    h: np.ndarray  # (rows, units) float32
-    c: np.ndarray
+    states: tuple[np.ndarray, ...]  # each (rows, units) float32
     tolerance: float
-    last_change: float  # max |Δh|, |Δc| of the last step computed
+    last_change: float  # max |Δ| of any state in the last step computed
+
+    @property
+    def rows(self) -> int:
+        return len(self.states[0])
 
     def describe(self) -> dict:
-        return {"computed": "float64 from the model's weights, from the zero state", "rows": len(self.h),
+        return {"computed": "float64 from the model's weights, from the zero state", "rows": self.rows,
                 "tolerance": self.tolerance, "last_change": float(f"{self.last_change:.3g}")}
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
-
-
-def lstm_step64(x: np.ndarray, h: np.ndarray, c: np.ndarray, w: LstmWeights) -> tuple[np.ndarray, np.ndarray]:
-    """One LSTM step in float64 (Keras' gate order i, f, c, o)."""
-    z_i, z_f, z_c, z_o = np.split(x + h @ w.recurrent.astype(np.float64), 4, axis=-1)
-    c = _sigmoid(z_f) * c + _sigmoid(z_i) * np.tanh(z_c)
-    return _sigmoid(z_o) * np.tanh(c), c
-
-
-def pad_state_table(w: LstmWeights, max_len: int, tolerance: float = TABLE_TOLERANCE) -> PadTable:
+def pad_state_table(m: LoopModel, max_len: int, tolerance: float = TABLE_TOLERANCE) -> PadTable:
     """The state after 0, 1, ... pad steps, in float64, until it stops changing (or ``max_len``).
     A masked model's pad steps change nothing: the table is the zero state."""
-    h = c = np.zeros(w.units)
-    hs, cs, change = [h], [c], 0.0
-    if not w.masked:
-        x = w.embedding[PAD_ID].astype(np.float64) @ w.kernel.astype(np.float64) + w.bias
+    state = tuple(np.zeros(m.cell.units) for _ in range(m.cell.states))
+    rows, change = [state], 0.0
+    if not m.masked:
+        kernel, bias = m.cell.projection()
+        x = m.embedding[PAD_ID].astype(np.float64) @ kernel.astype(np.float64) + bias
         for _ in range(max_len):
-            h_next, c_next = lstm_step64(x, h, c, w)
-            change = float(max(np.abs(h_next - h).max(), np.abs(c_next - c).max()))
-            h, c = h_next, c_next
-            hs.append(h)
-            cs.append(c)
+            following = m.cell.step64(x, state)
+            change = float(max(np.abs(a - b).max() for a, b in zip(following, state)))
+            state = following
+            rows.append(state)
             if change < tolerance:
                 break
-    return PadTable(np.array(hs, np.float32), np.array(cs, np.float32), tolerance, change)
+    return PadTable(tuple(np.array(column, np.float32) for column in zip(*rows)), tolerance, change)
 
 
-def loop_function(w: LstmWeights, max_len: int, form: LoopForm = LoopForm()) -> Any:
+def loop_function(m: LoopModel, max_len: int, form: LoopForm = LoopForm()) -> Any:
     """A ``tf.function`` over ``(B, max_len)`` int32 ids giving positive probabilities ``(B, 1)``."""
     import tensorflow as tf
 
-    units, block = w.units, form.steps_per_iteration
+    block = form.steps_per_iteration
     padded_len = -(-max_len // block) * block  # the graph pre-pads the input to whole blocks
     blocks = padded_len // block
-    table = pad_state_table(w, padded_len) if form.length_aware else pad_state_table(w, 0)
-    scale = np.ones(4 * units, np.float32)
-    if form.gates == "one-sigmoid":
-        scale[2 * units : 3 * units] = 2.0
-    kernel, recurrent, bias = tf.constant(w.kernel * scale), tf.constant(w.recurrent * scale), tf.constant(w.bias * scale)
-    embedding = tf.constant(w.embedding)
-    dense_kernel, dense_bias = tf.constant(w.dense_kernel), tf.constant(w.dense_bias)
-    # GATHER_ND keeps the table float: the converter would quantize a GATHER's table to int8
-    table_h, table_c = tf.constant(table.h), tf.constant(table.c)
-
-    def lstm_step(projected: Any, h: Any, c: Any) -> tuple[Any, Any]:
-        z = projected + tf.matmul(h, recurrent)
-        if form.gates == "whole":
-            s_i, s_f, _, s_o = tf.split(tf.sigmoid(z), 4, axis=1)
-            c = s_f * c + s_i * tf.split(tf.tanh(z), 4, axis=1)[2]
-            return s_o * tf.tanh(c), c
-        if form.gates == "one-sigmoid":
-            s_i, s_f, s_c, s_o = tf.split(tf.sigmoid(z), 4, axis=1)
-            c = s_f * c + s_i * (2.0 * s_c - 1.0)
-            return s_o * tf.tanh(c), c
-        z_i, z_f, z_c, z_o = tf.split(z, 4, axis=1)  # Keras' gate order
-        c = tf.sigmoid(z_f) * c + tf.sigmoid(z_i) * tf.tanh(z_c)
-        return tf.sigmoid(z_o) * tf.tanh(c), c
+    table = pad_state_table(m, padded_len if form.length_aware else 0)
+    kernel, bias = (tf.constant(a) for a in m.cell.projection())
+    width = int(kernel.shape[1])
+    embedding = tf.constant(m.embedding)
+    dense_kernel, dense_bias = tf.constant(m.dense_kernel), tf.constant(m.dense_bias)
+    tables = [tf.constant(t) for t in table.states]  # read with GATHER_ND: the converter quantizes a GATHER's table
+    cell_step = m.cell.tf_step()
 
     def steps_of(block_tensor: Any) -> list[Any]:
         if form.unpack:
             return tf.unstack(block_tensor, axis=0)
         return [block_tensor[j] for j in range(block)]
 
-    def run(inputs: Any, active: Any, first: Any, stop: Any, base: Any, h: Any, c: Any, hold: bool) -> tuple[Any, Any]:
+    def run(inputs: Any, active: Any, first: Any, stop: Any, base: Any, state: tuple, hold: bool) -> tuple:
         """Blocks ``first`` to ``stop`` of ``inputs`` (indexed from ``base``); with ``hold``, a
         row's state changes only at its active steps."""
-        def body(i: Any, h: Any, c: Any) -> tuple[Any, Any, Any]:
+        def body(i: Any, *state: Any) -> tuple:
             x = tf.gather(inputs, i - base)
             if not form.hoist:
-                x = tf.reshape(tf.matmul(tf.reshape(x, [-1, w.kernel.shape[0]]), kernel) + bias, [block, -1, 4 * units])
+                x = tf.reshape(tf.matmul(tf.reshape(x, [-1, kernel.shape[0]]), kernel) + bias, [block, -1, width])
             keep = steps_of(tf.gather(active, i)) if hold else [None] * block
             for x_t, keep_t in zip(steps_of(x), keep):
-                h_next, c_next = lstm_step(x_t, h, c)
-                h, c = (tf.where(keep_t, h_next, h), tf.where(keep_t, c_next, c)) if hold else (h_next, c_next)
-            return i + 1, h, c
+                following = cell_step(x_t, state)
+                state = tuple(tf.where(keep_t, a, b) for a, b in zip(following, state)) if hold else following
+            return (i + 1, *state)
 
-        _, h, c = tf.while_loop(lambda i, h, c: i < stop, body, (first, h, c))
-        return h, c
+        return tuple(tf.while_loop(lambda i, *state: i < stop, body, (first, *state))[1:])
 
     @tf.function(input_signature=[tf.TensorSpec([None, max_len], tf.int32, name=INPUT_NAME)])
     def score(token_ids: Any) -> Any:
@@ -187,9 +158,9 @@ def loop_function(w: LstmWeights, max_len: int, form: LoopForm = LoopForm()) -> 
         start = tf.reduce_min(tf.where(real, position[None, :], padded_len), axis=1)  # (B,): padded_len if none
         start_block = start // block if form.length_aware else tf.zeros_like(start)
         row_start = tf.maximum(start_block * block, lead)  # the first step each row runs
-        row_state = tf.minimum(row_start - lead, len(table.h) - 1)[:, None]  # pad steps before it
-        h, c = tf.gather_nd(table_h, row_state), tf.gather_nd(table_c, row_state)
-        if w.masked:
+        row_state = tf.minimum(row_start - lead, table.rows - 1)[:, None]  # pad steps before it
+        state = tuple(tf.gather_nd(t, row_state) for t in tables)
+        if m.masked:
             end = tf.reduce_max(tf.where(real, position[None, :] + 1, 0))
             active = real
         else:
@@ -204,22 +175,22 @@ def loop_function(w: LstmWeights, max_len: int, form: LoopForm = LoopForm()) -> 
         inputs = tf.gather(embedding, tf.reshape(time_major, [-1]))
         if form.hoist:
             inputs = tf.matmul(inputs, kernel) + bias
-        inputs = tf.reshape(inputs, [stop - first, block, tf.shape(ids)[0], 4 * units if form.hoist else w.kernel.shape[0]])
+        inputs = tf.reshape(inputs, [stop - first, block, tf.shape(ids)[0], width if form.hoist else kernel.shape[0]])
         active = tf.reshape(tf.transpose(active), [blocks, block, -1, 1])
-        h, c = run(inputs, active, first, main, first, h, c, hold=True)  # the ramp: rows start one by one
-        h, c = run(inputs, active, main, stop, first, h, c, hold=w.masked)
-        return tf.sigmoid(tf.matmul(h, dense_kernel) + dense_bias)
+        state = run(inputs, active, first, main, first, state, hold=True)  # the ramp: rows start one by one
+        state = run(inputs, active, main, stop, first, state, hold=m.masked)
+        return tf.sigmoid(tf.matmul(state[0], dense_kernel) + dense_bias)
 
-    score.pad_table = table
     return score
 
 
 def describe(model: Any, max_len: int, form: LoopForm = LoopForm()) -> dict:
     """The manifest's record of a loop-form file: how the loop runs and how the pad-state table was made."""
-    weights = LstmWeights.from_model(model)
+    loop_model = LoopModel.from_model(model)
     padded_len = -(-max_len // form.steps_per_iteration) * form.steps_per_iteration
-    table = pad_state_table(weights, padded_len if form.length_aware else 0)
-    return {**form.describe(), "masked": weights.masked, "pad_state_table": table.describe()}
+    table = pad_state_table(loop_model, padded_len if form.length_aware else 0)
+    return {**form.describe(), "cell": loop_model.cell.kind, "masked": loop_model.masked,
+            "pad_state_table": table.describe()}
 
 
 def to_tflite_loop(
@@ -231,7 +202,7 @@ def to_tflite_loop(
 
     if scheme not in LOOP_SCHEMES:
         raise ConversionError(f"unknown loop scheme {scheme!r}")
-    function = loop_function(LstmWeights.from_model(model), max_len, form)
+    function = loop_function(LoopModel.from_model(model, form.gates), max_len, form)
     converter = tf.lite.TFLiteConverter.from_concrete_functions([function.get_concrete_function()], function)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if scheme != "float":
