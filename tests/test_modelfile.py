@@ -28,12 +28,12 @@ def _rows(n: int = 16, seed: int = 0) -> np.ndarray:
     return rows
 
 
-def _keras3(path: Path, *middle, head=None, with_input: bool = True) -> Path:
+def _keras3(path: Path, *middle, head=None, with_input: bool = True, mask_zero: bool = False) -> Path:
     """A Keras 3 Sequential: [Input] -> Embedding -> middle (default LSTM) -> head (default Dense sigmoid)."""
     import keras
 
     keras.utils.set_random_seed(0)
-    layers = ([keras.Input((LEN,))] if with_input else []) + [keras.layers.Embedding(VOCAB, EMB)]
+    layers = ([keras.Input((LEN,))] if with_input else []) + [keras.layers.Embedding(VOCAB, EMB, mask_zero=mask_zero)]
     layers += list(middle) or [keras.layers.LSTM(UNITS)]
     layers.append(head or keras.layers.Dense(1, activation="sigmoid"))
     model = keras.Sequential(layers)
@@ -113,15 +113,26 @@ def test_lambda_in_a_keras3_file_is_refused(tmp_path: Path) -> None:
 # ------------------------------------------------------------------ formats
 
 
-@pytest.mark.parametrize("suffix", [".keras", ".h5"])
-def test_keras3_files_rebuild_with_equal_outputs(tmp_path: Path, suffix: str) -> None:
+def _recurrent(kind: str):
     import keras
 
-    path = _keras3(tmp_path / f"m{suffix}")
+    return {"lstm": lambda: keras.layers.LSTM(UNITS), "gru": lambda: keras.layers.GRU(UNITS),
+            "gru_reset_before": lambda: keras.layers.GRU(UNITS, reset_after=False)}[kind]()
+
+
+@pytest.mark.parametrize("mask_zero", [False, True], ids=["unmasked", "mask_zero"])
+@pytest.mark.parametrize("kind", ["lstm", "gru", "gru_reset_before"])
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_keras3_files_rebuild_with_equal_outputs(tmp_path: Path, suffix: str, kind: str, mask_zero: bool) -> None:
+    import keras
+
+    path = _keras3(tmp_path / f"m{suffix}", _recurrent(kind), mask_zero=mask_zero)
     spec = read_model_file(path).spec
     assert (spec.num_words, spec.embedding_dim, spec.units, spec.max_len, spec.max_len_from) == (
         VOCAB, EMB, UNITS, LEN, "model")
     assert spec.description == f"Keras 3 {suffix}"
+    assert (spec.cell, spec.mask_zero, spec.reset_after) == (kind[:3].upper() if kind != "lstm" else "LSTM", mask_zero,
+                                                             kind != "gru_reset_before")
     original = keras.saving.load_model(path, compile=False)
     rebuilt = modelfile.load_model(path)
     assert np.abs(rebuilt.predict(_rows(), verbose=0) - original.predict(_rows(), verbose=0)).max() <= 1e-6
@@ -171,7 +182,8 @@ def _variants() -> dict[str, tuple[Callable, str]]:
 
     L = keras.layers
     return {
-        "gru": (lambda p: _keras3(p, L.GRU(UNITS)), r"Embedding -> GRU -> Dense; supported"),
+        "gru_relu": (lambda p: _keras3(p, L.GRU(UNITS, activation="relu")), "GRU has activation='relu'"),
+        "gru_backwards": (lambda p: _keras3(p, L.GRU(UNITS, go_backwards=True)), "GRU has go_backwards=True"),
         "bidirectional": (lambda p: _keras3(p, L.Bidirectional(L.LSTM(UNITS))), "Bidirectional"),
         "stacked": (lambda p: _keras3(p, L.LSTM(UNITS, return_sequences=True), L.LSTM(UNITS)), "LSTM -> LSTM"),
         "sequences": (lambda p: _keras3(p, L.LSTM(UNITS, return_sequences=True), L.GlobalMaxPooling1D()),
@@ -183,8 +195,8 @@ def _variants() -> dict[str, tuple[Callable, str]]:
     }
 
 
-@pytest.mark.parametrize("name", ["gru", "bidirectional", "stacked", "sequences", "linear", "softmax", "relu",
-                                  "no_bias"])
+@pytest.mark.parametrize("name", ["gru_relu", "gru_backwards", "bidirectional", "stacked", "sequences", "linear",
+                                  "softmax", "relu", "no_bias"])
 def test_other_architectures_are_refused(tmp_path: Path, name: str) -> None:
     make, message = _variants()[name]
     path = make(tmp_path / f"{name}.h5")
@@ -224,7 +236,7 @@ def _lambda_activation(config: dict) -> None:
     (_edit_layer(2, go_backwards=True), "go_backwards=True"),
     (_edit_layer(2, stateful=True), "stateful=True"),
     (_edit_layer(2, use_bias=False), "use_bias=False"),
-    (_edit_layer(1, mask_zero=True), "mask_zero=True"),
+    (_edit_layer(1, mask_zero="yes"), "mask_zero='yes'; supported: True or False"),
     (_edit_layer(1, dtype="mixed_float16"), "computes in 'mixed_float16'"),
     (_edit_layer(1, input_dim=49), r"shape \(50, 4\), the architecture needs \(49, 4\)"),
     (_edit_layer(0, batch_shape=[None, 10, 3]), "supported: \\(batch, tokens\\)"),
@@ -232,7 +244,7 @@ def _lambda_activation(config: dict) -> None:
     (_custom_initializer, "custom object 'os>system' from module 'os'"),
     (_lambda_activation, "holds code"),
     (_set("class_name", "Functional"), "is a 'Functional', not a Keras Sequential"),
-], ids=["hard_sigmoid", "go_backwards", "stateful", "lstm_no_bias", "mask_zero", "mixed", "vocab", "rank3",
+], ids=["hard_sigmoid", "go_backwards", "stateful", "lstm_no_bias", "mask_zero_not_bool", "mixed", "vocab", "rank3",
         "custom_layer", "custom_initializer", "lambda_activation", "functional"])
 def test_config_edits_are_refused(tmp_path: Path, edit: Callable[[dict], None], message: str) -> None:
     path = _keras3(tmp_path / "m.h5")

@@ -143,8 +143,9 @@ def _record(model_path: Path, spec: Any, tok_kind: str, tok_path: Path, tokenize
         "source": {"file": model_path.name, "sha256": file_sha256(model_path), "bytes": model_path.stat().st_size,
                    "format": spec.description, "keras_version": spec.keras_version},
         "architecture": {"layers": SUPPORTED_ARCHITECTURE, "num_words": spec.num_words,
-                         "embedding_dim": spec.embedding_dim, "lstm_units": spec.units, "max_len": spec.max_len,
-                         "max_len_from": spec.max_len_from},
+                         "embedding_dim": spec.embedding_dim, "cell": spec.cell, "units": spec.units,
+                         "mask_zero": spec.mask_zero, **({"reset_after": spec.reset_after} if spec.cell == "GRU" else {}),
+                         "max_len": spec.max_len, "max_len_from": spec.max_len_from},
         "tokenizer": {"from": "Keras IMDB word index (ids rank + 3)" if tok_kind == "word-index" else "edge-lstm tokenizer",
                       "file": tok_path.name, "sha256": file_sha256(tok_path), "words": len(tokenizer.words),
                       "fingerprint": tokenizer.fingerprint()},
@@ -166,7 +167,7 @@ def _write(out: Path, model: Any, model_file: Any, tokenizer: Any, record: dict)
     except OSError as err:
         raise click.ClickException(f"cannot write beside {out}: {err.strerror or err}") from err
     try:
-        config = {k: record["architecture"][k] for k in ("num_words", "max_len", "embedding_dim", "lstm_units")}
+        config = {k: record["architecture"][k] for k in ("num_words", "max_len", "embedding_dim", "cell", "units", "mask_zero")}
         model.compile(loss="binary_crossentropy")  # as training saves it (else tf-keras warns on save)
         bundle.write_trained(staging, model, tokenizer, {"config": config, "import": record})
         atomic_write_json(staging / IMPORT_FILE, record)
@@ -214,7 +215,8 @@ def _swap(staging: Path, out: Path) -> None:
 def import_command(model_path: Path, out: Path, word_index: Path | None, tokenizer_path: Path | None,
                    max_len: int | None, force: bool, as_json: bool) -> None:
     """Import the lecture's model trained elsewhere: read MODEL as data (no code from it runs),
-    accept only [Input ->] Embedding -> LSTM -> Dense(1, sigmoid), rebuild it in tf-keras with the
+    accept only [Input ->] Embedding -> LSTM or GRU -> Dense(1, sigmoid) (Embedding with mask_zero
+    or not; GRU with reset_after or not), rebuild it in tf-keras with the
     same weights, prove its outputs equal the original's (Keras loads the original, |Δp| <= 1e-5),
     and write a bundle (model.h5, tokenizer.json, metrics.json, import.json) for export.
 
@@ -231,8 +233,9 @@ def import_command(model_path: Path, out: Path, word_index: Path | None, tokeniz
     quiet_tensorflow()
     model_file = _read_model(model_path, _max_len_hint(tok_kind, tok_path, max_len))
     spec = model_file.spec
-    status(f"{model_path.name}: {spec.description}, Embedding({spec.num_words}, {spec.embedding_dim}) -> "
-           f"LSTM({spec.units}) -> Dense(1, sigmoid), {spec.max_len} tokens; read as data")
+    mask = ", mask_zero" if spec.mask_zero else ""
+    status(f"{model_path.name}: {spec.description}, Embedding({spec.num_words}, {spec.embedding_dim}{mask}) -> "
+           f"{spec.cell}({spec.units}) -> Dense(1, sigmoid), {spec.max_len} tokens; read as data")
     tokenizer = _tokenizer(tok_kind, tok_path, spec)
     from edge_lstm.importing.modelfile import build_model
 

@@ -37,9 +37,10 @@ class BenchOptions:
 
 
 def lstm_macs(model: dict) -> int:
-    """Multiply-adds of the LSTM for one review."""
-    units, inputs = model["lstm_units"], model["embedding_dim"]
-    return 4 * units * (units + inputs) * model["max_len"]
+    """Multiply-adds of the recurrent layer for one review of ``max_len`` ids."""
+    from edge_lstm.evaluate.floor import step_macs
+
+    return step_macs(model) * model["max_len"]
 
 
 def _rss_mb() -> float:

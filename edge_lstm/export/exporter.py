@@ -79,27 +79,43 @@ class ExportOptions:
     seed: int = 0
 
 
-def planned_artifacts(options: ExportOptions) -> list[Artifact]:
+FUSED = (bundle_format.FLOAT_TFLITE, bundle_format.INT8_TFLITE, bundle_format.INT8_DYNAMIC_TFLITE)
+
+
+def planned_artifacts(options: ExportOptions, config: dict | None = None) -> list[Artifact]:
     """Float TFLite (fused and loop form) and ONNX; with int8 also the loop-form dynamic-range
-    TFLite, the fused TFLite scheme(s) of ``options.tflite_scheme`` and int8 ONNX."""
+    TFLite, the fused TFLite scheme(s) of ``options.tflite_scheme`` and int8 ONNX. The fused
+    forms only for an unmasked LSTM (``not_exported`` says why)."""
     by_name = {a.name: a for a in ALL_ARTIFACTS}
     floats = [by_name[n] for n in (bundle_format.FLOAT_TFLITE, bundle_format.FLOAT_ONNX, bundle_format.FLOAT_LOOP_TFLITE)]
-    if not options.int8:
-        return floats
-    plan = floats + [by_name[n] for n in (bundle_format.INT8_LOOP_TFLITE, bundle_format.INT8_TFLITE)]
-    if options.tflite_scheme == "dynamic-range":  # model_int8.tflite is then fused dynamic-range
-        plan[-1] = dataclasses.replace(plan[-1], scheme="dynamic-range")
-    if options.tflite_scheme == "both":
-        plan.append(by_name[bundle_format.INT8_DYNAMIC_TFLITE])
-    return plan + [by_name[bundle_format.INT8_ONNX]]
+    plan = floats
+    if options.int8:
+        plan = floats + [by_name[n] for n in (bundle_format.INT8_LOOP_TFLITE, bundle_format.INT8_TFLITE)]
+        if options.tflite_scheme == "dynamic-range":  # model_int8.tflite is then fused dynamic-range
+            plan[-1] = dataclasses.replace(plan[-1], scheme="dynamic-range")
+        if options.tflite_scheme == "both":
+            plan.append(by_name[bundle_format.INT8_DYNAMIC_TFLITE])
+        plan = plan + [by_name[bundle_format.INT8_ONNX]]
+    return [a for a in plan if a.name not in not_exported(config or {})]
+
+
+def not_exported(config: dict) -> dict[str, str]:
+    """Artifacts the architecture has no form for, and why."""
+    if config.get("cell", "LSTM") != "LSTM":
+        why = f"TFLite has no fused {config['cell']} op (the loop form runs it)"
+    elif config.get("masked"):
+        why = "TFLite's fused LSTM has no mask (the loop form skips the pad steps)"
+    else:
+        return {}
+    return dict.fromkeys(FUSED, why)
 
 
 def check_model(model: Any, tokenizer: Tokenizer) -> dict:
-    """The model must be Embedding -> LSTM -> Dense(1) over the tokenizer's ids; returns its config."""
+    """The model must be Embedding -> LSTM or GRU -> Dense(1) over the tokenizer's ids; returns its config."""
     kinds = [type(layer).__name__ for layer in model.layers]
-    if kinds != ["Embedding", "LSTM", "Dense"]:
-        raise ExportError(f"expected an Embedding -> LSTM -> Dense model, got {' -> '.join(kinds)}")
-    embedding, lstm, dense = model.layers
+    if len(kinds) != 3 or kinds[0] != "Embedding" or kinds[1] not in ("LSTM", "GRU") or kinds[2] != "Dense":
+        raise ExportError(f"expected an Embedding -> LSTM or GRU -> Dense model, got {' -> '.join(kinds)}")
+    embedding, recurrent, dense = model.layers
     max_len = model.input_shape[1]
     if max_len != tokenizer.max_len:
         raise ExportError(f"the model reads {max_len} tokens but the tokenizer writes {tokenizer.max_len}")
@@ -109,8 +125,10 @@ def check_model(model: Any, tokenizer: Tokenizer) -> dict:
         )
     if dense.units != 1:
         raise ExportError(f"expected one output unit, got {dense.units}")
+    masked = bool(embedding.mask_zero)
     return {"num_words": embedding.input_dim, "max_len": max_len, "embedding_dim": embedding.output_dim,
-            "lstm_units": lstm.units, "architecture": "Embedding -> LSTM -> Dense(1, sigmoid)"}
+            "cell": kinds[1], "units": recurrent.units, "masked": masked,
+            "architecture": f"Embedding{' (mask_zero)' if masked else ''} -> {kinds[1]} -> Dense(1, sigmoid)"}
 
 
 def calibration_rows(options: ExportOptions, tokenizer: Tokenizer) -> tuple[np.ndarray, str]:
@@ -150,7 +168,7 @@ def _check_onnx(path: Path) -> None:
     try:
         onnx.checker.check_model(str(path), full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as err:
-        raise ExportError(f"{path.name} fails onnx.checker: {err}") from err
+        raise convert.ConversionError(f"{path.name} fails onnx.checker: {' '.join(str(err).split())[:200]}") from err
 
 
 @contextlib.contextmanager
@@ -186,7 +204,7 @@ def _build_and_check(art: Artifact, model: Any, max_len: int, staging: Path, cal
                         log: Callable[[str], None]) -> tuple[dict, dict]:
     """Build one artifact in ``staging``, run it against the float model; returns its manifest
     entry (reproducible) and its measurements (for the report)."""
-    log(f"building {art.name} ({art.lstm} LSTM, {art.scheme if art.precision == 'int8' else 'float'})")
+    log(f"building {art.name} ({art.lstm} form, {art.scheme if art.precision == 'int8' else 'float'})")
     started = time.perf_counter()
     path = _build(art, model, max_len, staging, calibration)
     if art.format == "onnx":
@@ -253,15 +271,26 @@ def export_bundle(
         shutil.rmtree(leftover, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=bundle_dir))
     try:
-        built = {art.name: _build_and_check(art, model, config["max_len"], staging, calibration,
-                                               calibration_origin, rows, reference, tools, log)
-                 for art in planned_artifacts(options)}
+        skipped = not_exported(config)
+        built = {}
+        for art in planned_artifacts(options, config):
+            if art.format == "onnx" and bundle_format.FLOAT_ONNX in skipped:
+                skipped.setdefault(art.name, skipped[bundle_format.FLOAT_ONNX])
+                continue
+            try:
+                built[art.name] = _build_and_check(art, model, config["max_len"], staging, calibration,
+                                                   calibration_origin, rows, reference, tools, log)
+            except (convert.ConversionError, selfcheck.SelfCheckError) as err:
+                if art.format != "onnx":
+                    raise
+                skipped[art.name] = f"tf2onnx: {' '.join(str(err).split())[:200]}"  # ONNX where it converts
+                log(f"  {art.file} left out: {skipped[art.name]}")
         entries = {name: entry for name, (entry, _) in built.items()}
         measured = {name: m for name, (_, m) in built.items()}
         _add_size_ratios(entries)
         result = manifest.build_manifest(bundle_dir / bundle.MODEL_FILE, bundle_dir / bundle.TOKENIZER_FILE,
                                          tokenizer, config, entries,
-                                         device_order(measured, _previous_order(bundle_dir)))
+                                         device_order(measured, _previous_order(bundle_dir)), skipped)
         report = manifest.export_report(measured, SELFCHECK_REVIEWS, LATENCY_CALLS)
         _commit(bundle_dir, staging, [e["file"] for e in entries.values()], result, report)
         return {"manifest": result, "report": report}

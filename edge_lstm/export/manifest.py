@@ -104,9 +104,11 @@ def runtime_id(interpreter_dist: str) -> dict[str, str]:
 
 
 def build_manifest(source_model: Path, tokenizer_path: Path, tokenizer: Tokenizer,
-                   model_config: dict, artifacts: dict[str, dict], device_order: list[str]) -> dict:
+                   model_config: dict, artifacts: dict[str, dict], device_order: list[str],
+                   not_exported: dict[str, str] | None = None) -> dict:
     """``device_order``: TFLite artifacts, fastest first; the device runs the first it can load
-    (``device_default``, the first, is kept for older device runtimes)."""
+    (``device_default``, the first, is kept for older device runtimes). ``not_exported``: the
+    artifacts the architecture has no form for, and why."""
     return {
         "format_version": FORMAT_VERSION,
         "source_model": file_entry(source_model),
@@ -115,6 +117,7 @@ def build_manifest(source_model: Path, tokenizer_path: Path, tokenizer: Tokenize
         "device_default": device_order[0],
         "device_order": device_order,
         "artifacts": artifacts,
+        **({"not_exported": dict(sorted(not_exported.items()))} if not_exported else {}),
     }
 
 

@@ -3,8 +3,9 @@
 ``tf_keras.models.load_model`` rebuilds whatever a file describes, and a ``Lambda`` layer in a
 ``.h5`` runs its bytecode. This module parses the architecture JSON itself (the ``model_config``
 attribute of an HDF5 file, or ``config.json`` of a ``.keras`` zip), accepts only the lecture's
-network, ``[InputLayer ->] Embedding -> LSTM -> Dense(1, sigmoid)``, reads the weight arrays with
-h5py, checks every shape, and rebuilds the model in code (tf-keras) with ``set_weights``.
+network and its close kin, ``[InputLayer ->] Embedding (mask_zero or not) -> LSTM or GRU ->
+Dense(1, sigmoid)``, reads the weight arrays with h5py, checks every shape, and rebuilds the model
+in code (tf-keras) with ``set_weights``.
 
 Formats: tf-keras / Keras 2 ``.h5``, Keras 3 ``.h5`` (``model_weights/<layer>/...`` with
 ``weight_names``) and ``.keras`` (``model.weights.h5`` holding ``layers/<kind>/vars/<i>``, or
@@ -32,7 +33,8 @@ MAX_CONFIG_BYTES = 2**20
 MAX_PARAMETERS = MAX_FILE_BYTES // 4  # float32 values
 MAX_LEN_LIMIT = 100_000
 MAX_UNITS = 4096
-SUPPORTED_ARCHITECTURE = "[InputLayer ->] Embedding -> LSTM -> Dense(1, sigmoid)"
+SUPPORTED_ARCHITECTURE = "[InputLayer ->] Embedding -> LSTM or GRU -> Dense(1, sigmoid)"
+RECURRENT_KINDS = ("LSTM", "GRU")
 SUPPORTED_FORMATS = "Keras 3 .keras, Keras 3 .h5 or tf-keras .h5"
 
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -45,6 +47,7 @@ _SUBMODEL_CLASSES = {"Sequential", "Functional", "Model"}
 _WEIGHT_NAMES = {
     "Embedding": ("embeddings",),
     "LSTM": ("kernel", "recurrent_kernel", "bias"),
+    "GRU": ("kernel", "recurrent_kernel", "bias"),
     "Dense": ("kernel", "bias"),
 }
 
@@ -55,16 +58,24 @@ class ModelFileError(ValueError):
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """What a model file holds: its format and the lecture network's dimensions."""
+    """What a model file holds: its format and the network's description, which every stage
+    reads (the rebuild, the exporters, parity)."""
 
     format: str  # "h5" or "keras"
     keras_version: str  # the writer's, "" when the file does not say
     num_words: int  # Embedding input_dim (vocabulary, ids 0..num_words-1)
     embedding_dim: int
-    units: int  # LSTM units
+    units: int  # the recurrent layer's units
     max_len: int  # tokens per review
     max_len_from: str  # "model" (fixed by the file) or "caller"
-    layer_names: tuple[str, str, str]  # Embedding, LSTM, Dense names in the file
+    layer_names: tuple[str, str, str]  # Embedding, recurrent, Dense names in the file
+    cell: str = "LSTM"  # the recurrent layer: "LSTM" or "GRU"
+    reset_after: bool = True  # GRU: the reset gate after the recurrent product (Keras' default)
+    mask_zero: bool = False  # Embedding(mask_zero=True): pad ids are skipped
+
+    @property
+    def gates(self) -> int:
+        return 4 if self.cell == "LSTM" else 3
 
     @property
     def description(self) -> str:
@@ -105,8 +116,9 @@ def read_model_file(path: Path, max_len: int | None = None) -> ModelFile:
 def check_config(config: dict, kind: str, keras_version: str, max_len: int | None) -> ModelSpec:
     """Accept only the supported architecture; return its dimensions (``kind``: h5 or keras)."""
     layers = _checked_layers(config)
-    embedding, lstm, dense = (layer["config"] for layer in layers[-3:])
-    names = tuple(_name(c) for c in (embedding, lstm, dense))
+    embedding, recurrent, dense = (layer["config"] for layer in layers[-3:])
+    cell = layers[-2]["class_name"]
+    names = tuple(_name(c) for c in (embedding, recurrent, dense))
     if len(set(names)) != len(names):
         raise ModelFileError(f"the layers' names are not unique: {', '.join(names)}")
     fixed = _fixed_length(config, layers)
@@ -114,9 +126,10 @@ def check_config(config: dict, kind: str, keras_version: str, max_len: int | Non
         format=kind, keras_version=keras_version,
         num_words=_int(embedding, "input_dim", "Embedding", 4, MAX_PARAMETERS),
         embedding_dim=_int(embedding, "output_dim", "Embedding", 1, MAX_UNITS),
-        units=_int(lstm, "units", "LSTM", 1, MAX_UNITS),
+        units=_int(recurrent, "units", cell, 1, MAX_UNITS),
         max_len=_resolve_length(fixed, max_len), max_len_from="model" if fixed else "caller",
-        layer_names=names,
+        layer_names=names, cell=cell, reset_after=recurrent.get("reset_after", True) if cell == "GRU" else True,
+        mask_zero=embedding.get("mask_zero", False),
     )
     if _parameter_count(spec) > MAX_PARAMETERS:
         raise ModelFileError(f"the model has {_parameter_count(spec):,} parameters; at most {MAX_PARAMETERS:,} are read")
@@ -131,13 +144,16 @@ def build_model(model_file: ModelFile) -> Any:
     import tf_keras as keras
 
     spec = model_file.spec
+    recurrent = (keras.layers.GRU(spec.units, reset_after=spec.reset_after, name="gru") if spec.cell == "GRU"
+                 else keras.layers.LSTM(spec.units, name="lstm"))
     model = keras.Sequential(
         [
-            keras.layers.Embedding(spec.num_words, spec.embedding_dim, input_length=spec.max_len, name="embedding"),
-            keras.layers.LSTM(spec.units, name="lstm"),
+            keras.layers.Embedding(spec.num_words, spec.embedding_dim, input_length=spec.max_len,
+                                   mask_zero=spec.mask_zero, name="embedding"),
+            recurrent,
             keras.layers.Dense(1, activation="sigmoid", name="dense"),
         ],
-        name="imdb_lstm",
+        name=f"imdb_{spec.cell.lower()}",
     )
     model.build((None, spec.max_len))
     model.set_weights(list(model_file.weights))
@@ -299,16 +315,18 @@ def _check_builtin(layer: dict) -> None:
 
 
 def _checked_layers(config: dict) -> list[dict]:
-    """The Sequential's layers, [InputLayer,] Embedding, LSTM, Dense, each built-in and plain."""
+    """The Sequential's layers, [InputLayer,] Embedding, LSTM or GRU, Dense, each built-in and plain."""
     layers = _model_layers(config)
     body = layers[1:] if layers and layers[0].get("class_name") == "InputLayer" else layers
-    if [layer.get("class_name") for layer in body] != ["Embedding", "LSTM", "Dense"]:
+    kinds = [layer.get("class_name") for layer in body]
+    if len(kinds) != 3 or kinds[0] != "Embedding" or kinds[1] not in RECURRENT_KINDS or kinds[2] != "Dense":
         raise ModelFileError(_wrong_layers(layers))
     for layer in layers:
         _check_builtin(layer)
         _scan_objects(layer["config"], f"the {layer['class_name']} layer")
-    for layer, check in zip(body, (_check_embedding, _check_lstm, _check_dense)):
-        check(layer["config"])
+    _check_embedding(body[0]["config"])
+    _check_recurrent(body[1]["config"], kinds[1])
+    _check_dense(body[2]["config"])
     return layers
 
 
@@ -355,18 +373,27 @@ def _layer_label(layer: dict) -> str:
 
 def _check_embedding(cfg: dict) -> None:
     _check_dtype(cfg, "Embedding")
-    _expect(cfg, "Embedding", mask_zero=False)
+    _expect_bool(cfg, "Embedding", "mask_zero", False)
     _expect_absent(cfg, "Embedding", "lora_rank", "quantization_config")
 
 
-def _check_lstm(cfg: dict) -> None:
-    _check_dtype(cfg, "LSTM")
-    _expect(cfg, "LSTM", activation="tanh", recurrent_activation="sigmoid", use_bias=True,
+def _check_recurrent(cfg: dict, kind: str) -> None:
+    """An LSTM or GRU as Keras builds it by default, returning its last state only."""
+    _check_dtype(cfg, kind)
+    _expect(cfg, kind, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
             return_sequences=False, return_state=False, go_backwards=False, stateful=False, time_major=False)
+    if kind == "GRU":
+        _expect_bool(cfg, kind, "reset_after", True)
     for key in ("dropout", "recurrent_dropout"):  # training only: inference ignores them
         value = cfg.get(key, 0.0)
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < 1:
-            raise ModelFileError(f"LSTM {key} must be a number in [0, 1), found {_show(value)}")
+            raise ModelFileError(f"{kind} {key} must be a number in [0, 1), found {_show(value)}")
+
+
+def _expect_bool(cfg: dict, layer: str, key: str, default: bool) -> None:
+    """An option that may be either True or False (absent = ``default``)."""
+    if type(cfg.get(key, default)) is not bool:
+        raise ModelFileError(f"{layer} has {key}={_show(cfg[key])}; supported: True or False")
 
 
 def _check_dense(cfg: dict) -> None:
@@ -456,15 +483,15 @@ def _resolve_length(fixed: int | None, given: int | None) -> int:
 
 
 def _parameter_count(spec: ModelSpec) -> int:
-    e, u = spec.embedding_dim, spec.units
-    return spec.num_words * e + (e + u + 1) * 4 * u + u + 1
+    return sum(int(np.prod(shape)) for shapes in _shapes(spec).values() for shape in shapes.values())
 
 
 def _shapes(spec: ModelSpec) -> dict[str, dict[str, tuple[int, ...]]]:
-    e, u = spec.embedding_dim, spec.units
+    e, u, g = spec.embedding_dim, spec.units, spec.gates
+    two_biases = spec.cell == "GRU" and spec.reset_after  # input and recurrent bias
     return {
         "Embedding": {"embeddings": (spec.num_words, e)},
-        "LSTM": {"kernel": (e, 4 * u), "recurrent_kernel": (u, 4 * u), "bias": (4 * u,)},
+        spec.cell: {"kernel": (e, g * u), "recurrent_kernel": (u, g * u), "bias": (2, g * u) if two_biases else (g * u,)},
         "Dense": {"kernel": (u, 1), "bias": (1,)},
     }
 
@@ -474,7 +501,7 @@ def _shapes(spec: ModelSpec) -> dict[str, dict[str, tuple[int, ...]]]:
 
 def _read_weights(root: h5py.Group, kind: str, spec: ModelSpec) -> tuple[np.ndarray, ...]:
     arrays: list[np.ndarray] = []
-    for layer, name in zip(("Embedding", "LSTM", "Dense"), spec.layer_names):
+    for layer, name in zip(("Embedding", spec.cell, "Dense"), spec.layer_names):
         found = _h5_layer(root, name, layer) if kind == "h5" else _zip_layer(root, layer)
         for weight, shape in _shapes(spec)[layer].items():
             arrays.append(_array(found[weight], f"{layer} {weight}", shape))
@@ -498,16 +525,16 @@ def _h5_layer(root: h5py.Group, name: str, layer: str) -> dict[str, h5py.Dataset
 
 
 def _zip_layer(root: h5py.Group, layer: str) -> dict[str, h5py.Dataset]:
-    """``layers/<kind>/vars/<i>`` (and ``.../cell/vars/<i>`` for the LSTM), by position."""
+    """``layers/<kind>/vars/<i>`` (and ``.../cell/vars/<i>`` for an LSTM or GRU), by position."""
     base = next((root[r] for r in _ZIP_WEIGHT_ROOTS if _is_hard(root, r)), None)
     if base is None:
         raise ModelFileError(f"no layer weights in model.weights.h5 (expected a group {' or '.join(_ZIP_WEIGHT_ROOTS)})")
     group = _child(base, layer.lower(), f"the {layer} weights")
     values = _vars(group, f"{layer} vars")
-    if layer == "LSTM":
+    if layer in RECURRENT_KINDS:
         if values:
-            raise ModelFileError("the LSTM has weights outside its cell; a plain LSTM is supported")
-        values = _vars(_child(group, "cell", "the LSTM cell weights"), "LSTM cell vars")
+            raise ModelFileError(f"the {layer} has weights outside its cell; a plain {layer} is supported")
+        values = _vars(_child(group, "cell", f"the {layer} cell weights"), f"{layer} cell vars")
     expected = _WEIGHT_NAMES[layer]
     if len(values) != len(expected):
         raise ModelFileError(f"the {layer} has {len(values)} weight arrays, expected {len(expected)} ({', '.join(expected)})")
