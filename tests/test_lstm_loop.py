@@ -89,3 +89,40 @@ def test_manifest_record_of_the_form() -> None:
     assert record["length_aware"] and not record["masked"] and record["steps_per_iteration"] == 4
     assert record["cell"] == "lstm" and lstm_loop.describe(_tiny_model(True, cell="gru"), 13)["cell"] == "gru"
     assert record["pad_state_table"]["rows"] > 1 and "float64" in record["pad_state_table"]["computed"]
+
+
+STACKS = {  # name -> the layers between Embedding and the head
+    "bidirectional": lambda k: [k.layers.Bidirectional(k.layers.LSTM(5))],
+    "bidirectional-gru-sum": lambda k: [k.layers.Bidirectional(k.layers.GRU(5), merge_mode="sum")],
+    "stacked-bidirectional": lambda k: [k.layers.Bidirectional(k.layers.LSTM(5, return_sequences=True)),
+                                        k.layers.Bidirectional(k.layers.LSTM(4), merge_mode="ave")],
+    "stacked-three": lambda k: [k.layers.GRU(5, return_sequences=True), k.layers.LSTM(4, return_sequences=True),
+                                k.layers.Bidirectional(k.layers.GRU(3, reset_after=False), merge_mode="mul")],
+}
+
+
+def _stacked_model(stack: str, mask_zero: bool, head: str, max_len: int = 13):
+    """Embedding -> recurrent layers -> Dense(6, relu) -> the head, random weights."""
+    import tf_keras as keras
+
+    keras.utils.set_random_seed(3)
+    heads = {"sigmoid": keras.layers.Dense(1, activation="sigmoid"), "logits": keras.layers.Dense(1)}
+    model = keras.Sequential([keras.layers.Embedding(50, 8, mask_zero=mask_zero, input_length=max_len),
+                              *STACKS[stack](keras), keras.layers.Dropout(0.5),
+                              keras.layers.Dense(6, activation="relu"), heads[head]])
+    model.build((None, max_len))
+    return model
+
+
+@pytest.mark.parametrize("head", ["sigmoid", "logits"])
+@pytest.mark.parametrize("mask_zero", [False, True])
+@pytest.mark.parametrize("stack", sorted(STACKS))
+def test_stacked_and_bidirectional_float_loops_equal_keras(stack: str, mask_zero: bool, head: str) -> None:
+    """Every direction and layer, masked or not, any padding; a logit head comes out as its sigmoid."""
+    model = _stacked_model(stack, mask_zero, head)
+    rows = _rows(13, seed=2)
+    keras_scores = model.predict(rows, verbose=0).reshape(-1)
+    if head == "logits":
+        keras_scores = 1 / (1 + np.exp(-keras_scores.astype(np.float64)))
+    scores = _float_loop(model, 13).score(rows)
+    assert np.abs(scores - keras_scores).max() <= FLOAT_EXACT

@@ -47,20 +47,55 @@ LOOP_SCHEMES = {
 
 
 @dataclass(frozen=True)
+class RecurrentLayer:
+    """One recurrent layer: its forward cell, and a backward one when Bidirectional."""
+
+    cells: tuple[Cell, ...]  # (forward,) or (forward, backward)
+    merge_mode: str = "concat"  # Bidirectional: concat, sum, ave or mul
+    return_sequences: bool = False
+
+
+@dataclass(frozen=True)
+class DenseLayer:
+    kernel: np.ndarray
+    bias: np.ndarray
+    activation: str  # relu, tanh, gelu, linear, sigmoid or softmax
+
+
+@dataclass(frozen=True)
 class LoopModel:
-    """What the loop form computes: Embedding -> a recurrent cell -> Dense(1, sigmoid)."""
+    """What the loop form computes: Embedding -> recurrent layers -> Dense layers (the last is the head)."""
 
     embedding: np.ndarray  # (num_words, embedding_dim)
-    cell: Cell
-    dense_kernel: np.ndarray  # (units, 1)
-    dense_bias: np.ndarray  # (1,)
+    layers: tuple[RecurrentLayer, ...]
+    dense: tuple[DenseLayer, ...]
     masked: bool = False  # Embedding(mask_zero=True): pad steps leave the state as it is
 
     @classmethod
     def from_model(cls, model: Any, gates_form: str = "split") -> LoopModel:
-        embedding, recurrent, dense = model.layers
-        return cls(embedding.get_weights()[0], cell_of(recurrent, gates_form), *dense.get_weights(),
-                   masked=bool(getattr(embedding, "mask_zero", False)))
+        """From a tf-keras model rebuilt by the importer (dropout layers are no-ops at inference)."""
+        embedding, *rest = model.layers
+        layers, dense = [], []
+        for layer in rest:
+            kind = type(layer).__name__
+            if kind == "Bidirectional":
+                cells = (cell_of(layer.forward_layer, gates_form), cell_of(layer.backward_layer, gates_form))
+                layers.append(RecurrentLayer(cells, layer.merge_mode, bool(layer.return_sequences)))
+            elif kind in ("LSTM", "GRU"):
+                layers.append(RecurrentLayer((cell_of(layer, gates_form),), "concat", bool(layer.return_sequences)))
+            elif kind == "Dense":
+                dense.append(DenseLayer(*layer.get_weights(), layer.get_config()["activation"]))
+        return cls(embedding.get_weights()[0], tuple(layers), tuple(dense), bool(getattr(embedding, "mask_zero", False)))
+
+    @property
+    def cell(self) -> Cell:
+        """The first layer's forward cell."""
+        return self.layers[0].cells[0]
+
+    @property
+    def single(self) -> bool:
+        """One forward layer: the pad-state table covers the pads before a review."""
+        return len(self.layers) == 1 and len(self.layers[0].cells) == 1
 
 
 @dataclass(frozen=True)
@@ -118,6 +153,8 @@ def loop_function(m: LoopModel, max_len: int, form: LoopForm = LoopForm()) -> An
     """A ``tf.function`` over ``(B, max_len)`` int32 ids giving positive probabilities ``(B, 1)``."""
     import tensorflow as tf
 
+    if not m.single:
+        return stacked_function(m, max_len, form)
     block = form.steps_per_iteration
     padded_len = -(-max_len // block) * block  # the graph pre-pads the input to whole blocks
     blocks = padded_len // block
@@ -125,9 +162,9 @@ def loop_function(m: LoopModel, max_len: int, form: LoopForm = LoopForm()) -> An
     kernel, bias = (tf.constant(a) for a in m.cell.projection())
     width = int(kernel.shape[1])
     embedding = tf.constant(m.embedding)
-    dense_kernel, dense_bias = tf.constant(m.dense_kernel), tf.constant(m.dense_bias)
     tables = [tf.constant(t) for t in table.states]  # read with GATHER_ND: the converter quantizes a GATHER's table
     cell_step = m.cell.tf_step()
+    head = dense_stack(m.dense)
 
     def steps_of(block_tensor: Any) -> list[Any]:
         if form.unpack:
@@ -179,7 +216,106 @@ def loop_function(m: LoopModel, max_len: int, form: LoopForm = LoopForm()) -> An
         active = tf.reshape(tf.transpose(active), [blocks, block, -1, 1])
         state = run(inputs, active, first, main, first, state, hold=True)  # the ramp: rows start one by one
         state = run(inputs, active, main, stop, first, state, hold=m.masked)
-        return tf.sigmoid(tf.matmul(state[0], dense_kernel) + dense_bias)
+        return head(state[0])
+
+    return score
+
+
+def dense_stack(layers: tuple[DenseLayer, ...]) -> Callable[[Any], Any]:
+    """The Dense layers on the recurrent output; the head gives probabilities (a logit's sigmoid)."""
+    import tensorflow as tf
+
+    activations = {"relu": tf.nn.relu, "tanh": tf.tanh, "gelu": lambda x: tf.nn.gelu(x, approximate=False),
+                   "linear": tf.identity, "sigmoid": tf.sigmoid, "softmax": tf.nn.softmax}
+    constants = [(tf.constant(d.kernel), tf.constant(d.bias), activations[d.activation]) for d in layers]
+
+    def apply(x: Any) -> Any:
+        for kernel, bias, activation in constants:
+            x = activation(tf.matmul(x, kernel) + bias)
+        return tf.sigmoid(x) if layers[-1].activation == "linear" else x  # a logit head: the device reads probabilities
+
+    return apply
+
+
+MERGES = {"concat": lambda a, b: _tf().concat([a, b], axis=-1), "sum": lambda a, b: a + b,
+          "ave": lambda a, b: (a + b) / 2.0, "mul": lambda a, b: a * b}
+
+
+def _tf() -> Any:
+    import tensorflow as tf
+
+    return tf
+
+
+def stacked_function(m: LoopModel, max_len: int, form: LoopForm = LoopForm()) -> Any:
+    """Stacked and Bidirectional layers: each direction a loop over the window, in its order, its
+    outputs kept for the next layer. Pad ids are held in a masked model (the window is the real
+    ids'); an unmasked model runs every step, as Keras does (a backward pass reads the pads last)."""
+    import tensorflow as tf
+
+    block = form.steps_per_iteration
+    padded_len = -(-max_len // block) * block
+    blocks = padded_len // block
+    embedding = tf.constant(m.embedding)
+    head = dense_stack(m.dense)
+    layers = [[(cell, *(tf.constant(a) for a in cell.projection()), cell.tf_step()) for cell in layer.cells]
+              for layer in m.layers]
+
+    def run(step: Any, inputs: Any, active: Any, first: Any, stop: Any, state: tuple, backward: bool,
+            collect: bool) -> tuple[tuple, Any]:
+        """One direction over blocks ``first`` to ``stop``: its last state, and its outputs
+        (``(stop - first, block, B, units)``, in time order) when ``collect``."""
+        outputs = tf.zeros(tf.stack([stop - first, block, tf.shape(state[0])[0], state[0].shape[-1]])) if collect else None
+
+        def body(i: Any, *carried: Any) -> tuple:
+            state, buffer = carried[: len(carried) - collect], carried[len(carried) - collect :]
+            index = stop - 1 - (i - first) if backward else i
+            xs, keep = tf.unstack(tf.gather(inputs, index - first)), tf.unstack(tf.gather(active, index))
+            seen = [None] * block
+            for j in (reversed(range(block)) if backward else range(block)):
+                following = step(xs[j], state)
+                state = tuple(tf.where(keep[j], a, b) for a, b in zip(following, state))
+                seen[j] = state[0]
+            if collect:
+                buffer = (tf.tensor_scatter_nd_update(buffer[0], [[index - first]], tf.stack(seen)[None]),)
+            return (i + 1, *state, *buffer)
+
+        loop = tf.while_loop(lambda i, *c: i < stop, body, (first, *state, *([outputs] if collect else [])))
+        return tuple(loop[1 : 1 + len(state)]), (loop[-1] if collect else None)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, max_len], tf.int32, name=INPUT_NAME)])
+    def score(token_ids: Any) -> Any:
+        lead = padded_len - max_len
+        ids = tf.pad(token_ids, [[0, 0], [lead, 0]]) if lead else token_ids
+        real = tf.not_equal(ids, PAD_ID)
+        position = tf.range(padded_len)
+        rows = tf.shape(ids)[0]
+        if m.masked:
+            start = tf.reduce_min(tf.where(real, position[None, :], padded_len))
+            end = tf.reduce_max(tf.where(real, position[None, :] + 1, 0))
+            first = tf.minimum(start // block, blocks - 1)
+            stop = tf.maximum(first + 1, (end + block - 1) // block)
+            active = real
+        else:
+            first, stop = tf.constant(0), tf.constant(blocks)
+            active = tf.broadcast_to(position[None, :] >= lead, tf.shape(ids))
+        active = tf.reshape(tf.transpose(active), [blocks, block, -1, 1])
+        x = tf.gather(embedding, tf.transpose(ids)[first * block : stop * block])  # (steps, B, embedding_dim)
+        for layer, cells in zip(m.layers, layers):
+            finals, sequences = [], []
+            for direction, (cell, kernel, bias, step) in enumerate(cells):
+                inputs = tf.reshape(tf.matmul(tf.reshape(x, [-1, kernel.shape[0]]), kernel) + bias,
+                                    [stop - first, block, rows, kernel.shape[1]])
+                zero = tuple(tf.zeros([rows, cell.units]) for _ in range(cell.states))
+                state, outputs = run(step, inputs, active, first, stop, zero, bool(direction), layer.return_sequences)
+                finals.append(state[0])
+                sequences.append(outputs)
+            merge = MERGES[layer.merge_mode] if len(cells) == 2 else None
+            if layer.return_sequences:
+                x = tf.reshape(merge(*sequences) if merge else sequences[0], [(stop - first) * block, rows, -1])
+            else:
+                return head(merge(*finals) if merge else finals[0])
+        raise ConversionError("the last recurrent layer returns sequences")
 
     return score
 
@@ -188,9 +324,13 @@ def describe(model: Any, max_len: int, form: LoopForm = LoopForm()) -> dict:
     """The manifest's record of a loop-form file: how the loop runs and how the pad-state table was made."""
     loop_model = LoopModel.from_model(model)
     padded_len = -(-max_len // form.steps_per_iteration) * form.steps_per_iteration
-    table = pad_state_table(loop_model, padded_len if form.length_aware else 0)
-    return {**form.describe(), "cell": loop_model.cell.kind, "masked": loop_model.masked,
-            "pad_state_table": table.describe()}
+    record = {**form.describe(), "cell": loop_model.cell.kind, "masked": loop_model.masked,
+              "layers": [{"cells": [c.kind for c in layer.cells], "merge_mode": layer.merge_mode if len(layer.cells) > 1 else None}
+                         for layer in loop_model.layers]}
+    if loop_model.single:
+        return {**record, "pad_state_table": pad_state_table(loop_model, padded_len if form.length_aware else 0).describe()}
+    skipping = "pad ids are held; the loops run the real ids' window" if loop_model.masked else "every step runs, as in Keras"
+    return {**record, "length_aware": loop_model.masked, "pads": skipping}
 
 
 def to_tflite_loop(
