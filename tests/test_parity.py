@@ -88,7 +88,7 @@ class _NoReset(TFLiteScorer):
         for row in rows:
             it.set_tensor(it.get_input_details()[0]["index"], row[None, :])
             it.invoke()
-            out.append(self._probability(it.get_tensor(it.get_output_details()[0]["index"])))
+            out.append(self._probabilities(it.get_tensor(it.get_output_details()[0]["index"]))[0])
         return np.array(out, np.float32)
 
 

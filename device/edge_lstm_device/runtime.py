@@ -49,13 +49,15 @@ class TFLiteScorer:
         self._scale, self._zero_point = self._output["quantization"]
         self._lock = threading.Lock()
 
-    def _probability(self, raw: np.ndarray) -> float:
-        value = float(raw[0])
+    def _probabilities(self, raw: np.ndarray) -> np.ndarray:
+        """The first output column of a call as probabilities (dequantized if the output is int8)."""
+        values = raw.reshape(len(raw), -1)[:, 0].astype(np.float32)
         if self._scale:  # quantized output: dequantize
-            value = (value - self._zero_point) * self._scale
-        if not 0.0 <= value <= 1.0:  # also NaN: the model's last layer is not a sigmoid
-            raise ModelRunError(f"the model's output {value:.4g} is not a probability (expected a sigmoid output)")
-        return value
+            values = (values - self._zero_point) * np.float32(self._scale)
+        bad = ~((values >= 0.0) & (values <= 1.0))  # also NaN: the model's last layer is not a sigmoid
+        if bad.any():
+            raise ModelRunError(f"the model's output {values[bad][0]:.4g} is not a probability (expected a sigmoid output)")
+        return values
 
     def _invoke(self, rows: np.ndarray) -> np.ndarray:
         """Raw outputs of one call on ``rows`` (at most ``max_batch``); the caller holds the lock."""
@@ -77,11 +79,13 @@ class TFLiteScorer:
         rows = np.asarray(rows, dtype=np.int32)
         if rows.ndim != 2 or rows.shape[1] != self.max_len:
             raise ModelShapeError(f"expected rows of {self.max_len} ids, got shape {rows.shape}")
+        if len(rows) <= 1:  # one call, nothing to group
+            with self._lock:
+                return self._probabilities(self._invoke(rows)) if len(rows) else np.empty(0, np.float32)
         out = np.empty(len(rows), dtype=np.float32)
         order = np.argsort(np.count_nonzero(rows, axis=1), kind="stable") if self.max_batch > 1 else np.arange(len(rows))
         with self._lock:
             for first in range(0, len(rows), self.max_batch):
                 chunk = order[first : first + self.max_batch]
-                raw = self._invoke(np.ascontiguousarray(rows[chunk])).reshape(len(chunk), -1)
-                out[chunk] = [self._probability(value) for value in raw]
+                out[chunk] = self._probabilities(self._invoke(rows[chunk]))
         return out
