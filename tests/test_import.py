@@ -139,10 +139,11 @@ def _lambda_keras(path: Path) -> Path:
     return path
 
 
-def _gru_keras(path: Path) -> Path:
+def _pooling_keras(path: Path) -> Path:
     import keras
 
-    model = keras.Sequential([keras.Input((20,)), keras.layers.Embedding(50, 4), keras.layers.GRU(4),
+    model = keras.Sequential([keras.Input((20,)), keras.layers.Embedding(50, 4),
+                              keras.layers.GRU(4, return_sequences=True), keras.layers.GlobalMaxPooling1D(),
                               keras.layers.Dense(1, activation="sigmoid")])
     model.save(path)
     return path
@@ -155,7 +156,7 @@ def _bad_file(kind: str, path: Path, lecture: dict[str, Path]) -> Path:
         data = lecture["keras"].read_bytes()
         path.write_bytes(data[: len(data) // 3])
     else:
-        {"lambda": _lambda_keras, "gru": _gru_keras}[kind](path)
+        {"lambda": _lambda_keras, "pooling": _pooling_keras}[kind](path)
     return path
 
 
@@ -163,7 +164,7 @@ def _bad_file(kind: str, path: Path, lecture: dict[str, Path]) -> Path:
     ("text", "neither an HDF5 (.h5) nor a zip (.keras) file"),
     ("truncated", "truncated or damaged"),
     ("lambda", "a Lambda layer holds code"),
-    ("gru", "Embedding -> GRU -> Dense; supported"),
+    ("pooling", "Embedding -> GRU -> GlobalMaxPooling1D -> Dense; supported"),
 ])
 def test_bad_files_fail_in_one_line_and_leave_out_alone(lecture: dict[str, Path], tmp_path: Path, kind: str,
                                                         message: str) -> None:
@@ -263,10 +264,32 @@ def test_outputs_that_differ_write_nothing(lecture: dict[str, Path], tmp_path: P
 
 # ------------------------------------------------------------------ the lecture's kin: GRU, mask_zero
 
-KIN = {  # name -> (recurrent layer, Embedding mask_zero)
-    "gru": (lambda keras: keras.layers.GRU(32), False),
-    "gru_reset_before": (lambda keras: keras.layers.GRU(32, reset_after=False), False),
-    "lstm_mask_zero": (lambda keras: keras.layers.LSTM(32), True),
+def _sequential(*layers, mask_zero: bool = False):
+    def build(keras):
+        return keras.Sequential([keras.Input((200,)), keras.layers.Embedding(10000, 32, mask_zero=mask_zero),
+                                 *(make(keras) for make in layers)])
+    return build
+
+
+def _keras_io_shaped(keras):
+    """The keras.io "Bidirectional LSTM on IMDB" example, small: Functional, Input(None), stacked."""
+    inputs = keras.Input(shape=(None,), dtype="int32")
+    x = keras.layers.Embedding(10000, 16)(inputs)
+    x = keras.layers.Bidirectional(keras.layers.LSTM(8, return_sequences=True))(x)
+    x = keras.layers.Bidirectional(keras.layers.LSTM(8))(x)
+    return keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(x))
+
+
+KIN = {  # name -> (Keras 3 model builder, head gives logits)
+    "gru": (_sequential(lambda k: k.layers.GRU(32), lambda k: k.layers.Dense(1, activation="sigmoid")), False),
+    "gru_reset_before": (_sequential(lambda k: k.layers.GRU(32, reset_after=False),
+                                     lambda k: k.layers.Dense(1, activation="sigmoid")), False),
+    "lstm_mask_zero": (_sequential(lambda k: k.layers.LSTM(32), lambda k: k.layers.Dense(1, activation="sigmoid"),
+                                   mask_zero=True), False),
+    "keras_io_bidirectional": (_keras_io_shaped, False),
+    "tutorial_bidirectional_masked_logits": (_sequential(  # the TF RNN tutorial's network, without TextVectorization
+        lambda k: k.layers.Bidirectional(k.layers.LSTM(16)), lambda k: k.layers.Dense(16, activation="relu"),
+        lambda k: k.layers.Dense(1), mask_zero=True), True),
 }
 
 
@@ -277,13 +300,12 @@ def _train_kin(name: str, folder: Path) -> Path:
     from edge_lstm.train.data import load_imdb
     from tests.conftest import imdb_data
 
-    recurrent, mask_zero = KIN[name]
+    build, logits = KIN[name]
     reviews = load_imdb(imdb_data(), ("train",))["train"].balanced(3000, 0)
     tokenizer = Tokenizer.load(REFERENCE / "tokenizer.json")
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((200,)), keras.layers.Embedding(10000, 32, mask_zero=mask_zero),
-                              recurrent(keras), keras.layers.Dense(1, activation="sigmoid")])
-    model.compile(optimizer="adam", loss="binary_crossentropy")
+    model = build(keras)
+    model.compile(optimizer="adam", loss=keras.losses.BinaryCrossentropy(from_logits=logits))
     model.fit(tokenizer.encode_batch(reviews.texts), reviews.labels.astype("float32"), epochs=3, batch_size=64,
               verbose=0)
     path = folder / f"{name}.keras"
@@ -300,7 +322,7 @@ def test_kin_import_export_parity_and_device_labels(name: str, tmp_path: Path) -
     from edge_lstm.samples import TEST_SAMPLE, read_sample
 
     path, out = _train_kin(name, tmp_path), tmp_path / "bundle"
-    for args in (("import", path, "--out", out, "--tokenizer", REFERENCE / "tokenizer.json"),
+    for args in (("import", path, "--out", out, "--tokenizer", REFERENCE / "tokenizer.json", "--max-len", "200"),
                  ("export", "--int8", "--bundle", out, "--calibration-reviews", "50"),
                  ("parity", "--bundle", out, "--no-report", "--original", path)):
         result = _invoke(*args)
@@ -315,5 +337,5 @@ def test_kin_import_export_parity_and_device_labels(name: str, tmp_path: Path) -
     assert device.returncode == 0, device.stderr
     labels = [json.loads(line)["label"] == "positive" for line in device.stdout.splitlines()]
     original = keras.saving.load_model(path, compile=False)
-    expected = original.predict(Tokenizer.load(REFERENCE / "tokenizer.json").encode_batch(texts), verbose=0)[:, 0] >= 0.5
-    assert labels == list(expected)
+    outputs = original.predict(Tokenizer.load(REFERENCE / "tokenizer.json").encode_batch(texts), verbose=0)[:, 0]
+    assert labels == list(outputs >= (0.0 if KIN[name][1] else 0.5))  # a logit of 0 is a probability of 0.5

@@ -174,6 +174,77 @@ def test_input_length_from_the_caller_when_the_model_leaves_it_open(tmp_path: Pa
         read_model_file(fixed, max_len=37)
 
 
+# ------------------------------------------------------------------ the supported chains
+
+
+def _chains() -> dict[str, Callable[[Path], Path]]:
+    import keras
+
+    L = keras.layers
+
+    def functional(path: Path) -> Path:  # the keras.io example's shape, small: Input(None), stacked Bidirectional
+        inputs = keras.Input(shape=(None,), dtype="int32")
+        x = L.Embedding(VOCAB, EMB)(inputs)
+        x = L.Bidirectional(L.LSTM(UNITS, return_sequences=True))(x)
+        x = L.Bidirectional(L.LSTM(UNITS))(x)
+        keras.Model(inputs, L.Dense(1, activation="sigmoid")(x)).save(path)
+        return path
+
+    return {
+        "functional_bidirectional_stack": functional,
+        "bidirectional_masked_logits": lambda p: _keras3(p, L.Bidirectional(L.LSTM(UNITS), merge_mode="sum"),
+                                                         L.Dense(3, activation="relu"), head=L.Dense(1), mask_zero=True),
+        "three_layers_dropout": lambda p: _keras3(p, L.SpatialDropout1D(0.2), L.GRU(UNITS, return_sequences=True),
+                                                  L.Dropout(0.3), L.LSTM(UNITS, return_sequences=True),
+                                                  L.Bidirectional(L.GRU(UNITS, reset_after=False), merge_mode="mul"),
+                                                  L.Dense(3, activation="gelu"), L.Dense(2, activation="tanh")),
+    }
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+@pytest.mark.parametrize("name", ["functional_bidirectional_stack", "bidirectional_masked_logits", "three_layers_dropout"])
+def test_supported_chains_rebuild_with_equal_outputs(tmp_path: Path, name: str, suffix: str) -> None:
+    import keras
+
+    path = _chains()[name](tmp_path / f"m{suffix}")
+    spec = read_model_file(path, max_len=LEN).spec
+    assert spec.functional == name.startswith("functional")
+    original = keras.saving.load_model(path, compile=False)
+    rebuilt = modelfile.load_model(path, max_len=LEN)
+    assert np.abs(rebuilt.predict(_rows(), verbose=0) - original.predict(_rows(), verbose=0)).max() <= 1e-6
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"merge_mode": None}, "merge_mode=None"),
+    ({"merge_mode": "first"}, "merge_mode='first'"),
+    ({"backward_layer": {"class_name": "GRU", "config": {"units": UNITS, "go_backwards": True}}}, "own backward_layer"),
+])
+def test_bidirectional_options_are_checked(tmp_path: Path, change: dict, message: str) -> None:
+    import keras
+
+    path = _keras3(tmp_path / "m.h5", keras.layers.Bidirectional(keras.layers.LSTM(UNITS)))
+    with h5py.File(path, "r+") as handle:
+        config = json.loads(handle.attrs["model_config"])
+        config["config"]["layers"][2]["config"].update(change)
+        handle.attrs["model_config"] = json.dumps(config)
+    with pytest.raises(ModelFileError, match=message) as err:
+        read_model_file(path)
+    _one_line(err)
+
+
+def test_a_functional_model_that_is_not_a_chain_is_refused(tmp_path: Path) -> None:
+    import keras
+
+    L = keras.layers
+    inputs = keras.Input(shape=(LEN,), dtype="int32")
+    x = L.Embedding(VOCAB, EMB)(inputs)
+    merged = L.Concatenate()([L.LSTM(UNITS)(x), L.GRU(UNITS)(x)])
+    keras.Model(inputs, L.Dense(1, activation="sigmoid")(merged)).save(tmp_path / "branch.keras")
+    with pytest.raises(ModelFileError) as err:
+        read_model_file(tmp_path / "branch.keras")
+    assert "Concatenate" in _one_line(err) or "only a single chain" in _one_line(err)
+
+
 # ------------------------------------------------------------------ other architectures
 
 
@@ -184,18 +255,26 @@ def _variants() -> dict[str, tuple[Callable, str]]:
     return {
         "gru_relu": (lambda p: _keras3(p, L.GRU(UNITS, activation="relu")), "GRU has activation='relu'"),
         "gru_backwards": (lambda p: _keras3(p, L.GRU(UNITS, go_backwards=True)), "GRU has go_backwards=True"),
-        "bidirectional": (lambda p: _keras3(p, L.Bidirectional(L.LSTM(UNITS))), "Bidirectional"),
-        "stacked": (lambda p: _keras3(p, L.LSTM(UNITS, return_sequences=True), L.LSTM(UNITS)), "LSTM -> LSTM"),
         "sequences": (lambda p: _keras3(p, L.LSTM(UNITS, return_sequences=True), L.GlobalMaxPooling1D()),
                       "GlobalMaxPooling1D"),
-        "linear": (lambda p: _keras3(p, head=L.Dense(1)), "activation 'linear'; supported: sigmoid"),
+        "stacked_without_sequences": (lambda p: _keras3(p, L.LSTM(UNITS), L.RepeatVector(2), L.LSTM(UNITS)),
+                                      "RepeatVector"),
+        "last_returns_sequences": (lambda p: _keras3(p, L.LSTM(UNITS, return_sequences=True)),
+                                   "the last recurrent layer has return_sequences=True"),
+        "four_recurrent": (lambda p: _keras3(p, *[L.GRU(UNITS, return_sequences=True) for _ in range(3)], L.GRU(UNITS)),
+                           "4 recurrent layers; supported: 1 to 3"),
+        "three_hidden": (lambda p: _keras3(p, L.LSTM(UNITS), *[L.Dense(3, activation="relu") for _ in range(3)]),
+                         "3 Dense hidden layers; supported: 0 to 2"),
+        "hidden_sigmoid": (lambda p: _keras3(p, L.LSTM(UNITS), L.Dense(3, activation="sigmoid")),
+                           "hidden layer .dense[_0-9]*. has activation .sigmoid."),
         "softmax": (lambda p: _keras3(p, head=L.Dense(2, activation="softmax")), "units=2"),
         "relu": (lambda p: _keras3(p, L.LSTM(UNITS, activation="relu")), "activation='relu'"),
         "no_bias": (lambda p: _keras3(p, head=L.Dense(1, activation="sigmoid", use_bias=False)), "use_bias=False"),
     }
 
 
-@pytest.mark.parametrize("name", ["gru_relu", "gru_backwards", "bidirectional", "stacked", "sequences", "linear",
+@pytest.mark.parametrize("name", ["gru_relu", "gru_backwards", "sequences", "stacked_without_sequences",
+                                  "last_returns_sequences", "four_recurrent", "three_hidden", "hidden_sigmoid",
                                   "softmax", "relu", "no_bias"])
 def test_other_architectures_are_refused(tmp_path: Path, name: str) -> None:
     make, message = _variants()[name]
@@ -243,9 +322,10 @@ def _lambda_activation(config: dict) -> None:
     (_custom_layer, "custom class 'evil>LSTM' from module 'evil.layers'"),
     (_custom_initializer, "custom object 'os>system' from module 'os'"),
     (_lambda_activation, "holds code"),
-    (_set("class_name", "Functional"), "is a 'Functional', not a Keras Sequential"),
+    (_set("class_name", "Functional"), "only a single chain of layers is supported"),
+    (_set("class_name", "Graph"), "is a 'Graph', not a Keras Sequential or Functional model"),
 ], ids=["hard_sigmoid", "go_backwards", "stateful", "lstm_no_bias", "mask_zero_not_bool", "mixed", "vocab", "rank3",
-        "custom_layer", "custom_initializer", "lambda_activation", "functional"])
+        "custom_layer", "custom_initializer", "lambda_activation", "functional", "graph"])
 def test_config_edits_are_refused(tmp_path: Path, edit: Callable[[dict], None], message: str) -> None:
     path = _keras3(tmp_path / "m.h5")
     with h5py.File(path, "r+") as handle:
@@ -345,7 +425,7 @@ def _no_layer_group(handle: h5py.File) -> None:
     (".h5", _h5_edit(_no_weight_names), "missing its embeddings weights"),
     (".h5", _h5_edit(_no_layer_group), "the weights of LSTM 'lstm.*' are missing"),
     (".h5", _h5_edit(_external_link), "is a link"),
-    (".h5", _h5_edit(_wrong_shape), r"LSTM bias has shape \(3,\), the architecture needs \(16,\)"),
+    (".h5", _h5_edit(_wrong_shape), r"LSTM '\w+' bias has shape \(3,\), the architecture needs \(16,\)"),
     (".h5", _h5_edit(_nan), "NaN"),
 ], ids=["truncated_h5", "truncated_zip", "no_config", "no_weights", "no_model_config", "no_weight_names",
         "no_layer_group", "external_link", "wrong_shape", "nan"])

@@ -137,15 +137,16 @@ def _record(model_path: Path, spec: Any, tok_kind: str, tok_path: Path, tokenize
             loader: str, max_diff: float, rows: int) -> dict:
     from edge_lstm_device.files import file_sha256
 
-    from edge_lstm.importing.modelfile import SUPPORTED_ARCHITECTURE
+    from dataclasses import asdict
 
     return {
         "source": {"file": model_path.name, "sha256": file_sha256(model_path), "bytes": model_path.stat().st_size,
                    "format": spec.description, "keras_version": spec.keras_version},
-        "architecture": {"layers": SUPPORTED_ARCHITECTURE, "num_words": spec.num_words,
+        "architecture": {"layers": spec.architecture, "num_words": spec.num_words,
                          "embedding_dim": spec.embedding_dim, "cell": spec.cell, "units": spec.units,
-                         "mask_zero": spec.mask_zero, **({"reset_after": spec.reset_after} if spec.cell == "GRU" else {}),
-                         "max_len": spec.max_len, "max_len_from": spec.max_len_from},
+                         "mask_zero": spec.mask_zero, "head": spec.head, "max_len": spec.max_len,
+                         "max_len_from": spec.max_len_from, "functional": spec.functional,
+                         "recurrent": [asdict(r) for r in spec.recurrent], "dense": [asdict(d) for d in spec.dense]},
         "tokenizer": {"from": "Keras IMDB word index (ids rank + 3)" if tok_kind == "word-index" else "edge-lstm tokenizer",
                       "file": tok_path.name, "sha256": file_sha256(tok_path), "words": len(tokenizer.words),
                       "fingerprint": tokenizer.fingerprint()},
@@ -214,9 +215,10 @@ def _swap(staging: Path, out: Path) -> None:
 @JSON_OPTION
 def import_command(model_path: Path, out: Path, word_index: Path | None, tokenizer_path: Path | None,
                    max_len: int | None, force: bool, as_json: bool) -> None:
-    """Import the lecture's model trained elsewhere: read MODEL as data (no code from it runs),
-    accept only [Input ->] Embedding -> LSTM or GRU -> Dense(1, sigmoid) (Embedding with mask_zero
-    or not; GRU with reset_after or not), rebuild it in tf-keras with the
+    """Import an IMDB recurrent model trained elsewhere: read MODEL as data (no code from it runs),
+    accept a Sequential or Functional chain [Input ->] Embedding (mask_zero or not) -> 1 to 3
+    LSTM or GRU layers, each optionally Bidirectional -> 0 to 2 Dense -> Dense(1, sigmoid) or
+    Dense(1) logits (Dropout layers anywhere), rebuild it in tf-keras with the
     same weights, prove its outputs equal the original's (Keras loads the original, |Δp| <= 1e-5),
     and write a bundle (model.h5, tokenizer.json, metrics.json, import.json) for export.
 
@@ -233,9 +235,7 @@ def import_command(model_path: Path, out: Path, word_index: Path | None, tokeniz
     quiet_tensorflow()
     model_file = _read_model(model_path, _max_len_hint(tok_kind, tok_path, max_len))
     spec = model_file.spec
-    mask = ", mask_zero" if spec.mask_zero else ""
-    status(f"{model_path.name}: {spec.description}, Embedding({spec.num_words}, {spec.embedding_dim}{mask}) -> "
-           f"{spec.cell}({spec.units}) -> Dense(1, sigmoid), {spec.max_len} tokens; read as data")
+    status(f"{model_path.name}: {spec.description}, {spec.architecture}, {spec.max_len} tokens; read as data")
     tokenizer = _tokenizer(tok_kind, tok_path, spec)
     from edge_lstm.importing.modelfile import build_model
 

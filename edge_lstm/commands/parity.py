@@ -71,7 +71,7 @@ def parity_command(bundle_dir: Path, data: Path | None, limit: int | None, seed:
         reference_name = "keras_float"
         if original is not None:  # the user's own model is the reference; the rebuilt one is judged too
             backends.insert(0, (KerasBackend(model, name="rebuilt_keras_float"), "float32", False))
-            model, loader = original_model(original, model)
+            model, loader = original_model(original, bundle_dir)
             reference_name = f"original ({original.name})"
             status(f"reference: {original.name} ({loader})")
     except UnknownArtifactError as err:

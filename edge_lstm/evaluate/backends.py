@@ -32,9 +32,16 @@ class KerasBackend:
     batched: bool = True
 
     def score(self, rows: np.ndarray) -> np.ndarray:
+        """Probabilities; a logit head's outputs through the sigmoid, as every exported form gives them."""
         parts = [np.asarray(self.model.predict_on_batch(rows[i : i + self.batch_size])).reshape(-1)
                  for i in range(0, len(rows), self.batch_size)]
-        return np.concatenate(parts) if parts else np.empty(0, np.float32)
+        scores = np.concatenate(parts) if parts else np.empty(0, np.float32)
+        return (1 / (1 + np.exp(-scores.astype(np.float64)))).astype(np.float32) if head_is_logits(self.model) else scores
+
+
+def head_is_logits(model: Any) -> bool:
+    """Whether a Keras model's last layer gives logits (Dense without activation)."""
+    return model.layers[-1].get_config().get("activation") == "linear"
 
 
 @dataclass

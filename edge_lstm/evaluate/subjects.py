@@ -41,15 +41,15 @@ def load_subjects(bundle_dir: Path, only: tuple[str, ...], threads: int) -> tupl
     return bundle.load_tokenizer(bundle_dir), bundle.load_model(bundle_dir), backends
 
 
-def original_model(path: Path, rebuilt: Any) -> tuple[Any, str]:
-    """The model file an imported bundle came from, checked as data first, then loaded by the
-    Keras that wrote it; and a description of that loader."""
+def original_model(path: Path, bundle_dir: Path) -> tuple[Any, str]:
+    """The model file an imported bundle came from, checked as data first (the same architecture
+    as the bundle's model), then loaded by the Keras that wrote it; and a description of that loader."""
     from edge_lstm.importing.modelfile import ModelFileError, load_with_its_keras, read_model_file
 
-    spec = read_model_file(path).spec
-    sizes = (rebuilt.layers[0].input_dim, rebuilt.layers[0].output_dim, rebuilt.layers[1].units)
-    if (spec.num_words, spec.embedding_dim, spec.units) != sizes:
-        raise ModelFileError(f"{path} is not the model this bundle was imported from (other sizes)")
+    ours = read_model_file(bundle_dir / bundle.MODEL_FILE).spec
+    spec = read_model_file(path, ours.max_len).spec
+    if spec.architecture != ours.architecture:
+        raise ModelFileError(f"{path} is not the model this bundle was imported from ({spec.architecture})")
     return load_with_its_keras(path, spec)
 
 

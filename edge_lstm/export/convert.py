@@ -23,8 +23,13 @@ def _signature(max_len: int, batch: int | None) -> Any:
 
 
 def _inference_function(model: Any) -> Any:
+    """The model's probabilities (a logit head through the sigmoid, as the device reads them)."""
     import tensorflow as tf
 
+    from edge_lstm.evaluate.backends import head_is_logits
+
+    if head_is_logits(model):
+        return tf.function(lambda token_ids: tf.sigmoid(model(token_ids, training=False)))
     return tf.function(lambda token_ids: model(token_ids, training=False))
 
 

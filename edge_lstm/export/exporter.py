@@ -100,9 +100,13 @@ def planned_artifacts(options: ExportOptions, config: dict | None = None) -> lis
 
 
 def not_exported(config: dict) -> dict[str, str]:
-    """Artifacts the architecture has no form for, and why."""
-    if config.get("cell", "LSTM") != "LSTM":
-        why = f"TFLite has no fused {config['cell']} op (the loop form runs it)"
+    """Artifacts the architecture has no form for, and why: the fused TFLite forms exist for one
+    unmasked LSTM layer only."""
+    layers = config.get("layers", [{"cells": ["LSTM"]}])
+    if len(layers) > 1 or len(layers[0]["cells"]) > 1:
+        why = "TFLite's fused forms are for one unidirectional LSTM layer (the loop form runs this one)"
+    elif layers[0]["cells"][0] != "LSTM":
+        why = f"TFLite has no fused {layers[0]['cells'][0]} op (the loop form runs it)"
     elif config.get("masked"):
         why = "TFLite's fused LSTM has no mask (the loop form skips the pad steps)"
     else:
@@ -111,11 +115,13 @@ def not_exported(config: dict) -> dict[str, str]:
 
 
 def check_model(model: Any, tokenizer: Tokenizer) -> dict:
-    """The model must be Embedding -> LSTM or GRU -> Dense(1) over the tokenizer's ids; returns its config."""
-    kinds = [type(layer).__name__ for layer in model.layers]
-    if len(kinds) != 3 or kinds[0] != "Embedding" or kinds[1] not in ("LSTM", "GRU") or kinds[2] != "Dense":
-        raise ExportError(f"expected an Embedding -> LSTM or GRU -> Dense model, got {' -> '.join(kinds)}")
-    embedding, recurrent, dense = model.layers
+    """The model (as ``importing.modelfile`` rebuilds it) must read the tokenizer's ids and give
+    one probability or logit; returns its description for the manifest."""
+    from edge_lstm.export.lstm_loop import LoopModel
+
+    embedding = model.layers[0]
+    if type(embedding).__name__ != "Embedding":
+        raise ExportError(f"expected an Embedding first, got {type(embedding).__name__}")
     max_len = model.input_shape[1]
     if max_len != tokenizer.max_len:
         raise ExportError(f"the model reads {max_len} tokens but the tokenizer writes {tokenizer.max_len}")
@@ -123,12 +129,32 @@ def check_model(model: Any, tokenizer: Tokenizer) -> dict:
         raise ExportError(
             f"the model's vocabulary has {embedding.input_dim} ids but the tokenizer's has {tokenizer.num_words}"
         )
-    if dense.units != 1:
-        raise ExportError(f"expected one output unit, got {dense.units}")
-    masked = bool(embedding.mask_zero)
+    if model.output_shape[-1] != 1:
+        raise ExportError(f"expected one output unit, got {model.output_shape[-1]}")
+    loop = LoopModel.from_model(model)
+    layers = [{"cells": [c.kind.upper() for c in layer.cells], "units": layer.cells[0].units,
+               **({"merge_mode": layer.merge_mode} if len(layer.cells) > 1 else {})} for layer in loop.layers]
+    head = "logits" if loop.dense[-1].activation == "linear" else "sigmoid"
     return {"num_words": embedding.input_dim, "max_len": max_len, "embedding_dim": embedding.output_dim,
-            "cell": kinds[1], "units": recurrent.units, "masked": masked,
-            "architecture": f"Embedding{' (mask_zero)' if masked else ''} -> {kinds[1]} -> Dense(1, sigmoid)"}
+            "cell": layers[0]["cells"][0], "units": layers[0]["units"], "masked": loop.masked, "layers": layers,
+            "head": head, "step_macs": loop.step_macs(), "architecture": _architecture(model)}
+
+
+def _architecture(model: Any) -> str:
+    parts = []
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if kind == "Embedding":
+            parts.append(f"Embedding({layer.input_dim}, {layer.output_dim}{', mask_zero' if layer.mask_zero else ''})")
+        elif kind == "Bidirectional":
+            inner = layer.forward_layer
+            parts.append(f"Bidirectional({type(inner).__name__}({inner.units}), {layer.merge_mode})")
+        elif kind in ("LSTM", "GRU"):
+            parts.append(f"{kind}({layer.units})")
+        elif kind == "Dense":
+            activation = layer.get_config()["activation"]
+            parts.append(f"Dense({layer.units}{'' if activation == 'linear' else ', ' + activation})")
+    return " -> ".join(parts)
 
 
 def calibration_rows(options: ExportOptions, tokenizer: Tokenizer) -> tuple[np.ndarray, str]:

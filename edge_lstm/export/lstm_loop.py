@@ -92,6 +92,16 @@ class LoopModel:
         """The first layer's forward cell."""
         return self.layers[0].cells[0]
 
+    def step_macs(self) -> int:
+        """Multiply-adds of one step through every layer and direction (input projection and
+        recurrent product)."""
+        total, width = 0, self.embedding.shape[1]
+        for layer in self.layers:
+            total += sum(c.gates * c.units * (width + c.units) for c in layer.cells)
+            units = layer.cells[0].units
+            width = units * len(layer.cells) if layer.merge_mode == "concat" else units
+        return total
+
     @property
     def single(self) -> bool:
         """One forward layer: the pad-state table covers the pads before a review."""

@@ -2,10 +2,9 @@
 
 ``tf_keras.models.load_model`` rebuilds whatever a file describes, and a ``Lambda`` layer in a
 ``.h5`` runs its bytecode. This module parses the architecture JSON itself (the ``model_config``
-attribute of an HDF5 file, or ``config.json`` of a ``.keras`` zip), accepts only the lecture's
-network and its close kin, ``[InputLayer ->] Embedding (mask_zero or not) -> LSTM or GRU ->
-Dense(1, sigmoid)``, reads the weight arrays with h5py, checks every shape, and rebuilds the model
-in code (tf-keras) with ``set_weights``.
+attribute of an HDF5 file, or ``config.json`` of a ``.keras`` zip), accepts only the
+architectures of ``architecture.py``, reads the weight arrays with h5py, checks every shape, and
+rebuilds the model in code (tf-keras) with ``set_weights``.
 
 Formats: tf-keras / Keras 2 ``.h5``, Keras 3 ``.h5`` (``model_weights/<layer>/...`` with
 ``weight_names``) and ``.keras`` (``model.weights.h5`` holding ``layers/<kind>/vars/<i>``, or
@@ -17,81 +16,45 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import zipfile
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
 
+from edge_lstm.importing.architecture import (  # noqa: F401 (the description's names, re-exported)
+    RECURRENT_KINDS,
+    SUPPORTED_ARCHITECTURE,
+    ModelFileError,
+    ModelSpec,
+    RecurrentSpec,
+    _layer_name,
+    _show,
+    chain_layers,
+    check_config,
+    weight_shapes,
+)
+
 MAX_FILE_BYTES = 512 * 2**20
 MAX_CONFIG_BYTES = 2**20
-MAX_PARAMETERS = MAX_FILE_BYTES // 4  # float32 values
-MAX_LEN_LIMIT = 100_000
-MAX_UNITS = 4096
-SUPPORTED_ARCHITECTURE = "[InputLayer ->] Embedding -> LSTM or GRU -> Dense(1, sigmoid)"
-RECURRENT_KINDS = ("LSTM", "GRU")
 SUPPORTED_FORMATS = "Keras 3 .keras, Keras 3 .h5 or tf-keras .h5"
 
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _ZIP_MAGIC = b"PK\x03\x04"
 _KERAS_ZIP_CONFIG, _KERAS_ZIP_WEIGHTS, _KERAS_ZIP_METADATA = "config.json", "model.weights.h5", "metadata.json"
 _ZIP_WEIGHT_ROOTS = ("layers", "_layer_checkpoint_dependencies")
-_CODE_CLASSES = {"Lambda", "__lambda__", "function", "TFOpLambda", "SlicingOpLambda"}
-_SUBMODEL_CLASSES = {"Sequential", "Functional", "Model"}
-# weight names per layer kind, in set_weights order (the .keras layout stores them by position)
-_WEIGHT_NAMES = {
-    "Embedding": ("embeddings",),
-    "LSTM": ("kernel", "recurrent_kernel", "bias"),
-    "GRU": ("kernel", "recurrent_kernel", "bias"),
-    "Dense": ("kernel", "bias"),
-}
-
-
-class ModelFileError(ValueError):
-    """A model file is unreadable, too large, or not the supported architecture."""
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """What a model file holds: its format and the network's description, which every stage
-    reads (the rebuild, the exporters, parity)."""
-
-    format: str  # "h5" or "keras"
-    keras_version: str  # the writer's, "" when the file does not say
-    num_words: int  # Embedding input_dim (vocabulary, ids 0..num_words-1)
-    embedding_dim: int
-    units: int  # the recurrent layer's units
-    max_len: int  # tokens per review
-    max_len_from: str  # "model" (fixed by the file) or "caller"
-    layer_names: tuple[str, str, str]  # Embedding, recurrent, Dense names in the file
-    cell: str = "LSTM"  # the recurrent layer: "LSTM" or "GRU"
-    reset_after: bool = True  # GRU: the reset gate after the recurrent product (Keras' default)
-    mask_zero: bool = False  # Embedding(mask_zero=True): pad ids are skipped
-
-    @property
-    def gates(self) -> int:
-        return 4 if self.cell == "LSTM" else 3
-
-    @property
-    def description(self) -> str:
-        """``Keras 3 .keras``, ``tf-keras .h5`` ... (for messages and records)."""
-        major = self.keras_version.split(".", 1)[0]
-        writer = "Keras 3" if major == "3" else f"tf-keras (Keras {self.keras_version or '2'})"
-        return f"{writer} .{self.format}"
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "layer_names": list(self.layer_names), "description": self.description}
+_CELL_WEIGHTS = ("kernel", "recurrent_kernel", "bias")  # an LSTM's or GRU's, in set_weights order
 
 
 @dataclass(frozen=True)
 class ModelFile:
-    """A checked architecture and its weights, in tf-keras ``set_weights`` order:
-    embeddings, LSTM kernel, recurrent kernel, bias, Dense kernel, bias."""
+    """A checked architecture and its weights, in tf-keras ``set_weights`` order."""
 
     spec: ModelSpec
     weights: tuple[np.ndarray, ...]
@@ -109,31 +72,8 @@ def read_model_file(path: Path, max_len: int | None = None) -> ModelFile:
     kind = _sniff(path)
     with _open(path, kind) as (config, keras_version, weights_root):
         spec = check_config(config, kind, keras_version, max_len)
-        weights = _read_weights(weights_root, kind, spec)
+        weights = _read_weights(weights_root, kind, spec, chain_layers(config))
     return ModelFile(spec, weights)
-
-
-def check_config(config: dict, kind: str, keras_version: str, max_len: int | None) -> ModelSpec:
-    """Accept only the supported architecture; return its dimensions (``kind``: h5 or keras)."""
-    layers = _checked_layers(config)
-    embedding, recurrent, dense = (layer["config"] for layer in layers[-3:])
-    cell = layers[-2]["class_name"]
-    names = tuple(_name(c) for c in (embedding, recurrent, dense))
-    if len(set(names)) != len(names):
-        raise ModelFileError(f"the layers' names are not unique: {', '.join(names)}")
-    fixed = _fixed_length(config, layers)
-    spec = ModelSpec(
-        format=kind, keras_version=keras_version,
-        num_words=_int(embedding, "input_dim", "Embedding", 4, MAX_PARAMETERS),
-        embedding_dim=_int(embedding, "output_dim", "Embedding", 1, MAX_UNITS),
-        units=_int(recurrent, "units", cell, 1, MAX_UNITS),
-        max_len=_resolve_length(fixed, max_len), max_len_from="model" if fixed else "caller",
-        layer_names=names, cell=cell, reset_after=recurrent.get("reset_after", True) if cell == "GRU" else True,
-        mask_zero=embedding.get("mask_zero", False),
-    )
-    if _parameter_count(spec) > MAX_PARAMETERS:
-        raise ModelFileError(f"the model has {_parameter_count(spec):,} parameters; at most {MAX_PARAMETERS:,} are read")
-    return spec
 
 
 def build_model(model_file: ModelFile) -> Any:
@@ -144,20 +84,22 @@ def build_model(model_file: ModelFile) -> Any:
     import tf_keras as keras
 
     spec = model_file.spec
-    recurrent = (keras.layers.GRU(spec.units, reset_after=spec.reset_after, name="gru") if spec.cell == "GRU"
-                 else keras.layers.LSTM(spec.units, name="lstm"))
     model = keras.Sequential(
-        [
-            keras.layers.Embedding(spec.num_words, spec.embedding_dim, input_length=spec.max_len,
-                                   mask_zero=spec.mask_zero, name="embedding"),
-            recurrent,
-            keras.layers.Dense(1, activation="sigmoid", name="dense"),
-        ],
-        name=f"imdb_{spec.cell.lower()}",
+        [keras.layers.Embedding(spec.num_words, spec.embedding_dim, input_length=spec.max_len, mask_zero=spec.mask_zero,
+                                name="embedding"),
+         *(_recurrent_layer(keras, r, f"recurrent_{i}") for i, r in enumerate(spec.recurrent)),
+         *(keras.layers.Dense(d.units, activation=d.activation, name=f"dense_{i}") for i, d in enumerate(spec.dense))],
+        name="imdb_" + "_".join(r.cell.lower() for r in spec.recurrent),
     )
     model.build((None, spec.max_len))
     model.set_weights(list(model_file.weights))
     return model
+
+
+def _recurrent_layer(keras: Any, r: RecurrentSpec, name: str) -> Any:
+    options = {"units": r.units, "return_sequences": r.return_sequences}
+    layer = keras.layers.GRU(reset_after=r.reset_after, **options) if r.cell == "GRU" else keras.layers.LSTM(**options)
+    return keras.layers.Bidirectional(layer, merge_mode=r.merge_mode, name=name) if r.bidirectional else layer
 
 
 def load_model(path: Path, max_len: int | None = None) -> Any:
@@ -290,255 +232,81 @@ def _text(raw: Any) -> str:
     raise ModelFileError(f"unexpected model metadata of type {type(raw).__name__}")
 
 
-# ---------------------------------------------------------------- the architecture
-
-
-def _model_layers(config: dict) -> list[dict]:
-    name = config.get("class_name")
-    if name != "Sequential" or not _keras_module(config.get("module")) or config.get("registered_name") not in (None, name):
-        raise ModelFileError(f"the model is a {_show(name)}, not a Keras Sequential; supported: {SUPPORTED_ARCHITECTURE}")
-    inner = config.get("config")
-    layers = inner if isinstance(inner, list) else inner.get("layers") if isinstance(inner, dict) else None
-    if not isinstance(layers, list) or not all(isinstance(layer, dict) for layer in layers):
-        raise ModelFileError("the Sequential config has no list of layers")
-    for layer in layers:
-        if not isinstance(layer.get("config"), dict):
-            raise ModelFileError(f"layer {_layer_label(layer)} has no config")
-    return layers
-
-
-def _check_builtin(layer: dict) -> None:
-    name, module = layer.get("class_name"), layer.get("module")
-    if not _keras_module(module) or layer.get("registered_name") not in (None, name):
-        raise ModelFileError(f"the {name} layer is a custom class {_show(layer.get('registered_name') or name)} "
-                             f"from module {_show(module)}; only built-in Keras layers are supported")
-
-
-def _checked_layers(config: dict) -> list[dict]:
-    """The Sequential's layers, [InputLayer,] Embedding, LSTM or GRU, Dense, each built-in and plain."""
-    layers = _model_layers(config)
-    body = layers[1:] if layers and layers[0].get("class_name") == "InputLayer" else layers
-    kinds = [layer.get("class_name") for layer in body]
-    if len(kinds) != 3 or kinds[0] != "Embedding" or kinds[1] not in RECURRENT_KINDS or kinds[2] != "Dense":
-        raise ModelFileError(_wrong_layers(layers))
-    for layer in layers:
-        _check_builtin(layer)
-        _scan_objects(layer["config"], f"the {layer['class_name']} layer")
-    _check_embedding(body[0]["config"])
-    _check_recurrent(body[1]["config"], kinds[1])
-    _check_dense(body[2]["config"])
-    return layers
-
-
-def _scan_objects(node: Any, where: str) -> None:
-    """Refuse code (lambdas, functions) and any class from outside Keras, anywhere in a layer."""
-    if isinstance(node, list):
-        for item in node:
-            _scan_objects(item, where)
-        return
-    if not isinstance(node, dict):
-        return
-    if "class_name" in node:
-        name, module = node.get("class_name"), node.get("module")
-        if name in _CODE_CLASSES:
-            raise ModelFileError(f"{where} holds code ({_show(name)}), which is never run from a model file; "
-                                 f"supported: {SUPPORTED_ARCHITECTURE}")
-        if not _keras_module(module) or node.get("registered_name") not in (None, name):
-            raise ModelFileError(f"{where} uses the custom object {_show(node.get('registered_name') or name)} "
-                                 f"from module {_show(module)}; only built-in Keras objects are supported")
-        if name in _SUBMODEL_CLASSES:
-            raise ModelFileError(f"{where} nests a {name} model; supported: {SUPPORTED_ARCHITECTURE}")
-    for value in node.values():
-        _scan_objects(value, where)
-
-
-def _keras_module(module: Any) -> bool:
-    return module is None or (isinstance(module, str) and (module == "keras" or module.startswith("keras.")))
-
-
-def _wrong_layers(layers: list[dict]) -> str:
-    found = " -> ".join(_layer_label(layer) for layer in layers) or "no layers"
-    if any(layer.get("class_name") in _CODE_CLASSES for layer in layers):
-        return (f"unsupported model: {found}; a Lambda layer holds code, which is never run from a model file; "
-                f"supported: {SUPPORTED_ARCHITECTURE}")
-    return f"unsupported model: {found}; supported: {SUPPORTED_ARCHITECTURE}"
-
-
-def _layer_label(layer: dict) -> str:
-    name = layer.get("class_name")
-    label = _show(name).strip("'") if isinstance(name, str) else _show(name)
-    module = layer.get("module")
-    return label if _keras_module(module) else f"{label} (module {_show(module)})"
-
-
-def _check_embedding(cfg: dict) -> None:
-    _check_dtype(cfg, "Embedding")
-    _expect_bool(cfg, "Embedding", "mask_zero", False)
-    _expect_absent(cfg, "Embedding", "lora_rank", "quantization_config")
-
-
-def _check_recurrent(cfg: dict, kind: str) -> None:
-    """An LSTM or GRU as Keras builds it by default, returning its last state only."""
-    _check_dtype(cfg, kind)
-    _expect(cfg, kind, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
-            return_sequences=False, return_state=False, go_backwards=False, stateful=False, time_major=False)
-    if kind == "GRU":
-        _expect_bool(cfg, kind, "reset_after", True)
-    for key in ("dropout", "recurrent_dropout"):  # training only: inference ignores them
-        value = cfg.get(key, 0.0)
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < 1:
-            raise ModelFileError(f"{kind} {key} must be a number in [0, 1), found {_show(value)}")
-
-
-def _expect_bool(cfg: dict, layer: str, key: str, default: bool) -> None:
-    """An option that may be either True or False (absent = ``default``)."""
-    if type(cfg.get(key, default)) is not bool:
-        raise ModelFileError(f"{layer} has {key}={_show(cfg[key])}; supported: True or False")
-
-
-def _check_dense(cfg: dict) -> None:
-    _check_dtype(cfg, "Dense")
-    units = cfg.get("units")
-    if units != 1:
-        raise ModelFileError(f"the Dense head has units={_show(units)}; supported: Dense(1, sigmoid), one probability")
-    activation = cfg.get("activation")
-    if activation != "sigmoid":
-        raise ModelFileError(f"the Dense head has activation {_show(activation)}; supported: sigmoid "
-                             "(the device reads the output as a probability)")
-    _expect(cfg, "Dense", use_bias=True)
-    _expect_absent(cfg, "Dense", "lora_rank", "quantization_config")
-
-
-def _expect(cfg: dict, layer: str, **wanted: Any) -> None:
-    """Options that change the computation must have the supported value (absent = default)."""
-    for key, value in wanted.items():
-        found = cfg.get(key, value)
-        if found != value or type(found) is not type(value):
-            raise ModelFileError(f"{layer} has {key}={_show(found)}; supported: {key}={value!r} "
-                                 f"({SUPPORTED_ARCHITECTURE})")
-
-
-def _expect_absent(cfg: dict, layer: str, *keys: str) -> None:
-    for key in keys:
-        if cfg.get(key) not in (None, 0):
-            raise ModelFileError(f"{layer} has {key}={_show(cfg[key])}; only plain float layers are supported")
-
-
-def _check_dtype(cfg: dict, layer: str) -> None:
-    dtype = cfg.get("dtype", "float32")
-    if isinstance(dtype, dict):  # Keras 3 DTypePolicy / tf-keras Policy
-        dtype = (dtype.get("config") or {}).get("name")
-    if dtype not in (None, "float32"):
-        raise ModelFileError(f"{layer} computes in {_show(dtype)}; supported: float32")
-
-
-def _int(cfg: dict, key: str, layer: str, low: int, high: int) -> int:
-    value = cfg.get(key)
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise ModelFileError(f"{layer} {key} must be an integer in [{low}, {high}], found {_show(value)}")
-    return value
-
-
-def _name(cfg: dict) -> str:
-    name = cfg.get("name")
-    if not isinstance(name, str) or not name or "/" in name or len(name) > 200:
-        raise ModelFileError(f"unusable layer name {_show(name)}")
-    return name
-
-
-def _fixed_length(config: dict, layers: list[dict]) -> int | None:
-    """The input length the file fixes (Input shape, input_length, build shape), if any."""
-    inner = config.get("config") if isinstance(config.get("config"), dict) else {}
-    shapes = [inner.get("build_input_shape"), (config.get("build_config") or {}).get("input_shape")]
-    for layer in layers:
-        if layer.get("class_name") not in ("InputLayer", "Embedding"):
-            continue
-        cfg = layer["config"]
-        shapes += [cfg.get("batch_shape"), cfg.get("batch_input_shape"), (layer.get("build_config") or {}).get("input_shape")]
-        if cfg.get("input_length") is not None:
-            shapes.append([None, cfg["input_length"]])
-    lengths = {_length_of(shape) for shape in shapes if shape is not None} - {None}
-    if len(lengths) > 1:
-        raise ModelFileError(f"the model's input lengths disagree: {sorted(lengths)}")
-    return lengths.pop() if lengths else None
-
-
-def _length_of(shape: Any) -> int | None:
-    if not isinstance(shape, list) or len(shape) != 2:
-        raise ModelFileError(f"the model's input shape is {_show(shape)}; supported: (batch, tokens)")
-    length = shape[1]
-    if length is None:
-        return None
-    if not isinstance(length, int) or isinstance(length, bool) or not 1 <= length <= MAX_LEN_LIMIT:
-        raise ModelFileError(f"the model's input length {_show(length)} is not in [1, {MAX_LEN_LIMIT}]")
-    return length
-
-
-def _resolve_length(fixed: int | None, given: int | None) -> int:
-    if fixed is not None and given is not None and fixed != given:
-        raise ModelFileError(f"the model reads {fixed} tokens per review, not {given}")
-    if fixed is None and given is None:
-        raise ModelFileError("the model does not fix its input length; pass it (--max-len; the lecture used 200)")
-    return fixed if fixed is not None else given
-
-
-def _parameter_count(spec: ModelSpec) -> int:
-    return sum(int(np.prod(shape)) for shapes in _shapes(spec).values() for shape in shapes.values())
-
-
-def _shapes(spec: ModelSpec) -> dict[str, dict[str, tuple[int, ...]]]:
-    e, u, g = spec.embedding_dim, spec.units, spec.gates
-    two_biases = spec.cell == "GRU" and spec.reset_after  # input and recurrent bias
-    return {
-        "Embedding": {"embeddings": (spec.num_words, e)},
-        spec.cell: {"kernel": (e, g * u), "recurrent_kernel": (u, g * u), "bias": (2, g * u) if two_biases else (g * u,)},
-        "Dense": {"kernel": (u, 1), "bias": (1,)},
-    }
-
-
 # ---------------------------------------------------------------- the weights
 
 
-def _read_weights(root: h5py.Group, kind: str, spec: ModelSpec) -> tuple[np.ndarray, ...]:
+def _read_weights(root: h5py.Group, kind: str, spec: ModelSpec, layers: list[dict]) -> tuple[np.ndarray, ...]:
+    """Every array in ``set_weights`` order, each checked against the shape the architecture needs."""
+    kinds = {_layer_name(layer): layer["class_name"] for layer in layers}
+    groups = _zip_groups(layers)
     arrays: list[np.ndarray] = []
-    for layer, name in zip(("Embedding", spec.cell, "Dense"), spec.layer_names):
-        found = _h5_layer(root, name, layer) if kind == "h5" else _zip_layer(root, layer)
-        for weight, shape in _shapes(spec)[layer].items():
-            arrays.append(_array(found[weight], f"{layer} {weight}", shape))
+    for name, weights in weight_shapes(spec):
+        kind_of_layer = kinds[name]
+        found = _h5_layer(root, name, kind_of_layer) if kind == "h5" else _zip_layer(root, groups[name], kind_of_layer)
+        missing = [w for w, _ in weights if w not in found]
+        if missing:
+            raise ModelFileError(f"{kind_of_layer} {name!r} is missing its {', '.join(missing)} weights")
+        if len(found) != len(weights):
+            raise ModelFileError(f"{kind_of_layer} {name!r} has unexpected weights {', '.join(sorted(set(found) - {w for w, _ in weights}))}")
+        arrays += [_array(found[w], f"{kind_of_layer} {name!r} {w}", shape) for w, shape in weights]
     return tuple(arrays)
 
 
 def _h5_layer(root: h5py.Group, name: str, layer: str) -> dict[str, h5py.Dataset]:
-    """``model_weights/<name>`` with its ``weight_names`` (``<name>/<name>/kernel:0`` style)."""
+    """``model_weights/<name>`` with its ``weight_names`` (``<name>/<name>/kernel:0`` style); a
+    Bidirectional layer's are ``forward/kernel``, ``backward/kernel``... by their path."""
     group = _child(root, name, f"the weights of {layer} {name!r}")
     names = [_text(n) for n in np.atleast_1d(group.attrs.get("weight_names", np.array([])))]
     found = {}
     for weight_name in names:
-        short = weight_name.rsplit("/", 1)[-1].split(":", 1)[0]
-        if short not in _WEIGHT_NAMES[layer] or short in found:
+        parts = weight_name.split(":", 1)[0].split("/")
+        direction = next((p.split("_", 1)[0] + "/" for p in parts if p.startswith(("forward_", "backward_"))), "")
+        key = (direction if layer == "Bidirectional" else "") + parts[-1]
+        if key in found:
             raise ModelFileError(f"{layer} {name!r} has an unexpected weight {_show(weight_name)}")
-        found[short] = _path(group, weight_name, f"{layer} weight {weight_name!r}")
-    missing = [w for w in _WEIGHT_NAMES[layer] if w not in found]
-    if missing:
-        raise ModelFileError(f"{layer} {name!r} is missing its {', '.join(missing)} weights")
+        found[key] = _path(group, weight_name, f"{layer} weight {weight_name!r}")
     return found
 
 
-def _zip_layer(root: h5py.Group, layer: str) -> dict[str, h5py.Dataset]:
-    """``layers/<kind>/vars/<i>`` (and ``.../cell/vars/<i>`` for an LSTM or GRU), by position."""
+def _zip_groups(layers: list[dict]) -> dict[str, str]:
+    """The ``model.weights.h5`` group of each layer: its class in snake case, numbered from the
+    second layer of a class on (``dense``, ``dense_1``), as Keras 3 names them."""
+    seen: dict[str, int] = {}
+    groups = {}
+    for layer in layers:
+        snake = re.sub(r"(?<!^)(?=[A-Z][a-z])|(?<=[a-z0-9])(?=[A-Z])", "_", layer["class_name"]).lower()
+        count = seen.get(snake, 0)
+        groups[_layer_name(layer)] = snake if count == 0 else f"{snake}_{count}"
+        seen[snake] = count + 1
+    return groups
+
+
+def _zip_layer(root: h5py.Group, group_name: str, layer: str) -> dict[str, h5py.Dataset]:
+    """``layers/<group>/vars/<i>`` (``.../cell/vars/<i>`` for an LSTM or GRU, under
+    ``forward_layer`` and ``backward_layer`` for a Bidirectional one), by position."""
     base = next((root[r] for r in _ZIP_WEIGHT_ROOTS if _is_hard(root, r)), None)
     if base is None:
         raise ModelFileError(f"no layer weights in model.weights.h5 (expected a group {' or '.join(_ZIP_WEIGHT_ROOTS)})")
-    group = _child(base, layer.lower(), f"the {layer} weights")
-    values = _vars(group, f"{layer} vars")
+    group = _child(base, group_name, f"the {layer} weights")
+    if layer == "Bidirectional":
+        return {f"{d}/{w}": v for d in ("forward", "backward")
+                for w, v in _zip_layer_cell(_child(group, f"{d}_layer", f"the {d} layer's weights"), layer).items()}
     if layer in RECURRENT_KINDS:
-        if values:
-            raise ModelFileError(f"the {layer} has weights outside its cell; a plain {layer} is supported")
-        values = _vars(_child(group, "cell", f"the {layer} cell weights"), f"{layer} cell vars")
-    expected = _WEIGHT_NAMES[layer]
+        return _zip_layer_cell(group, layer)
+    values = _vars(group, f"{layer} vars")
+    expected = ("embeddings",) if layer == "Embedding" else ("kernel", "bias")
     if len(values) != len(expected):
         raise ModelFileError(f"the {layer} has {len(values)} weight arrays, expected {len(expected)} ({', '.join(expected)})")
     return dict(zip(expected, values))
+
+
+def _zip_layer_cell(group: h5py.Group, layer: str) -> dict[str, h5py.Dataset]:
+    if _vars(group, f"{layer} vars"):
+        raise ModelFileError(f"the {layer} has weights outside its cell; a plain {layer} is supported")
+    values = _vars(_child(group, "cell", f"the {layer} cell weights"), f"{layer} cell vars")
+    if len(values) != len(_CELL_WEIGHTS):
+        raise ModelFileError(f"the {layer} cell has {len(values)} weight arrays, expected {len(_CELL_WEIGHTS)}")
+    return dict(zip(_CELL_WEIGHTS, values))
 
 
 def _vars(group: h5py.Group, what: str) -> list[h5py.Dataset]:
@@ -589,14 +357,6 @@ def _path(group: h5py.Group, path: str, what: str) -> Any:
 
 def _is_hard(group: h5py.Group, name: str) -> bool:
     return isinstance(group.get(name, getlink=True), h5py.HardLink)
-
-
-def _show(value: Any, limit: int = 60) -> str:
-    """A value for a one-line message: printable, short."""
-    scalar = isinstance(value, (bool, int, float, type(None)))
-    text = value if isinstance(value, str) else repr(value) if scalar else json.dumps(value, default=str)
-    text = "".join(c if c.isprintable() else "?" for c in text)
-    return repr(text[:limit] + ("..." if len(text) > limit else "")) if isinstance(value, str) else text[:limit]
 
 
 def _size(n: int) -> str:

@@ -1,0 +1,500 @@
+"""The supported architectures, read from a model file's config as data: one small description
+(:class:`ModelSpec`) that every stage reads (the rebuild, the exporters, parity).
+
+A Sequential, or a Functional single-input chain: ``[InputLayer ->] Embedding (mask_zero or not)
+-> 1 to 3 recurrent layers (LSTM or GRU, each optionally Bidirectional with merge_mode concat,
+sum, ave or mul; every one but the last returns sequences) -> 0 to 2 Dense hidden layers (relu,
+tanh, gelu, linear) -> the head, Dense(1, sigmoid) or Dense(1) logits``, with Dropout and
+SpatialDropout1D (no-ops at inference) anywhere after the Embedding. Anything else is one
+``ModelFileError`` naming the layer and the option.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass
+from typing import Any
+
+MAX_PARAMETERS = 512 * 2**20 // 4  # float32 values of a model file of at most 512 MiB
+MAX_LEN_LIMIT = 100_000
+MAX_UNITS = 4096
+MAX_RECURRENT, MAX_HIDDEN = 3, 2
+SUPPORTED_ARCHITECTURE = ("[Input ->] Embedding -> 1-3 LSTM/GRU layers, optionally Bidirectional -> "
+                          "0-2 Dense -> Dense(1, sigmoid) or Dense(1) logits")
+RECURRENT_KINDS = ("LSTM", "GRU")
+MERGE_MODES = ("concat", "sum", "ave", "mul")
+HIDDEN_ACTIVATIONS = ("relu", "tanh", "gelu", "linear")
+NO_OPS = ("Dropout", "SpatialDropout1D")  # inference ignores them
+_CODE_CLASSES = {"Lambda", "__lambda__", "function", "TFOpLambda", "SlicingOpLambda"}
+_SUBMODEL_CLASSES = {"Sequential", "Functional", "Model"}
+
+
+class ModelFileError(ValueError):
+    """A model file is unreadable, too large, or not a supported architecture."""
+
+
+@dataclass(frozen=True)
+class RecurrentSpec:
+    name: str  # the layer's name in the file
+    cell: str  # "LSTM" or "GRU"
+    units: int
+    reset_after: bool = True  # GRU: the reset gate after the recurrent product (Keras' default)
+    bidirectional: bool = False
+    merge_mode: str = "concat"
+    return_sequences: bool = False
+
+    @property
+    def gates(self) -> int:
+        return 4 if self.cell == "LSTM" else 3
+
+    @property
+    def width(self) -> int:
+        """Features this layer gives the next one."""
+        return 2 * self.units if self.bidirectional and self.merge_mode == "concat" else self.units
+
+    def label(self) -> str:
+        inner = f"{self.cell}({self.units}{'' if self.reset_after or self.cell == 'LSTM' else ', reset_after=False'})"
+        return f"Bidirectional({inner}, {self.merge_mode})" if self.bidirectional else inner
+
+
+@dataclass(frozen=True)
+class DenseSpec:
+    name: str
+    units: int
+    activation: str
+
+    def label(self) -> str:
+        return f"Dense({self.units}{'' if self.activation == 'linear' else ', ' + self.activation})"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a model file holds: its format and the network's description."""
+
+    format: str  # "h5" or "keras"
+    keras_version: str  # the writer's, "" when the file does not say
+    num_words: int  # Embedding input_dim (vocabulary, ids 0..num_words-1)
+    embedding_dim: int
+    max_len: int  # tokens per review
+    max_len_from: str  # "model" (fixed by the file) or "caller"
+    embedding_name: str
+    recurrent: tuple[RecurrentSpec, ...]
+    dense: tuple[DenseSpec, ...]  # hidden layers, then the head
+    mask_zero: bool = False  # Embedding(mask_zero=True): pad ids are skipped
+    functional: bool = False
+
+    @property
+    def units(self) -> int:
+        return self.recurrent[0].units
+
+    @property
+    def cell(self) -> str:
+        return self.recurrent[0].cell
+
+    @property
+    def reset_after(self) -> bool:
+        return self.recurrent[0].reset_after
+
+    @property
+    def layer_names(self) -> tuple[str, ...]:
+        return (self.embedding_name, *(r.name for r in self.recurrent), *(d.name for d in self.dense))
+
+    @property
+    def head(self) -> str:
+        """``sigmoid`` (a probability) or ``logits`` (the device applies the sigmoid)."""
+        return "logits" if self.dense[-1].activation == "linear" else "sigmoid"
+
+    @property
+    def architecture(self) -> str:
+        embedding = f"Embedding({self.num_words}, {self.embedding_dim}{', mask_zero' if self.mask_zero else ''})"
+        return " -> ".join([embedding, *(r.label() for r in self.recurrent), *(d.label() for d in self.dense)])
+
+    @property
+    def description(self) -> str:
+        """``Keras 3 .keras``, ``tf-keras .h5`` ... (for messages and records)."""
+        major = self.keras_version.split(".", 1)[0]
+        writer = "Keras 3" if major == "3" else f"tf-keras (Keras {self.keras_version or '2'})"
+        return f"{writer} .{self.format}"
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "architecture": self.architecture, "description": self.description}
+
+
+def check_config(config: dict, kind: str, keras_version: str, max_len: int | None) -> ModelSpec:
+    """Accept only a supported architecture; return its description (``kind``: h5 or keras)."""
+    layers = chain_layers(config)
+    body = [layer for layer in layers if layer.get("class_name") != "InputLayer"]
+    if not body or body[0].get("class_name") != "Embedding":
+        raise ModelFileError(_wrong_layers(layers))
+    embedding = body[0]["config"]
+    _check_embedding(embedding)
+    recurrent, dense = _recurrent_and_dense(body[1:], layers)
+    names = [_name(layer["config"]) for layer in body]
+    if len(set(names)) != len(names):
+        raise ModelFileError(f"the layers' names are not unique: {', '.join(names)}")
+    fixed = _fixed_length(config, layers)
+    spec = ModelSpec(
+        format=kind, keras_version=keras_version,
+        num_words=_int(embedding, "input_dim", "Embedding", 4, MAX_PARAMETERS),
+        embedding_dim=_int(embedding, "output_dim", "Embedding", 1, MAX_UNITS),
+        max_len=_resolve_length(fixed, max_len), max_len_from="model" if fixed else "caller",
+        embedding_name=_name(embedding), recurrent=recurrent, dense=dense,
+        mask_zero=embedding.get("mask_zero", False), functional=config.get("class_name") != "Sequential",
+    )
+    if parameter_count(spec) > MAX_PARAMETERS:
+        raise ModelFileError(f"the model has {parameter_count(spec):,} parameters; at most {MAX_PARAMETERS:,} are read")
+    return spec
+
+
+def weight_shapes(spec: ModelSpec) -> list[tuple[str, list[tuple[str, tuple[int, ...]]]]]:
+    """Per layer with weights (``(name, [(weight, shape), ...])``), in tf-keras ``set_weights`` order;
+    a Bidirectional layer's weights are its forward layer's, then its backward layer's."""
+    out = [(spec.embedding_name, [("embeddings", (spec.num_words, spec.embedding_dim))])]
+    width = spec.embedding_dim
+    for r in spec.recurrent:
+        two_biases = r.cell == "GRU" and r.reset_after  # input and recurrent bias
+        cell = [("kernel", (width, r.gates * r.units)), ("recurrent_kernel", (r.units, r.gates * r.units)),
+                ("bias", (2, r.gates * r.units) if two_biases else (r.gates * r.units,))]
+        out.append((r.name, [(f"{d}/{w}", s) for d in ("forward", "backward") for w, s in cell] if r.bidirectional else cell))
+        width = r.width
+    for d in spec.dense:
+        out.append((d.name, [("kernel", (width, d.units)), ("bias", (d.units,))]))
+        width = d.units
+    return out
+
+
+def parameter_count(spec: ModelSpec) -> int:
+    return sum(int(_product(shape)) for _, weights in weight_shapes(spec) for _, shape in weights)
+
+
+def _product(shape: tuple[int, ...]) -> int:
+    total = 1
+    for n in shape:
+        total *= n
+    return total
+
+
+# ---------------------------------------------------------------- the chain of layers
+
+
+def chain_layers(config: dict) -> list[dict]:
+    """The layers of a Sequential, or of a Functional model that is a single-input chain, each
+    checked to be built-in and free of code."""
+    name = config.get("class_name")
+    if name not in ("Sequential", "Functional", "Model") or not _keras_module(config.get("module")) \
+            or config.get("registered_name") not in (None, name):
+        raise ModelFileError(f"the model is a {_show(name)}, not a Keras Sequential or Functional model; "
+                             f"supported: {SUPPORTED_ARCHITECTURE}")
+    inner = config.get("config")
+    layers = inner if isinstance(inner, list) else inner.get("layers") if isinstance(inner, dict) else None
+    if not isinstance(layers, list) or not all(isinstance(layer, dict) for layer in layers):
+        raise ModelFileError(f"the {name} config has no list of layers")
+    if any(layer.get("class_name") in _CODE_CLASSES for layer in layers):
+        raise ModelFileError(_wrong_layers(layers))
+    for layer in layers:
+        if not isinstance(layer.get("config"), dict):
+            raise ModelFileError(f"layer {_layer_label(layer)} has no config")
+        _check_builtin(layer)
+        _scan_objects(layer["config"], f"the {layer['class_name']} layer")
+    if name != "Sequential":
+        _check_chain(inner, layers)
+    return layers
+
+
+def _check_chain(inner: dict, layers: list[dict]) -> None:
+    """Each layer's only input is the layer before it; the model's one output is the last layer."""
+    if not layers or layers[0].get("class_name") != "InputLayer":
+        raise ModelFileError("a Functional model must start with its Input")
+    for before, layer in zip(layers, layers[1:]):
+        sources = _inbound(layer)
+        if sources != [_layer_name(before)]:
+            raise ModelFileError(f"the {layer['class_name']} layer {_show(_layer_name(layer))} takes "
+                                 f"{', '.join(map(_show, sources)) or 'no input'}, not only the layer before it; "
+                                 "only a single chain of layers is supported")
+    outputs = inner.get("output_layers")
+    if isinstance(outputs, list) and outputs and isinstance(outputs[0], str):
+        outputs = [outputs]  # Keras 3 writes a single output as [name, 0, 0]
+    names = [o[0] for o in outputs] if isinstance(outputs, list) and all(isinstance(o, list) and o for o in outputs) else None
+    if names != [_layer_name(layers[-1])]:
+        raise ModelFileError(f"the model's outputs are {_show(outputs)}; supported: one output, the last layer")
+
+
+def _inbound(layer: dict) -> list[str]:
+    """Names of the layers whose outputs ``layer`` takes (Keras 3 and tf-keras config styles)."""
+    nodes = layer.get("inbound_nodes")
+    if not isinstance(nodes, list) or len(nodes) != 1:
+        return [] if not nodes else ["(called more than once)"]
+    node = nodes[0]
+    if isinstance(node, dict):  # Keras 3: {"args": [keras tensors], "kwargs": {...}}
+        kwargs = node.get("kwargs") or {}
+        extra = [k for k, v in kwargs.items() if k not in ("mask", "training") and isinstance(v, dict)] \
+            if isinstance(kwargs, dict) else ["kwargs"]
+        if extra:
+            return [f"(also {', '.join(map(str, extra))})"]
+        args = node.get("args")
+        return [a["config"]["keras_history"][0] for a in args if isinstance(a, dict) and "keras_history" in a.get("config", {})] \
+            if isinstance(args, list) else []
+    if isinstance(node, list):  # tf-keras: [[name, node index, tensor index, kwargs], ...]
+        return [entry[0] for entry in node if isinstance(entry, list) and entry]
+    return []
+
+
+def _layer_name(layer: dict) -> str:
+    return str(layer.get("name") or layer["config"].get("name"))
+
+
+def _recurrent_and_dense(body: list[dict], layers: list[dict]) -> tuple[tuple[RecurrentSpec, ...], tuple[DenseSpec, ...]]:
+    """Recurrent layers, then Dense layers; Dropout and SpatialDropout1D are skipped."""
+    recurrent: list[RecurrentSpec] = []
+    dense: list[DenseSpec] = []
+    for layer in body:
+        kind, cfg = layer.get("class_name"), layer["config"]
+        if kind in NO_OPS:
+            _check_dtype(cfg, kind)
+            continue
+        if kind in RECURRENT_KINDS or kind == "Bidirectional":
+            if dense:
+                raise ModelFileError(f"a {kind} layer after a Dense layer; supported: {SUPPORTED_ARCHITECTURE}")
+            recurrent.append(_recurrent(kind, cfg))
+        elif kind == "Dense":
+            dense.append(DenseSpec(_name(cfg), _int(cfg, "units", "Dense", 1, MAX_UNITS), _dense_activation(cfg)))
+        else:
+            raise ModelFileError(_wrong_layers(layers))
+    if not recurrent or not dense:
+        raise ModelFileError(_wrong_layers(layers))
+    if len(recurrent) > MAX_RECURRENT:
+        raise ModelFileError(f"{len(recurrent)} recurrent layers; supported: 1 to {MAX_RECURRENT}")
+    if len(dense) > MAX_HIDDEN + 1:
+        raise ModelFileError(f"{len(dense) - 1} Dense hidden layers; supported: 0 to {MAX_HIDDEN}")
+    for r in recurrent[:-1]:
+        if not r.return_sequences:
+            raise ModelFileError(f"{r.name}: return_sequences=False before another recurrent layer; "
+                                 "every recurrent layer but the last must return sequences")
+    if recurrent[-1].return_sequences:
+        raise ModelFileError(f"{recurrent[-1].name}: the last recurrent layer has return_sequences=True; "
+                             "supported: its last state only (no pooling layers)")
+    _check_hidden(dense[:-1])
+    _check_head(dense[-1])
+    return tuple(recurrent), tuple(dense)
+
+
+def _recurrent(kind: str, cfg: dict) -> RecurrentSpec:
+    name = _name(cfg)
+    if kind == "Bidirectional":
+        _check_dtype(cfg, kind)
+        merge = cfg.get("merge_mode", "concat")
+        if merge not in MERGE_MODES:
+            raise ModelFileError(f"Bidirectional {_show(name)} has merge_mode={_show(merge)}; supported: {', '.join(MERGE_MODES)}")
+        inner = cfg.get("layer")
+        inner_kind = inner.get("class_name") if isinstance(inner, dict) else None
+        if inner_kind not in RECURRENT_KINDS or not isinstance(inner.get("config"), dict):
+            raise ModelFileError(f"Bidirectional {_show(name)} wraps {_show(inner_kind)}; supported: LSTM or GRU")
+        if not _mirrors(cfg.get("backward_layer"), inner):
+            raise ModelFileError(f"Bidirectional {_show(name)} has its own backward_layer; supported: the mirror of its layer")
+        layer = _recurrent(inner_kind, inner["config"])
+        return RecurrentSpec(name, layer.cell, layer.units, layer.reset_after, True, merge, layer.return_sequences)
+    _check_recurrent(cfg, kind)
+    return RecurrentSpec(name, kind, _int(cfg, "units", kind, 1, MAX_UNITS),
+                         cfg.get("reset_after", True) if kind == "GRU" else True,
+                         return_sequences=cfg.get("return_sequences", False))
+
+
+_MIRRORED = ("units", "return_sequences", "activation", "recurrent_activation", "use_bias", "reset_after",
+             "return_state", "stateful")
+
+
+def _mirrors(backward: Any, forward: dict) -> bool:
+    """A Bidirectional's backward layer is Keras' own mirror of the forward one (or absent)."""
+    if backward is None:
+        return True
+    if not isinstance(backward, dict) or backward.get("class_name") != forward.get("class_name"):
+        return False
+    back, front = backward.get("config"), forward["config"]
+    return isinstance(back, dict) and back.get("go_backwards") is True and all(
+        back.get(key) == front.get(key) for key in _MIRRORED)
+
+
+def _check_builtin(layer: dict) -> None:
+    name, module = layer.get("class_name"), layer.get("module")
+    if not _keras_module(module) or layer.get("registered_name") not in (None, name):
+        raise ModelFileError(f"the {name} layer is a custom class {_show(layer.get('registered_name') or name)} "
+                             f"from module {_show(module)}; only built-in Keras layers are supported")
+
+
+def _scan_objects(node: Any, where: str) -> None:
+    """Refuse code (lambdas, functions) and any class from outside Keras, anywhere in a layer."""
+    if isinstance(node, list):
+        for item in node:
+            _scan_objects(item, where)
+        return
+    if not isinstance(node, dict):
+        return
+    if "class_name" in node:
+        name, module = node.get("class_name"), node.get("module")
+        if name in _CODE_CLASSES:
+            raise ModelFileError(f"{where} holds code ({_show(name)}), which is never run from a model file; "
+                                 f"supported: {SUPPORTED_ARCHITECTURE}")
+        if name != "__keras_tensor__" and (not _keras_module(module) or node.get("registered_name") not in (None, name)):
+            raise ModelFileError(f"{where} uses the custom object {_show(node.get('registered_name') or name)} "
+                                 f"from module {_show(module)}; only built-in Keras objects are supported")
+        if name in _SUBMODEL_CLASSES:
+            raise ModelFileError(f"{where} nests a {name} model; supported: {SUPPORTED_ARCHITECTURE}")
+    for value in node.values():
+        _scan_objects(value, where)
+
+
+def _keras_module(module: Any) -> bool:
+    return module is None or (isinstance(module, str) and (module == "keras" or module.startswith("keras.")))
+
+
+def _wrong_layers(layers: list[dict]) -> str:
+    found = " -> ".join(_layer_label(layer) for layer in layers) or "no layers"
+    if any(layer.get("class_name") in _CODE_CLASSES for layer in layers):
+        return (f"unsupported model: {found}; a Lambda layer holds code, which is never run from a model file; "
+                f"supported: {SUPPORTED_ARCHITECTURE}")
+    return f"unsupported model: {found}; supported: {SUPPORTED_ARCHITECTURE}"
+
+
+def _layer_label(layer: dict) -> str:
+    name = layer.get("class_name")
+    label = _show(name).strip("'") if isinstance(name, str) else _show(name)
+    module = layer.get("module")
+    return label if _keras_module(module) else f"{label} (module {_show(module)})"
+
+
+def _check_embedding(cfg: dict) -> None:
+    _check_dtype(cfg, "Embedding")
+    _expect_bool(cfg, "Embedding", "mask_zero", False)
+    _expect_absent(cfg, "Embedding", "lora_rank", "quantization_config")
+
+
+def _check_recurrent(cfg: dict, kind: str) -> None:
+    """An LSTM or GRU as Keras builds it by default (its sequences, or its last state only)."""
+    _check_dtype(cfg, kind)
+    _expect(cfg, kind, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
+            return_state=False, go_backwards=False, stateful=False, time_major=False)
+    _expect_bool(cfg, kind, "return_sequences", False)
+    if kind == "GRU":
+        _expect_bool(cfg, kind, "reset_after", True)
+    for key in ("dropout", "recurrent_dropout"):  # training only: inference ignores them
+        value = cfg.get(key, 0.0)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < 1:
+            raise ModelFileError(f"{kind} {key} must be a number in [0, 1), found {_show(value)}")
+
+
+def _dense_activation(cfg: dict) -> str:
+    _check_dtype(cfg, "Dense")
+    _expect(cfg, "Dense", use_bias=True)
+    _expect_absent(cfg, "Dense", "lora_rank", "quantization_config")
+    activation = cfg.get("activation", "linear")
+    if not isinstance(activation, str):
+        raise ModelFileError(f"Dense {_show(cfg.get('name'))} has activation {_show(activation)}; "
+                             f"supported: {', '.join(HIDDEN_ACTIVATIONS)}, sigmoid")
+    return activation
+
+
+def _check_hidden(hidden: list[DenseSpec]) -> None:
+    for d in hidden:
+        if d.activation not in HIDDEN_ACTIVATIONS:
+            raise ModelFileError(f"the Dense hidden layer {_show(d.name)} has activation {_show(d.activation)}; "
+                                 f"supported: {', '.join(HIDDEN_ACTIVATIONS)}")
+
+
+def _check_head(head: DenseSpec) -> None:
+    if head.units != 1:
+        raise ModelFileError(f"the Dense head has units={head.units}; supported: Dense(1, sigmoid) or Dense(1) logits, "
+                             "one probability (multi-class heads are not supported yet)")
+    if head.activation not in ("sigmoid", "linear"):
+        raise ModelFileError(f"the Dense head has activation {_show(head.activation)}; supported: sigmoid, or "
+                             "linear (logits: the device applies the sigmoid)")
+
+
+def _expect(cfg: dict, layer: str, **wanted: Any) -> None:
+    """Options that change the computation must have the supported value (absent = default)."""
+    for key, value in wanted.items():
+        found = cfg.get(key, value)
+        if found != value or type(found) is not type(value):
+            raise ModelFileError(f"{layer} has {key}={_show(found)}; supported: {key}={value!r} "
+                                 f"({SUPPORTED_ARCHITECTURE})")
+
+
+def _expect_bool(cfg: dict, layer: str, key: str, default: bool) -> None:
+    """An option that may be either True or False (absent = ``default``)."""
+    if type(cfg.get(key, default)) is not bool:
+        raise ModelFileError(f"{layer} has {key}={_show(cfg[key])}; supported: True or False")
+
+
+def _expect_absent(cfg: dict, layer: str, *keys: str) -> None:
+    for key in keys:
+        if cfg.get(key) not in (None, 0):
+            raise ModelFileError(f"{layer} has {key}={_show(cfg[key])}; only plain float layers are supported")
+
+
+def _check_dtype(cfg: dict, layer: str) -> None:
+    dtype = cfg.get("dtype", "float32")
+    if isinstance(dtype, dict):  # Keras 3 DTypePolicy / tf-keras Policy
+        dtype = (dtype.get("config") or {}).get("name")
+    if dtype not in (None, "float32"):
+        raise ModelFileError(f"{layer} computes in {_show(dtype)}; supported: float32")
+
+
+def _int(cfg: dict, key: str, layer: str, low: int, high: int) -> int:
+    value = cfg.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise ModelFileError(f"{layer} {key} must be an integer in [{low}, {high}], found {_show(value)}")
+    return value
+
+
+_NAME = re.compile(r"[^/\x00]{1,200}")
+
+
+def _name(cfg: dict) -> str:
+    name = cfg.get("name")
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ModelFileError(f"unusable layer name {_show(name)}")
+    return name
+
+
+def _fixed_length(config: dict, layers: list[dict]) -> int | None:
+    """The input length the file fixes (Input shape, input_length, build shape), if any."""
+    inner = config.get("config") if isinstance(config.get("config"), dict) else {}
+    shapes = [inner.get("build_input_shape"), (config.get("build_config") or {}).get("input_shape")]
+    for layer in layers:
+        if layer.get("class_name") not in ("InputLayer", "Embedding"):
+            continue
+        cfg = layer["config"]
+        shapes += [cfg.get("batch_shape"), cfg.get("batch_input_shape"), (layer.get("build_config") or {}).get("input_shape")]
+        if cfg.get("input_length") is not None:
+            shapes.append([None, cfg["input_length"]])
+    lengths = {_length_of(shape) for shape in shapes if shape is not None} - {None}
+    if len(lengths) > 1:
+        raise ModelFileError(f"the model's input lengths disagree: {sorted(lengths)}")
+    return lengths.pop() if lengths else None
+
+
+def _length_of(shape: Any) -> int | None:
+    if not isinstance(shape, list) or len(shape) != 2:
+        raise ModelFileError(f"the model's input shape is {_show(shape)}; supported: (batch, tokens)")
+    length = shape[1]
+    if length is None:
+        return None
+    if not isinstance(length, int) or isinstance(length, bool) or not 1 <= length <= MAX_LEN_LIMIT:
+        raise ModelFileError(f"the model's input length {_show(length)} is not in [1, {MAX_LEN_LIMIT}]")
+    return length
+
+
+def _resolve_length(fixed: int | None, given: int | None) -> int:
+    if fixed is not None and given is not None and fixed != given:
+        raise ModelFileError(f"the model reads {fixed} tokens per review, not {given}")
+    if fixed is None and given is None:
+        raise ModelFileError("the model does not fix its input length; pass it (--max-len; the lecture used 200)")
+    return fixed if fixed is not None else given
+
+
+def _show(value: Any, limit: int = 60) -> str:
+    """A value for a one-line message: printable, short."""
+    scalar = isinstance(value, (bool, int, float, type(None)))
+    text = value if isinstance(value, str) else repr(value) if scalar else json.dumps(value, default=str)
+    text = "".join(c if c.isprintable() else "?" for c in text)
+    return repr(text[:limit] + ("..." if len(text) > limit else "")) if isinstance(value, str) else text[:limit]
