@@ -339,3 +339,41 @@ def test_kin_import_export_parity_and_device_labels(name: str, tmp_path: Path) -
     original = keras.saving.load_model(path, compile=False)
     outputs = original.predict(Tokenizer.load(REFERENCE / "tokenizer.json").encode_batch(texts), verbose=0)[:, 0]
     assert labels == list(outputs >= (0.0 if KIN[name][1] else 0.5))  # a logit of 0 is a probability of 0.5
+
+
+@pytest.mark.slow
+def test_tutorial_model_with_text_vectorization_reads_raw_text(tmp_path: Path) -> None:
+    """The TF tutorial's network with its TextVectorization: the bundle's tokenizer is the layer's
+    (no --word-index), parity --original runs the original on raw text, the device's labels equal it."""
+    import keras
+    import tensorflow as tf
+
+    from edge_lstm.samples import TEST_SAMPLE, read_sample
+    from edge_lstm.train.data import load_imdb
+    from tests.conftest import imdb_data
+
+    reviews = load_imdb(imdb_data(), ("train",))["train"].balanced(4000, 0)
+    keras.utils.set_random_seed(0)
+    encoder = keras.layers.TextVectorization(max_tokens=5000, output_sequence_length=200)
+    encoder.adapt(reviews.texts)
+    model = keras.Sequential([keras.Input(shape=(1,), dtype="string"), encoder,
+                              keras.layers.Embedding(len(encoder.get_vocabulary()), 32, mask_zero=True),
+                              keras.layers.Bidirectional(keras.layers.LSTM(16)),
+                              keras.layers.Dense(16, activation="relu"), keras.layers.Dense(1)])
+    model.compile(optimizer="adam", loss=keras.losses.BinaryCrossentropy(from_logits=True))
+    model.fit(tf.constant(reviews.texts)[:, None], reviews.labels.astype("float32"), epochs=3, batch_size=64, verbose=0)
+    path, out = tmp_path / "tutorial.keras", tmp_path / "bundle"
+    model.save(path)
+    for args in (("import", path, "--out", out), ("export", "--int8", "--bundle", out, "--calibration-reviews", "50"),
+                 ("parity", "--bundle", out, "--no-report", "--original", path)):
+        result = _invoke(*args)
+        assert result.exit_code == 0, f"{args[0]}: {result.output}"
+    tokenizer = json.loads((out / "tokenizer.json").read_text())
+    assert tokenizer["kind"] == "text_vectorization" and tokenizer["padding"] == "post"
+    texts = [" ".join(t.split()) for t in read_sample(TEST_SAMPLE).texts[:100]]
+    (tmp_path / "reviews.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
+    device = subprocess.run([sys.executable, "-m", "edge_lstm_device", "predict", "--bundle", str(out), "--json",
+                             "--file", str(tmp_path / "reviews.txt")], capture_output=True, text=True, timeout=300)
+    assert device.returncode == 0, device.stderr
+    labels = [json.loads(line)["label"] == "positive" for line in device.stdout.splitlines()]
+    assert labels == list(model.predict(tf.constant(texts)[:, None], verbose=0)[:, 0] >= 0.0)

@@ -461,3 +461,35 @@ def test_size_limits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(modelfile, "MAX_FILE_BYTES", 1024)
     with pytest.raises(ModelFileError, match="model files over 1,024 bytes are refused"):
         read_model_file(path)
+
+
+# ------------------------------------------------------------------ TextVectorization first
+
+
+def _vectorized(path: Path, length: int | None, mask_zero: bool) -> Path:
+    import keras
+
+    encoder = keras.layers.TextVectorization(max_tokens=30, output_sequence_length=length)
+    encoder.adapt(["a fine film", "a dull film, badly acted", "what a film!"])
+    keras.Sequential([keras.Input(shape=(1,), dtype="string"), encoder,
+                      keras.layers.Embedding(len(encoder.get_vocabulary()), EMB, mask_zero=mask_zero),
+                      keras.layers.LSTM(UNITS), keras.layers.Dense(1)]).save(path)
+    return path
+
+
+def test_text_vectorization_gives_its_vocabulary_and_window(tmp_path: Path) -> None:
+    fixed = read_model_file(_vectorized(tmp_path / "fixed.keras", 12, False))
+    assert fixed.spec.max_len == 12 and fixed.spec.vectorizer.standardize == "lower_and_strip_punctuation"
+    assert fixed.vocabulary[:2] == ("film", "a") and len(fixed.vocabulary) + 2 == fixed.spec.num_words
+    whole = read_model_file(_vectorized(tmp_path / "whole.keras", None, True)).spec
+    assert whole.max_len == 2500 and whole.head == "logits"  # masked: whole reviews cost only their words
+
+
+@pytest.mark.parametrize("suffix, length, mask_zero, message", [
+    (".keras", None, False, "output_sequence_length=None and the Embedding no mask_zero"),
+    (".h5", 12, False, "vocabulary is saved only in .keras files"),
+])
+def test_text_vectorization_refusals(tmp_path: Path, suffix: str, length, mask_zero: bool, message: str) -> None:
+    with pytest.raises(ModelFileError, match=message) as err:
+        read_model_file(_vectorized(tmp_path / f"m{suffix}", length, mask_zero))
+    _one_line(err)

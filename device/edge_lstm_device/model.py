@@ -9,6 +9,7 @@ from typing import Sequence
 from edge_lstm_device.bundle import TOKENIZER_FILE, BundleError, device_order, read_manifest, read_verified, tflite_models
 from edge_lstm_device.runtime import TFLiteScorer
 from edge_lstm_device.tokenizer import Tokenizer, TokenizerError
+from edge_lstm_device.vectorizer import VectorizerTokenizer
 
 REFERENCE_BUNDLE = Path(__file__).resolve().parent / "reference"
 MODEL_ENV = "EDGE_LSTM_MODEL"  # the model the CLI runs when --model is not given
@@ -24,7 +25,7 @@ class Prediction:
     probability: float  # of the positive class
     confidence: float  # probability of the chosen label
     words: int  # words in the review
-    truncated: bool  # longer than the model's window: only the end was read
+    truncated: bool  # longer than the model's window: only part was read (the end; the start for TextVectorization)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -42,7 +43,7 @@ class ModelChoice:
 class SentimentModel:
     """Review text in, :class:`Prediction` out. Thread-safe; the LSTM state is reset per review."""
 
-    def __init__(self, tokenizer: Tokenizer, scorer: TFLiteScorer, name: str, manifest: dict,
+    def __init__(self, tokenizer: Tokenizer | VectorizerTokenizer, scorer: TFLiteScorer, name: str, manifest: dict,
                  choice: ModelChoice | None = None) -> None:
         self.tokenizer, self.scorer, self.name, self.manifest = tokenizer, scorer, name, manifest
         self.choice = choice or ModelChoice(name, "asked for", {})
@@ -98,12 +99,12 @@ class SentimentModel:
     def predict_ids(self, ids: Sequence[Sequence[int]]) -> list[Prediction]:
         """Predictions for reviews already turned into ids by ``self.tokenizer.ids``."""
         probabilities = self.scorer.score(self.tokenizer.pad(ids))
-        return [self._prediction(len(row), float(p)) for row, p in zip(ids, probabilities)]
+        return [self._prediction(row, float(p)) for row, p in zip(ids, probabilities)]
 
-    def _prediction(self, n_ids: int, p: float) -> Prediction:
+    def _prediction(self, ids: Sequence[int], p: float) -> Prediction:
         label = "positive" if p >= 0.5 else "negative"
-        truncated = n_ids > self.tokenizer.max_len
-        return Prediction(label, round(p, 6), round(max(p, 1 - p), 6), n_ids - 1, truncated)
+        truncated = len(ids) > self.tokenizer.max_len
+        return Prediction(label, round(p, 6), round(max(p, 1 - p), 6), self.tokenizer.word_count(ids), truncated)
 
 
 class ModelLoadError(ValueError):
@@ -128,7 +129,7 @@ def _load_scorer(bundle_dir: Path, manifest: dict, name: str, threads: int, inte
         raise ModelLoadError(" ".join(str(err).split())[:300]) from err
 
 
-def _load_tokenizer(bundle_dir: Path, manifest: dict) -> Tokenizer:
+def _load_tokenizer(bundle_dir: Path, manifest: dict) -> Tokenizer | VectorizerTokenizer:
     entry = manifest["tokenizer"]
     try:
         tokenizer = Tokenizer.from_json(read_verified(bundle_dir, entry), TOKENIZER_FILE)

@@ -34,6 +34,7 @@ START_ID = 1
 OOV_ID = 2
 FIRST_WORD_ID = 3
 FORMAT_VERSION = 1
+KIND = "imdb"  # a tokenizer.json without "kind" is this one
 
 MAX_REVIEW_CHARS = 100_000  # real IMDB reviews are < 14,000 characters
 MAX_REVIEW_WORDS = 20_000  # ... and < 2,600 words
@@ -102,9 +103,53 @@ def review_words(text: str) -> list[str]:
     return words
 
 
+class TokenizerFile:
+    """What every tokenizer kind shares: encoding into padded rows, and its JSON file."""
+
+    max_len: int
+    leading_ids = 0  # ids before the words (the start id)
+
+    def ids(self, text: str) -> list[int]:
+        raise NotImplementedError
+
+    def pad(self, ids: Sequence[Sequence[int]]) -> np.ndarray:
+        raise NotImplementedError
+
+    def to_dict(self) -> dict:
+        raise NotImplementedError
+
+    def word_count(self, ids: Sequence[int]) -> int:
+        """Words of a review from its unpadded ids."""
+        return len(ids) - self.leading_ids
+
+    def encode(self, text: str) -> np.ndarray:
+        """One review as ``max_len`` int32 ids."""
+        return self.pad([self.ids(text)])[0]
+
+    def encode_batch(self, texts: Sequence[str]) -> np.ndarray:
+        """Reviews as a ``(len(texts), max_len)`` int32 array."""
+        return self.pad([self.ids(text) for text in texts])
+
+    def settings(self) -> dict:
+        """Everything but the word list (for manifests and cache keys)."""
+        return {k: v for k, v in self.to_dict().items() if k != "words"}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":")) + "\n"
+
+    def fingerprint(self) -> str:
+        return bytes_sha256(self.to_json().encode("utf-8"))
+
+    def save(self, path: Path) -> None:
+        """Write atomically (temporary file, then rename)."""
+        atomic_write_bytes(Path(path), self.to_json().encode("utf-8"))
+
+
 @dataclass(frozen=True)
-class Tokenizer:
-    """Maps words to ids with a frozen, frequency-ranked vocabulary."""
+class Tokenizer(TokenizerFile):
+    """Maps words to ids with a frozen, frequency-ranked vocabulary (the Keras IMDB convention)."""
+
+    leading_ids = 1  # the start id
 
     words: tuple[str, ...]
     num_words: int = 10_000
@@ -145,14 +190,6 @@ class Tokenizer:
             out[i, self.max_len - len(kept) :] = kept
         return out
 
-    def encode(self, text: str) -> np.ndarray:
-        """One review as ``max_len`` int32 ids."""
-        return self.pad([self.ids(text)])[0]
-
-    def encode_batch(self, texts: Sequence[str]) -> np.ndarray:
-        """Reviews as a ``(len(texts), max_len)`` int32 array."""
-        return self.pad([self.ids(text) for text in texts])
-
     def to_dict(self) -> dict:
         return {
             "format_version": FORMAT_VERSION,
@@ -167,25 +204,18 @@ class Tokenizer:
             "words": list(self.words),
         }
 
-    def settings(self) -> dict:
-        """Everything but the word list (for manifests and cache keys)."""
-        return {k: v for k, v in self.to_dict().items() if k != "words"}
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":")) + "\n"
-
-    def fingerprint(self) -> str:
-        return bytes_sha256(self.to_json().encode("utf-8"))
-
-    def save(self, path: Path) -> None:
-        """Write atomically (temporary file, then rename)."""
-        atomic_write_bytes(Path(path), self.to_json().encode("utf-8"))
-
     @classmethod
     def from_dict(cls, data: object) -> Tokenizer:
-        """Check every field; raises only ``TokenizerError``, whatever ``data`` holds."""
+        """Check every field; raises only ``TokenizerError``, whatever ``data`` holds. A file of
+        another kind (``"kind": "text_vectorization"``) gives that kind's tokenizer."""
         if not isinstance(data, dict):
             raise TokenizerError(f"malformed tokenizer: expected a JSON object, got {type(data).__name__}")
+        if data.get("kind", KIND) != KIND:
+            from edge_lstm_device.vectorizer import VectorizerTokenizer  # (the other kind)
+
+            if data.get("kind") != VectorizerTokenizer.kind:
+                raise TokenizerError(f"unknown tokenizer kind {_short(data.get('kind'))}")
+            return VectorizerTokenizer.from_dict(data)
         version = data.get("format_version")
         if type(version) is not int or version != FORMAT_VERSION:
             raise TokenizerError(f"unsupported tokenizer format {_short(version)}")

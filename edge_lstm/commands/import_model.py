@@ -79,6 +79,26 @@ def _tokenizer(kind: str, path: Path, spec: Any) -> Any:
     return tokenizer
 
 
+def _vectorizer_tokenizer(model_file: Any) -> Any:
+    """The bundle's tokenizer: the model's TextVectorization, reproduced by the device package."""
+    from edge_lstm_device.vectorizer import VectorizerTokenizer
+
+    spec = model_file.spec
+    return VectorizerTokenizer(model_file.vocabulary, spec.max_len, spec.vectorizer.standardize)
+
+
+# Texts that exercise a TextVectorization's rules: case, punctuation, apostrophes, non-ASCII
+# letters and whitespace, repeated and leading spaces, unknown words, an empty text.
+EDGE_TEXTS = ["What a WONDERFUL film!!! 10/10", "don't stop-believing... (really)", "Café ÉCOLE naïve\u00a0x\ty\u2003z",
+              "   spaced    out   ", "zzqxunknownword the", "", "<br />HTML<br/>breaks", "mixed_case_Words and_under_scores"]
+
+
+def _check_texts() -> list[str]:
+    from edge_lstm.samples import TEST_SAMPLE, read_sample
+
+    return read_sample(TEST_SAMPLE).texts[:SAMPLE_ROWS] + EDGE_TEXTS
+
+
 def _check_rows(tokenizer: Any) -> np.ndarray:
     """Shipped real reviews plus random, randomly padded ids over the whole vocabulary."""
     from edge_lstm.samples import TEST_SAMPLE, read_sample
@@ -91,12 +111,12 @@ def _check_rows(tokenizer: Any) -> np.ndarray:
     return np.concatenate([real, rand])
 
 
-def _reference(path: Path, spec: Any) -> tuple[Any, str]:
+def _reference(path: Path, spec: Any, vocabulary: Any = None) -> tuple[Any, str]:
     """The user's model loaded by the Keras that wrote it (only after the safe check passed)."""
     from edge_lstm.importing.modelfile import ModelFileError, load_with_its_keras
 
     try:
-        return load_with_its_keras(path, spec)
+        return load_with_its_keras(path, spec, vocabulary)
     except ModelFileError as err:
         raise click.ClickException(str(err)) from err
 
@@ -116,8 +136,15 @@ def _max_len_hint(tok_kind: str, tok_path: Path, max_len: int | None) -> int | N
 def _prove_equal(model_path: Path, spec: Any, model: Any, tokenizer: Any) -> tuple[str, float, int]:
     """(reference loader, max |Δp|, rows) of the rebuilt model against the user's original."""
     rows = _check_rows(tokenizer)
-    reference, loader = _reference(model_path, spec)
-    max_diff = _equivalence(model, reference, rows)
+    reference, loader = _reference(model_path, spec, getattr(tokenizer, "words", None) if spec.vectorizer else None)
+    if spec.vectorizer:  # the original reads raw text: this proves the tokenizer equals its layer too
+        from edge_lstm.evaluate.subjects import text_input
+
+        texts = _check_texts()
+        rows = tokenizer.encode_batch(texts)
+        max_diff = _equivalence(model, reference, rows, text_input(reference, texts))
+    else:
+        max_diff = _equivalence(model, reference, rows)
     status(f"outputs against {loader} on {len(rows)} rows: max |Δp| {max_diff:.2g} (tolerance {TOLERANCE:g})")
     if max_diff > TOLERANCE:
         raise click.ClickException(f"the rebuilt model differs from the original by {max_diff:.3g} "
@@ -125,9 +152,10 @@ def _prove_equal(model_path: Path, spec: Any, model: Any, tokenizer: Any) -> tup
     return loader, max_diff, len(rows)
 
 
-def _equivalence(model: Any, reference: Any, rows: np.ndarray) -> float:
+def _equivalence(model: Any, reference: Any, rows: np.ndarray, reference_input: Any = None) -> float:
     ours = model.predict(rows, batch_size=len(rows), verbose=0)
-    theirs = np.asarray(reference.predict(rows, batch_size=len(rows), verbose=0))
+    theirs = np.asarray(reference.predict(rows if reference_input is None else reference_input,
+                                          batch_size=len(rows), verbose=0))
     if theirs.shape != ours.shape:
         raise click.ClickException(f"the original model answers with shape {theirs.shape}, expected {ours.shape}")
     return float(np.max(np.abs(ours.astype(np.float64) - theirs.astype(np.float64))))
@@ -147,7 +175,8 @@ def _record(model_path: Path, spec: Any, tok_kind: str, tok_path: Path, tokenize
                          "mask_zero": spec.mask_zero, "head": spec.head, "max_len": spec.max_len,
                          "max_len_from": spec.max_len_from, "functional": spec.functional,
                          "recurrent": [asdict(r) for r in spec.recurrent], "dense": [asdict(d) for d in spec.dense]},
-        "tokenizer": {"from": "Keras IMDB word index (ids rank + 3)" if tok_kind == "word-index" else "edge-lstm tokenizer",
+        "tokenizer": {"from": {"word-index": "Keras IMDB word index (ids rank + 3)", "tokenizer": "edge-lstm tokenizer",
+                               "text-vectorization": "the model's TextVectorization layer"}[tok_kind],
                       "file": tok_path.name, "sha256": file_sha256(tok_path), "words": len(tokenizer.words),
                       "fingerprint": tokenizer.fingerprint()},
         "equivalence": {"reference": loader, "rows": rows, "max_abs_diff": max_diff, "tolerance": TOLERANCE},
@@ -230,13 +259,19 @@ def import_command(model_path: Path, out: Path, word_index: Path | None, tokeniz
       edge-lstm import model.h5 --word-index imdb_word_index.json --out mybundle
       edge-lstm export --int8 --bundle mybundle && edge-lstm parity --bundle mybundle
     """
-    tok_kind, tok_path = _tokenizer_source(word_index, tokenizer_path)
     _check_out(out, force)
     quiet_tensorflow()
-    model_file = _read_model(model_path, _max_len_hint(tok_kind, tok_path, max_len))
+    hint = _max_len_hint("tokenizer", tokenizer_path, max_len) if tokenizer_path else max_len
+    model_file = _read_model(model_path, hint)
     spec = model_file.spec
     status(f"{model_path.name}: {spec.description}, {spec.architecture}, {spec.max_len} tokens; read as data")
-    tokenizer = _tokenizer(tok_kind, tok_path, spec)
+    if spec.vectorizer:
+        if word_index or tokenizer_path:
+            raise click.UsageError("the model tokenizes with its own TextVectorization layer: drop --word-index and --tokenizer")
+        tok_kind, tok_path, tokenizer = "text-vectorization", model_path, _vectorizer_tokenizer(model_file)
+    else:
+        tok_kind, tok_path = _tokenizer_source(word_index, tokenizer_path)
+        tokenizer = _tokenizer(tok_kind, tok_path, spec)
     from edge_lstm.importing.modelfile import build_model
 
     model = build_model(model_file)

@@ -58,7 +58,7 @@ def parity_command(bundle_dir: Path, data: Path | None, limit: int | None, seed:
     from edge_lstm.evaluate.backends import KerasBackend
     from edge_lstm.train.data import DataError
     from edge_lstm.evaluate.parity import Thresholds, run_parity
-    from edge_lstm.evaluate.subjects import UnknownArtifactError, load_subjects, original_model, parity_reviews
+    from edge_lstm.evaluate.subjects import UnknownArtifactError, load_subjects, original_model, parity_reviews, text_input
     from edge_lstm.importing.modelfile import ModelFileError
     from edge_lstm_device.model import BundleError
     from edge_lstm_device.tokenizer import ReviewTooLongError
@@ -68,10 +68,11 @@ def parity_command(bundle_dir: Path, data: Path | None, limit: int | None, seed:
         tokenizer, model, backends = load_subjects(bundle_dir, only, threads)
         reviews, source = parity_reviews(data, limit, seed)
         rows = tokenizer.encode_batch(reviews.texts)
-        reference_name = "keras_float"
+        reference_name, reference_input = "keras_float", rows
         if original is not None:  # the user's own model is the reference; the rebuilt one is judged too
             backends.insert(0, (KerasBackend(model, name="rebuilt_keras_float"), "float32", False))
-            model, loader = original_model(original, bundle_dir)
+            model, loader, reads_text = original_model(original, bundle_dir)
+            reference_input = text_input(model, reviews.texts) if reads_text else rows
             reference_name = f"original ({original.name})"
             status(f"reference: {original.name} ({loader})")
     except UnknownArtifactError as err:
@@ -79,7 +80,7 @@ def parity_command(bundle_dir: Path, data: Path | None, limit: int | None, seed:
     except (BundleError, DataError, ReviewTooLongError, ModelFileError) as err:
         raise click.ClickException(str(err)) from err
     status(f"scoring {len(rows)} reviews with {reference_name} (reference)")
-    reference = KerasBackend(model, name=reference_name).score(rows)
+    reference = KerasBackend(model, name=reference_name).score(reference_input)
     result = run_parity(reviews, rows, reference, backends, thresholds, source, log=status,
                         reference_name=reference_name)
     try:

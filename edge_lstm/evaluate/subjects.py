@@ -41,16 +41,26 @@ def load_subjects(bundle_dir: Path, only: tuple[str, ...], threads: int) -> tupl
     return bundle.load_tokenizer(bundle_dir), bundle.load_model(bundle_dir), backends
 
 
-def original_model(path: Path, bundle_dir: Path) -> tuple[Any, str]:
+def original_model(path: Path, bundle_dir: Path) -> tuple[Any, str, bool]:
     """The model file an imported bundle came from, checked as data first (the same architecture
-    as the bundle's model), then loaded by the Keras that wrote it; and a description of that loader."""
+    as the bundle's model), then loaded by the Keras that wrote it; a description of that loader;
+    whether it reads raw text (a TextVectorization layer first)."""
     from edge_lstm.importing.modelfile import ModelFileError, load_with_its_keras, read_model_file
 
     ours = read_model_file(bundle_dir / bundle.MODEL_FILE).spec
-    spec = read_model_file(path, ours.max_len).spec
-    if spec.architecture != ours.architecture:
+    original = read_model_file(path, ours.max_len)
+    spec = original.spec
+    if spec.architecture.removeprefix("TextVectorization -> ") != ours.architecture:
         raise ModelFileError(f"{path} is not the model this bundle was imported from ({spec.architecture})")
-    return load_with_its_keras(path, spec)
+    return (*load_with_its_keras(path, spec, original.vocabulary), spec.vectorizer is not None)
+
+
+def text_input(model: Any, texts: list[str]) -> Any:
+    """Texts as a Keras model with a string input takes them (a string tensor, shaped as its input)."""
+    import tensorflow as tf
+
+    batch = tf.constant(texts)
+    return batch[:, None] if len(model.inputs[0].shape) == 2 else batch
 
 
 def parity_reviews(data: Path | None, limit: int | None, seed: int) -> tuple[Reviews, str]:

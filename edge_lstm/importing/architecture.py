@@ -1,7 +1,8 @@
 """The supported architectures, read from a model file's config as data: one small description
 (:class:`ModelSpec`) that every stage reads (the rebuild, the exporters, parity).
 
-A Sequential, or a Functional single-input chain: ``[InputLayer ->] Embedding (mask_zero or not)
+A Sequential, or a Functional single-input chain: ``[InputLayer ->] [TextVectorization ->]
+Embedding (mask_zero or not)
 -> 1 to 3 recurrent layers (LSTM or GRU, each optionally Bidirectional with merge_mode concat,
 sum, ave or mul; every one but the last returns sequences) -> 0 to 2 Dense hidden layers (relu,
 tanh, gelu, linear) -> the head, Dense(1, sigmoid) or Dense(1) logits``, with Dropout and
@@ -20,8 +21,10 @@ MAX_PARAMETERS = 512 * 2**20 // 4  # float32 values of a model file of at most 5
 MAX_LEN_LIMIT = 100_000
 MAX_UNITS = 4096
 MAX_RECURRENT, MAX_HIDDEN = 3, 2
-SUPPORTED_ARCHITECTURE = ("[Input ->] Embedding -> 1-3 LSTM/GRU layers, optionally Bidirectional -> "
-                          "0-2 Dense -> Dense(1, sigmoid) or Dense(1) logits")
+SUPPORTED_ARCHITECTURE = ("[Input ->] [TextVectorization ->] Embedding -> 1-3 LSTM/GRU layers, optionally "
+                          "Bidirectional -> 0-2 Dense -> Dense(1, sigmoid) or Dense(1) logits")
+WHOLE_REVIEWS = 2500  # the window of a model that reads whole reviews (IMDB's longest has ~2,500 words)
+VECTORIZER_STANDARDIZE = ("lower_and_strip_punctuation", "lower", None)
 RECURRENT_KINDS = ("LSTM", "GRU")
 MERGE_MODES = ("concat", "sum", "ave", "mul")
 HIDDEN_ACTIVATIONS = ("relu", "tanh", "gelu", "linear")
@@ -69,6 +72,16 @@ class DenseSpec:
 
 
 @dataclass(frozen=True)
+class VectorizerSpec:
+    """A TextVectorization layer first: the model reads raw text (its vocabulary is read with the weights)."""
+
+    name: str
+    standardize: str | None
+    output_sequence_length: int | None
+    vocabulary: tuple[str, ...] | None = None  # from the config when the layer was given one
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """What a model file holds: its format and the network's description."""
 
@@ -83,6 +96,7 @@ class ModelSpec:
     dense: tuple[DenseSpec, ...]  # hidden layers, then the head
     mask_zero: bool = False  # Embedding(mask_zero=True): pad ids are skipped
     functional: bool = False
+    vectorizer: VectorizerSpec | None = None
 
     @property
     def units(self) -> int:
@@ -108,7 +122,8 @@ class ModelSpec:
     @property
     def architecture(self) -> str:
         embedding = f"Embedding({self.num_words}, {self.embedding_dim}{', mask_zero' if self.mask_zero else ''})"
-        return " -> ".join([embedding, *(r.label() for r in self.recurrent), *(d.label() for d in self.dense)])
+        first = ["TextVectorization"] if self.vectorizer else []
+        return " -> ".join([*first, embedding, *(r.label() for r in self.recurrent), *(d.label() for d in self.dense)])
 
     @property
     def description(self) -> str:
@@ -125,6 +140,7 @@ def check_config(config: dict, kind: str, keras_version: str, max_len: int | Non
     """Accept only a supported architecture; return its description (``kind``: h5 or keras)."""
     layers = chain_layers(config)
     body = [layer for layer in layers if layer.get("class_name") != "InputLayer"]
+    vectorizer = _vectorizer(body.pop(0)["config"]) if body and body[0].get("class_name") == "TextVectorization" else None
     if not body or body[0].get("class_name") != "Embedding":
         raise ModelFileError(_wrong_layers(layers))
     embedding = body[0]["config"]
@@ -133,7 +149,12 @@ def check_config(config: dict, kind: str, keras_version: str, max_len: int | Non
     names = [_name(layer["config"]) for layer in body]
     if len(set(names)) != len(names):
         raise ModelFileError(f"the layers' names are not unique: {', '.join(names)}")
-    fixed = _fixed_length(config, layers)
+    fixed = vectorizer.output_sequence_length if vectorizer else _fixed_length(config, layers)
+    if vectorizer and fixed is None:
+        if not embedding.get("mask_zero", False):
+            raise ModelFileError("TextVectorization has output_sequence_length=None and the Embedding no mask_zero: "
+                                 "Keras reads each review unpadded, a fixed window would add pad steps; set one of them")
+        max_len = max_len or WHOLE_REVIEWS  # pads are skipped: a long window costs nothing
     spec = ModelSpec(
         format=kind, keras_version=keras_version,
         num_words=_int(embedding, "input_dim", "Embedding", 4, MAX_PARAMETERS),
@@ -141,6 +162,7 @@ def check_config(config: dict, kind: str, keras_version: str, max_len: int | Non
         max_len=_resolve_length(fixed, max_len), max_len_from="model" if fixed else "caller",
         embedding_name=_name(embedding), recurrent=recurrent, dense=dense,
         mask_zero=embedding.get("mask_zero", False), functional=config.get("class_name") != "Sequential",
+        vectorizer=vectorizer,
     )
     if parameter_count(spec) > MAX_PARAMETERS:
         raise ModelFileError(f"the model has {parameter_count(spec):,} parameters; at most {MAX_PARAMETERS:,} are read")
@@ -277,6 +299,24 @@ def _recurrent_and_dense(body: list[dict], layers: list[dict]) -> tuple[tuple[Re
     _check_hidden(dense[:-1])
     _check_head(dense[-1])
     return tuple(recurrent), tuple(dense)
+
+
+def _vectorizer(cfg: dict) -> VectorizerSpec:
+    """A TextVectorization the device tokenizer reproduces: whitespace split, int ids."""
+    name = _name(cfg)
+    _expect(cfg, "TextVectorization", split="whitespace", output_mode="int", sparse=False, ragged=False,
+            encoding="utf-8", ngrams=None)
+    standardize = cfg.get("standardize", "lower_and_strip_punctuation")
+    if standardize not in VECTORIZER_STANDARDIZE:
+        raise ModelFileError(f"TextVectorization has standardize={_show(standardize)}; supported: "
+                             "lower_and_strip_punctuation, lower or None")
+    length = cfg.get("output_sequence_length")
+    if length is not None:
+        length = _int(cfg, "output_sequence_length", "TextVectorization", 1, MAX_LEN_LIMIT)
+    vocabulary = cfg.get("vocabulary")
+    if vocabulary is not None and not (isinstance(vocabulary, list) and all(isinstance(w, str) for w in vocabulary)):
+        raise ModelFileError("TextVectorization's vocabulary in the config is not a list of words")
+    return VectorizerSpec(name, standardize, length, tuple(vocabulary) if vocabulary is not None else None)
 
 
 def _recurrent(kind: str, cfg: dict) -> RecurrentSpec:

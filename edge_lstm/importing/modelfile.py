@@ -54,10 +54,16 @@ _CELL_WEIGHTS = ("kernel", "recurrent_kernel", "bias")  # an LSTM's or GRU's, in
 
 @dataclass(frozen=True)
 class ModelFile:
-    """A checked architecture and its weights, in tf-keras ``set_weights`` order."""
+    """A checked architecture and its weights, in tf-keras ``set_weights`` order; the vocabulary
+    (from id 2 on) of a TextVectorization layer first."""
 
     spec: ModelSpec
     weights: tuple[np.ndarray, ...]
+    vocabulary: tuple[str, ...] | None = None
+
+
+_VOCABULARY_ASSET = "assets/layers/text_vectorization/vocabulary.txt"
+_SPECIAL_TOKENS = ("", "[UNK]")  # TextVectorization's ids 0 and 1
 
 
 # ---------------------------------------------------------------- public functions
@@ -73,7 +79,36 @@ def read_model_file(path: Path, max_len: int | None = None) -> ModelFile:
     with _open(path, kind) as (config, keras_version, weights_root):
         spec = check_config(config, kind, keras_version, max_len)
         weights = _read_weights(weights_root, kind, spec, chain_layers(config))
-    return ModelFile(spec, weights)
+    vocabulary = _vocabulary(path, kind, spec) if spec.vectorizer else None
+    if vocabulary is not None and len(vocabulary) + len(_SPECIAL_TOKENS) != spec.num_words:
+        raise ModelFileError(f"TextVectorization has {len(vocabulary) + 2} ids but the Embedding reads {spec.num_words}")
+    return ModelFile(spec, weights, vocabulary)
+
+
+def _vocabulary(path: Path, kind: str, spec: ModelSpec) -> tuple[str, ...]:
+    """The TextVectorization's words from id 2 on: from its config, or the .keras zip's asset."""
+    words = spec.vectorizer.vocabulary
+    if words is None:
+        if kind != "keras":
+            raise ModelFileError("the TextVectorization's vocabulary is saved only in .keras files; save the model "
+                                 "with model.save('model.keras')")
+        try:
+            with zipfile.ZipFile(path) as archive:
+                if _VOCABULARY_ASSET not in archive.namelist():
+                    raise ModelFileError(f"no {_VOCABULARY_ASSET} in the .keras zip (an adapted TextVectorization writes it)")
+                raw = _zip_member(archive, _VOCABULARY_ASSET, MAX_CONFIG_BYTES * 16)
+        except (OSError, zipfile.BadZipFile, zlib.error) as err:
+            raise ModelFileError(f"cannot read the vocabulary of {path.name}: {_one_line(err)}") from err
+        try:
+            words = tuple(raw.decode("utf-8").split("\n"))
+        except UnicodeDecodeError as err:
+            raise ModelFileError("the TextVectorization vocabulary is not UTF-8 text") from err
+        words = words[:-1] if words and words[-1] == "" and len(words) > 2 else words  # the file's last newline
+    if tuple(words[:2]) == _SPECIAL_TOKENS:
+        words = words[2:]
+    if any(w in _SPECIAL_TOKENS for w in words) or len(set(words)) != len(words):
+        raise ModelFileError("the TextVectorization vocabulary has empty, [UNK] or repeated words")
+    return tuple(words)
 
 
 def build_model(model_file: ModelFile) -> Any:
@@ -110,7 +145,7 @@ def load_model(path: Path, max_len: int | None = None) -> Any:
 # ---------------------------------------------------------------- opening the file
 
 
-def load_with_its_keras(path: Path, spec: ModelSpec) -> tuple[Any, str]:
+def load_with_its_keras(path: Path, spec: ModelSpec, vocabulary: tuple[str, ...] | None = None) -> tuple[Any, str]:
     """The original model loaded by the Keras that wrote it (Keras 3 or tf-keras, ``safe_mode``),
     and a description of the loader. Call it only on a file ``read_model_file`` accepted: the
     architecture check has then refused every layer that could hold code."""
@@ -119,6 +154,8 @@ def load_with_its_keras(path: Path, spec: ModelSpec) -> tuple[Any, str]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
+            if spec.vectorizer is not None:
+                return _keras3_with_vocabulary(path, vocabulary)
             if spec.keras_version.startswith("3."):
                 import keras
 
@@ -131,6 +168,29 @@ def load_with_its_keras(path: Path, spec: ModelSpec) -> tuple[Any, str]:
         except (ValueError, TypeError, KeyError, OSError, AttributeError) as err:
             raise ModelFileError(f"{path.name}: Keras could not load it to compare outputs: "
                                  f"{' '.join(str(err).split())[:300]}") from err
+
+
+def _keras3_with_vocabulary(path: Path, vocabulary: tuple[str, ...] | None) -> tuple[Any, str]:
+    """A model with a TextVectorization layer, built by Keras 3 from the file's config with the
+    vocabulary set in it, and the file's weights: Keras 3.15's own load_model refuses an adapted
+    TextVectorization it saved ("repeated term ''")."""
+    import tempfile
+
+    import keras
+
+    with zipfile.ZipFile(path) as archive:
+        config = json.loads(archive.read(_KERAS_ZIP_CONFIG))
+        weights = archive.read(_KERAS_ZIP_WEIGHTS)
+    for layer in config["config"]["layers"]:
+        if layer["class_name"] == "TextVectorization" and vocabulary is not None:
+            layer["config"]["vocabulary"] = list(vocabulary)
+    model = keras.saving.deserialize_keras_object(config, safe_mode=True)
+    with tempfile.TemporaryDirectory() as folder:
+        weights_path = Path(folder) / "model.weights.h5"
+        weights_path.write_bytes(weights)
+        model.load_weights(weights_path)
+    return model, (f"Keras {keras.__version__} from the file's config (vocabulary set) and weights, "
+                   "deserialize_keras_object(safe_mode=True)")
 
 
 def _sniff(path: Path) -> str:
