@@ -56,16 +56,22 @@ def load_tokenizer(bundle_dir: Path) -> Tokenizer:
         raise BundleError(str(err)) from err
 
 
-def load_model(bundle_dir: Path) -> Any:
-    """Load the float tf-keras model of a bundle, safely: the file is read as data (its
-    architecture is checked and the model rebuilt in code), never deserialized as code."""
+def load_model_file(bundle_dir: Path) -> Any:
+    """The bundle's float model read as data: its checked description and weights (``ModelFile``)."""
     path = bundle_dir / MODEL_FILE
     if not path.is_file():
         raise BundleError(f"no model in {bundle_dir} (expected {MODEL_FILE}; run 'edge-lstm train')")
-    from edge_lstm.importing.modelfile import ModelFileError
-    from edge_lstm.importing.modelfile import load_model as load_model_file
+    from edge_lstm.importing.modelfile import ModelFileError, read_model_file
 
     try:
-        return load_model_file(path)
+        return read_model_file(path)
     except ModelFileError as err:
         raise BundleError(f"cannot load {path}: {err}") from err
+
+
+def load_model(bundle_dir: Path) -> Any:
+    """Load the float tf-keras model of a bundle, safely: the file is read as data (its
+    architecture is checked and the model rebuilt in code), never deserialized as code."""
+    from edge_lstm.importing.modelfile import build_model
+
+    return build_model(load_model_file(bundle_dir))

@@ -114,9 +114,10 @@ def not_exported(config: dict) -> dict[str, str]:
     return dict.fromkeys(FUSED, why)
 
 
-def check_model(model: Any, tokenizer: Tokenizer) -> dict:
+def check_model(model: Any, tokenizer: Tokenizer, architecture: str) -> dict:
     """The model (as ``importing.modelfile`` rebuilds it) must read the tokenizer's ids and give
-    one probability or logit; returns its description for the manifest."""
+    one probability or logit; returns its description for the manifest (``architecture``: the
+    file's description in words)."""
     from edge_lstm.export.lstm_loop import LoopModel
 
     embedding = model.layers[0]
@@ -137,24 +138,7 @@ def check_model(model: Any, tokenizer: Tokenizer) -> dict:
     head = "logits" if loop.dense[-1].activation == "linear" else "sigmoid"
     return {"num_words": embedding.input_dim, "max_len": max_len, "embedding_dim": embedding.output_dim,
             "cell": layers[0]["cells"][0], "units": layers[0]["units"], "masked": loop.masked, "layers": layers,
-            "head": head, "step_macs": loop.step_macs(), "architecture": _architecture(model)}
-
-
-def _architecture(model: Any) -> str:
-    parts = []
-    for layer in model.layers:
-        kind = type(layer).__name__
-        if kind == "Embedding":
-            parts.append(f"Embedding({layer.input_dim}, {layer.output_dim}{', mask_zero' if layer.mask_zero else ''})")
-        elif kind == "Bidirectional":
-            inner = layer.forward_layer
-            parts.append(f"Bidirectional({type(inner).__name__}({inner.units}), {layer.merge_mode})")
-        elif kind in ("LSTM", "GRU"):
-            parts.append(f"{kind}({layer.units})")
-        elif kind == "Dense":
-            activation = layer.get_config()["activation"]
-            parts.append(f"Dense({layer.units}{'' if activation == 'linear' else ', ' + activation})")
-    return " -> ".join(parts)
+            "head": head, "step_macs": loop.step_macs(), "architecture": architecture}
 
 
 def calibration_rows(options: ExportOptions, tokenizer: Tokenizer) -> tuple[np.ndarray, str]:
@@ -284,10 +268,13 @@ def export_bundle(
     rewrites the same bytes; what this machine measured goes to the report."""
     if not bundle_dir.is_dir():
         raise bundle.BundleError(f"no bundle at {bundle_dir} (run 'edge-lstm train' or 'edge-lstm import' first)")
+    from edge_lstm.importing.modelfile import build_model
+
     tokenizer = bundle.load_tokenizer(bundle_dir)
-    model = bundle.load_model(bundle_dir)
+    model_file = bundle.load_model_file(bundle_dir)
+    model = build_model(model_file)
     bundle.ensure_writable(bundle_dir)
-    config = check_model(model, tokenizer)
+    config = check_model(model, tokenizer, model_file.spec.architecture)
     calibration, calibration_origin = calibration_rows(options, tokenizer)
     sample = read_sample(TEST_SAMPLE)
     rows = tokenizer.encode_batch(sample.texts[:SELFCHECK_REVIEWS])

@@ -247,14 +247,13 @@ def dense_stack(layers: tuple[DenseLayer, ...]) -> Callable[[Any], Any]:
     return apply
 
 
-MERGES = {"concat": lambda a, b: _tf().concat([a, b], axis=-1), "sum": lambda a, b: a + b,
-          "ave": lambda a, b: (a + b) / 2.0, "mul": lambda a, b: a * b}
-
-
-def _tf() -> Any:
+def merge(mode: str, forward: Any, backward: Any) -> Any:
+    """A Bidirectional layer's two outputs, as Keras merges them."""
     import tensorflow as tf
 
-    return tf
+    merges = {"concat": lambda: tf.concat([forward, backward], axis=-1), "sum": lambda: forward + backward,
+              "ave": lambda: (forward + backward) / 2.0, "mul": lambda: forward * backward}
+    return merges[mode]()
 
 
 def stacked_function(m: LoopModel, max_len: int, form: LoopForm = LoopForm()) -> Any:
@@ -320,11 +319,11 @@ def stacked_function(m: LoopModel, max_len: int, form: LoopForm = LoopForm()) ->
                 state, outputs = run(step, inputs, active, first, stop, zero, bool(direction), layer.return_sequences)
                 finals.append(state[0])
                 sequences.append(outputs)
-            merge = MERGES[layer.merge_mode] if len(cells) == 2 else None
+            two = len(cells) == 2
             if layer.return_sequences:
-                x = tf.reshape(merge(*sequences) if merge else sequences[0], [(stop - first) * block, rows, -1])
+                x = tf.reshape(merge(layer.merge_mode, *sequences) if two else sequences[0], [(stop - first) * block, rows, -1])
             else:
-                return head(merge(*finals) if merge else finals[0])
+                return head(merge(layer.merge_mode, *finals) if two else finals[0])
         raise ConversionError("the last recurrent layer returns sequences")
 
     return score

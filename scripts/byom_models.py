@@ -1,0 +1,131 @@
+"""Train the IMDB recurrent models people bring, at their published sizes, and take each through
+``edge-lstm import`` -> ``export --int8`` -> ``parity --original`` on all 25,000 test reviews and
+``edge-lstm bench``; rewrites docs/byom_report.md.
+
+    python3 scripts/byom_models.py ../shared/data/aclImdb_train_test.tar.gz --word-index ../shared/data/imdb_word_index.json
+
+Models (Keras 3, trained here for ``--epochs`` on the 25,000 training reviews):
+- keras.io "Bidirectional LSTM on IMDB": Functional, Input(None), Embedding(20000, 128) ->
+  Bidirectional(LSTM(64, return_sequences)) -> Bidirectional(LSTM(64)) -> Dense(1, sigmoid), ids of
+  the Keras IMDB index, 200 per review;
+- TensorFlow "Text classification with an RNN": TextVectorization(1000 words) ->
+  Embedding(64, mask_zero) -> Bidirectional(LSTM(64)) -> Dense(64, relu) -> Dense(1) logits;
+- the lecture's network with GRU(128); the lecture's network with Embedding(mask_zero=True).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from edge_lstm.tf_setup import quiet_tensorflow  # noqa: E402
+
+
+def _keras_io(keras):
+    inputs = keras.Input(shape=(None,), dtype="int32")
+    x = keras.layers.Embedding(20000, 128)(inputs)
+    x = keras.layers.Bidirectional(keras.layers.LSTM(64, return_sequences=True))(x)
+    x = keras.layers.Bidirectional(keras.layers.LSTM(64))(x)
+    return keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(x))
+
+
+def _tutorial(keras, texts):
+    encoder = keras.layers.TextVectorization(max_tokens=1000)
+    encoder.adapt(texts)
+    return keras.Sequential([keras.Input(shape=(1,), dtype="string"), encoder,
+                             keras.layers.Embedding(len(encoder.get_vocabulary()), 64, mask_zero=True),
+                             keras.layers.Bidirectional(keras.layers.LSTM(64)),
+                             keras.layers.Dense(64, activation="relu"), keras.layers.Dense(1)])
+
+
+def _lecture(keras, recurrent, mask_zero=False):
+    return keras.Sequential([keras.Input((200,)), keras.layers.Embedding(10000, 128, mask_zero=mask_zero), recurrent,
+                             keras.layers.Dense(1, activation="sigmoid")])
+
+
+def train(name: str, data: Path, word_index: Path, folder: Path, epochs: int) -> tuple[Path, list[str]]:
+    """Train one model; returns its .keras file and the extra arguments its import needs."""
+    quiet_tensorflow()
+    import keras
+    import tensorflow as tf
+
+    from edge_lstm.importing.keras_index import tokenizer_from_word_index
+    from edge_lstm.train.data import load_imdb
+    from edge_lstm_device.tokenizer import Tokenizer
+
+    train_set = load_imdb(data, ("train",))["train"]
+    keras.utils.set_random_seed(0)
+    labels = train_set.labels.astype("float32")
+    if name == "keras_io_bidirectional":
+        model, x = _keras_io(keras), tokenizer_from_word_index(word_index, 20000, 200).encode_batch(train_set.texts)
+        extra, batch = ["--word-index", str(word_index), "--max-len", "200"], 32
+    elif name == "tutorial_text_vectorization":
+        model, x, extra, batch = _tutorial(keras, train_set.texts), tf.constant(train_set.texts)[:, None], [], 64
+    else:
+        recurrent = keras.layers.GRU(128) if name == "lecture_gru" else keras.layers.LSTM(128)
+        model = _lecture(keras, recurrent, mask_zero=name == "lecture_mask_zero")
+        x = Tokenizer.load(ROOT / "export" / "tokenizer.json").encode_batch(train_set.texts)
+        extra, batch = ["--tokenizer", str(ROOT / "export" / "tokenizer.json")], 64
+    loss = keras.losses.BinaryCrossentropy(from_logits=name == "tutorial_text_vectorization")
+    model.compile(optimizer="adam", loss=loss)
+    model.fit(x, labels, epochs=epochs, batch_size=batch, verbose=0)
+    path = folder / f"{name}.keras"
+    model.save(path)
+    return path, extra
+
+
+def _cli(*args: str) -> dict:
+    done = subprocess.run(["edge-lstm", *args], capture_output=True, text=True)
+    if done.returncode not in (0, 3):
+        raise RuntimeError(f"edge-lstm {' '.join(args)} failed: {done.stderr[-800:]}")
+    return json.loads(done.stdout) if "--json" in args else {}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("data", type=Path)
+    parser.add_argument("--word-index", type=Path, required=True)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/edge-lstm-byom"))
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "byom_report.md")
+    parser.add_argument("--only", action="append", default=[])
+    args = parser.parse_args()
+    names = args.only or ["keras_io_bidirectional", "tutorial_text_vectorization", "lecture_gru", "lecture_mask_zero"]
+    args.work.mkdir(parents=True, exist_ok=True)
+    lines = ["| model | architecture | files | labels agree, int8 loop vs original | accuracy original → int8 loop "
+             "| max \\|Δp\\| float loop | int8 loop × onnxruntime int8, batch 1 |", "|---|---|---|---|---|---|---|"]
+    for name in names:
+        print(f"training {name}", file=sys.stderr)
+        started = time.perf_counter()
+        path, extra = train(name, args.data, args.word_index, args.work, args.epochs)
+        bundle = args.work / f"{name}-bundle"
+        _cli("import", str(path), "--out", str(bundle), "--force", *extra)
+        _cli("export", "--int8", "--bundle", str(bundle))
+        parity = _cli("parity", "--bundle", str(bundle), "--original", str(path), "--data", str(args.data), "--json",
+                      "--report-dir", str(bundle))
+        bench = _cli("bench", "--bundle", str(bundle), "--no-keras", "--rounds", "3", "--json")
+        manifest = json.loads((bundle / "manifest.json").read_text())
+        by_name = {b["name"]: b for b in parity["backends"]}
+        loop, floop = by_name["int8_loop_tflite"], by_name["float_loop_tflite"]
+        side = {r["backend"]: r for r in bench.get("side_by_side", {}).get("backends", [])}
+        ratio = side.get("int8_loop_tflite", {}).get("imdb_us_ratio", "no ONNX file")
+        lines.append(f"| {name} | {manifest['model']['architecture']} | {', '.join(sorted(manifest['artifacts']))} | "
+                     f"{loop['label_agreement']:.2%} | {parity['reference']['accuracy']:.4f} → {loop['accuracy']:.4f} | "
+                     f"{floop['max_abs_diff']:.2g} | {ratio} |")
+        print(lines[-1], f"({time.perf_counter() - started:.0f} s)", file=sys.stderr)
+    lines.append(f"\nEach model trained {args.epochs} epoch(s) on the 25,000 training reviews, then `edge-lstm import` -> "
+                 "`export --int8` -> `parity --original --data` (25,000 test reviews; the original loaded by its "
+                 "Keras) -> `bench` (interleaved, one thread). Written by `python3 scripts/byom_models.py`.")
+    args.out.write_text("# Bring your own model: the four models, measured\n\n" + "\n".join(lines) + "\n", encoding="utf-8")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
