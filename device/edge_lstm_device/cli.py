@@ -18,6 +18,7 @@ from edge_lstm_device import __version__
 from edge_lstm_device.model import MODEL_ENV
 from edge_lstm_device.pool import MAX_WORKERS as MAX_THREADS  # threads and workers share one range
 from edge_lstm_device.quiet import hide_native_stderr
+from edge_lstm_device.runtime import MAX_BATCH
 
 if TYPE_CHECKING:
     from edge_lstm_device.tokenizer import Tokenizer
@@ -292,6 +293,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--max-body-bytes", type=int, default=1 << 20, help="largest request body (default: 1048576)")
     s.add_argument("--max-texts", type=int, default=64, help="most reviews per request (default: 64)")
     s.add_argument("--max-chars", type=int, default=100_000, help="longest review, in characters (default: 100000)")
+    s.add_argument("--max-batch", type=int, default=MAX_BATCH, metavar="N",
+                   help=f"most reviews of concurrent requests scored in one interpreter call, 1-{MAX_BATCH} "
+                        f"(default: {MAX_BATCH}; 1: every request alone, no waiting)")
+    s.add_argument("--batch-window-ms", type=float, default=1.0, metavar="MS",
+                   help="how long a batch waits for more requests after its first (default: 1.0; "
+                        "0: only those already waiting)")
     s.add_argument("--quiet", action="store_true", help="no access log (one line per request on stderr)")
     s.set_defaults(run=serve)
     return parser

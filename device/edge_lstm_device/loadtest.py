@@ -3,9 +3,10 @@
     python -m edge_lstm_device.loadtest --url http://127.0.0.1:8080 --clients 32 --requests 10000 --pid PID
 
 Each client holds one HTTP/1.1 connection and posts one review per request, one request after the
-other (a closed loop: with C clients, about C requests wait or run at any time). Reports requests/s,
-latency percentiles, errors and, with ``--pid`` (the server's process id, same machine), the
-server's peak RSS and its RSS after the first and the last thousand requests.
+other (a closed loop: with C clients, about C requests wait or run at any time); ``--texts-file``
+sends its lines in turn instead of one fixed review, ``--path /v1/health`` GETs that path instead.
+Reports requests/s, latency percentiles, errors and, with ``--pid`` (the server's process id, same
+machine), the server's peak RSS and its RSS after the first and the last thousand requests.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ DEFAULT_TEXT = "What a wonderful film, the cast was great and the story moved me
 RSS_WINDOW = 1000  # RSS is read after the first and after the last this many requests
 TARGETS = {"errors": 0, "p99_ms": 50.0, "rss_growth_pct": 10.0}
 EXIT_UNREACHABLE, EXIT_MISSED = 1, 3
+PREDICT_PATH = "/v1/predict"  # POSTed with a review; any other path is a GET
 
 
 def read_rss_kib(pid: int) -> dict[str, int]:
@@ -45,17 +47,18 @@ class _Run:
     def __init__(self, requests: int, pid: int | None) -> None:
         self.requests, self.pid = requests, pid
         self.lock = threading.Lock()
-        self.issued = self.done = 0
+        self.issued = self.done = 0  # requests sent (the next one's number), answered
         self.latencies_ms: list[float] = []
         self.errors: Counter[str] = Counter()
         self.rss_first: int | None = None
 
-    def take(self) -> bool:
+    def take(self) -> int | None:
+        """The number of the next request to send, or None when all are sent."""
         with self.lock:
             if self.issued >= self.requests:
-                return False
+                return None
             self.issued += 1
-            return True
+            return self.issued - 1
 
     def record(self, ms: float, error: str | None) -> None:
         with self.lock:
@@ -68,20 +71,24 @@ class _Run:
                 self.rss_first = read_rss_kib(self.pid).get("VmRSS")
 
 
-def _client(run: _Run, host: str, port: int, path: str, body: bytes, headers: dict[str, str],
-            timeout: float) -> None:
+def _client(run: _Run, host: str, port: int, path: str, bodies: Sequence[bytes] | None,
+            headers: dict[str, str], timeout: float) -> None:
+    """Send requests until all are sent: POST ``bodies`` in turn (by request number), or GET ``path``."""
     conn: http.client.HTTPConnection | None = None
-    while run.take():
+    for number in iter(run.take, None):
         start = time.perf_counter()
         error = None
         try:
             conn = conn or http.client.HTTPConnection(host, port, timeout=timeout)
-            conn.request("POST", path, body, headers)
+            if bodies:
+                conn.request("POST", path, bodies[number % len(bodies)], headers)
+            else:
+                conn.request("GET", path, headers=headers)
             response = conn.getresponse()
             answer = response.read()
             if response.status != 200:
                 error = f"HTTP {response.status}"
-            elif len(json.loads(answer)["predictions"]) != 1:
+            elif bodies and len(json.loads(answer)["predictions"]) != 1:
                 error = "wrong answer"
             if response.will_close:
                 conn.close()
@@ -96,21 +103,28 @@ def _client(run: _Run, host: str, port: int, path: str, body: bytes, headers: di
         conn.close()
 
 
-def run_load(url: str, clients: int = 32, requests: int = 10_000, text: str = DEFAULT_TEXT,
-             pid: int | None = None, token: str | None = None, timeout: float = 30.0) -> dict:
-    """Post ``requests`` single-review requests from ``clients`` keep-alive connections to the server at
-    ``url`` (its base, or its ``/v1/predict``); latency in ms, RSS in KiB (only with ``pid``)."""
+def run_load(url: str, clients: int = 32, requests: int = 10_000, texts: str | Sequence[str] = DEFAULT_TEXT,
+             pid: int | None = None, token: str | None = None, timeout: float = 30.0,
+             path: str = PREDICT_PATH) -> dict:
+    """Send ``requests`` requests from ``clients`` keep-alive connections to the server at ``url`` (its
+    base, or its ``/v1/predict``): single-review posts of ``texts`` in turn, or GETs of ``path`` when it
+    is not ``/v1/predict``; latency in ms, RSS in KiB (only with ``pid``)."""
     if clients < 1 or requests < 1:
         raise ValueError("clients and requests must be >= 1")
+    texts = [texts] if isinstance(texts, str) else list(texts)
+    if not texts:
+        raise ValueError("no texts to send")
     parts = urlsplit(url)
     if parts.scheme != "http" or not parts.hostname:
         raise ValueError(f"expected an http:// URL, got {url!r}")
-    path = parts.path.rstrip("/")
-    path = path if path.endswith("/v1/predict") else path + "/v1/predict"
+    if not path.startswith("/"):
+        raise ValueError(f"expected a path starting with '/', got {path!r}")
+    base = parts.path.rstrip("/")
+    path = (base[: -len(PREDICT_PATH)] if base.endswith(PREDICT_PATH) else base) + path
     headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
-    body = json.dumps({"texts": [text]}).encode("utf-8")
+    bodies = [json.dumps({"texts": [text]}).encode("utf-8") for text in texts] if path.endswith(PREDICT_PATH) else None
     run = _Run(requests, pid)
-    threads = [threading.Thread(target=_client, args=(run, parts.hostname, parts.port or 80, path, body, headers,
+    threads = [threading.Thread(target=_client, args=(run, parts.hostname, parts.port or 80, path, bodies, headers,
                                                       timeout), daemon=True) for _ in range(clients)]
     start = time.perf_counter()
     for thread in threads:
@@ -173,6 +187,17 @@ def _print_table(report: dict, met: dict[str, bool]) -> None:
     print("\n".join(f"{name:<{width}}  {value}" for name, value in rows))
 
 
+def _read_texts(path: Path) -> list[str]:
+    """The non-blank lines of ``path`` (``ValueError`` if it is not UTF-8 or has none)."""
+    try:
+        texts = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path} is not UTF-8 (byte {err.start})") from None
+    if not texts:
+        raise ValueError(f"{path} has no review")
+    return texts
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m edge_lstm_device.loadtest",
                                      description="Load-test a running edge-lstm-device serve (one review per request).")
@@ -180,6 +205,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=32, help="concurrent keep-alive connections (default: 32)")
     parser.add_argument("--requests", type=int, default=10_000, help="requests in all (default: 10000)")
     parser.add_argument("--text", default=DEFAULT_TEXT, help="the review every request sends")
+    parser.add_argument("--texts-file", type=Path, default=None,
+                        help="send this file's lines (UTF-8, one review per line) in turn instead of --text")
+    parser.add_argument("--path", default=PREDICT_PATH,
+                        help=f"the path to load (default: {PREDICT_PATH}); any other, e.g. /v1/health, is a GET")
     parser.add_argument("--pid", type=int, default=None, help="the server's process id: report its memory")
     parser.add_argument("--token-file", type=Path, default=None, help="send this bearer token")
     parser.add_argument("--json", action="store_true", help="the report as JSON")
@@ -188,9 +217,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--clients and --requests must be >= 1")
     try:
         token = args.token_file.read_text(encoding="utf-8").strip() if args.token_file else None
+        texts = _read_texts(args.texts_file) if args.texts_file else args.text
         if args.pid:
             read_rss_kib(args.pid)
-        report = run_load(args.url, args.clients, args.requests, args.text, args.pid, token)
+        report = run_load(args.url, args.clients, args.requests, texts, args.pid, token, path=args.path)
     except ValueError as err:
         parser.error(str(err))
     except OSError as err:

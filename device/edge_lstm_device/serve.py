@@ -1,10 +1,11 @@
 """``edge-lstm-device serve``: the model as a small JSON-over-HTTP service, standard library only.
 
 ``POST /v1/predict`` ``{"texts": [...]}`` answers ``{"model": ..., "predictions": [...]}`` in order;
-``GET /v1/health`` and ``GET /v1/info`` describe the server. One interpreter per worker: a request
-borrows a free one (the LSTM state is reset per review by :class:`SentimentModel`). HTTP/1.1 with
-keep-alive. Every refusal is a JSON error with its 4xx status; the server keeps running. On SIGTERM
-or SIGINT it stops accepting, finishes the requests in flight and exits 0.
+``GET /v1/health`` and ``GET /v1/info`` describe the server. One interpreter per worker; the reviews
+of concurrent requests are scored together, up to ``--max-batch`` per interpreter call
+(:class:`~edge_lstm_device.batcher.Batcher`; a review's score does not depend on its batch mates).
+HTTP/1.1 with keep-alive. Every refusal is a JSON error with its 4xx status; the server keeps
+running. On SIGTERM or SIGINT it stops accepting, finishes the requests in flight and exits 0.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import argparse
 import hmac
 import ipaddress
 import json
+import math
 import signal
 import socketserver
 import sys
@@ -26,14 +28,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from edge_lstm_device import __version__
+from edge_lstm_device.batcher import Batcher, BatcherClosed
 from edge_lstm_device.interpreter import interpreter_version
 from edge_lstm_device.model import BundleError
 from edge_lstm_device.pool import MAX_WORKERS, ModelPool, default_workers
+from edge_lstm_device.runtime import MAX_BATCH
 from edge_lstm_device.tokenizer import ReviewTooLongError, Tokenizer
 
 ROUTES = {"/v1/predict": "POST", "/v1/health": "GET", "/v1/info": "GET"}  # path -> the one method it answers
 IDLE_TIMEOUT_S = 30  # a connection silent this long (idle keep-alive, stalled upload) is closed
 DRAIN_TIMEOUT_S = 60  # on SIGTERM, the longest wait for the requests in flight
+MAX_WINDOW_MS = 1000.0  # the longest --batch-window-ms
 EXIT_FATAL, EXIT_USAGE = 1, 2
 
 
@@ -94,6 +99,10 @@ class Unprocessable(RequestError):
     status = HTTPStatus.UNPROCESSABLE_ENTITY  # valid JSON of the wrong shape: types, empty, too many, too long
 
 
+class Unavailable(RequestError):
+    status = HTTPStatus.SERVICE_UNAVAILABLE  # stopping: the scoring threads are gone
+
+
 def parse_predict(body: bytes, limits: Limits, tokenizer: Tokenizer) -> list[list[int]]:
     """The token ids of each review of a ``/v1/predict`` body, or a :class:`RequestError` saying
     what is wrong. A review without any word is refused, as ``predict`` refuses it."""
@@ -122,7 +131,7 @@ def parse_predict(body: bytes, limits: Limits, tokenizer: Tokenizer) -> list[lis
             row = tokenizer.ids(text)
         except ReviewTooLongError as err:  # the tokenizer's own limits (e.g. too many words)
             raise Unprocessable(f"texts[{i}]: {err}") from None
-        if len(row) < 2:  # the start id alone
+        if tokenizer.word_count(row) == 0:
             raise Unprocessable(f"texts[{i}] is empty (no words)")
         ids.append(row)
     return ids
@@ -134,9 +143,9 @@ class Server(ThreadingHTTPServer):
     daemon_threads = True  # idle keep-alive connections do not hold the exit
     request_queue_size = 128  # listen() backlog; socketserver's 5 resets a burst of new connections
 
-    def __init__(self, address: tuple[str, int], pool: ModelPool, info: dict, limits: Limits,
+    def __init__(self, address: tuple[str, int], batcher: Batcher, info: dict, limits: Limits,
                  token: str | None, quiet: bool) -> None:
-        self.pool, self.info, self.limits, self.quiet = pool, info, limits, quiet
+        self.batcher, self.pool, self.info, self.limits, self.quiet = batcher, batcher.pool, info, limits, quiet
         self.expected_auth = f"Bearer {token}".encode("ascii") if token else None
         self.draining = False
         self._in_flight = 0
@@ -229,9 +238,12 @@ class Handler(BaseHTTPRequestHandler):
             return {"status": "ok", "model": self.server.info["model"], "workers": self.server.pool.workers,
                     "in_flight": self.server.in_flight}
         if path == "/v1/info":
-            return self.server.info
+            return {**self.server.info, "batches": self.server.batcher.counts()}
         ids = parse_predict(self._body(), self.server.limits, self.server.pool.first.tokenizer)
-        predictions = self.server.pool.predict_ids(ids)  # tokenized in this thread, scored by a worker
+        try:
+            predictions = self.server.batcher.predict_ids(ids)  # tokenized in this thread, scored in a batch
+        except BatcherClosed:  # a keep-alive request that came after the drain
+            raise Unavailable("the server is stopping") from None
         return {"model": self.server.info["model"], "predictions": [p.to_dict() for p in predictions]}
 
     def _authorize(self) -> None:
@@ -332,7 +344,8 @@ def info_payload(pool: ModelPool, args: argparse.Namespace, limits: Limits) -> d
     return {
         "bundle": str(Path(args.bundle).resolve()) if args.bundle else "reference (shipped with edge-lstm-device)",
         "model": model.name, "file": entry["file"], "interpreter": f"{dist} {interpreter_version(dist)}",
-        "workers": pool.workers, "threads": args.threads, "version": __version__, "limits": asdict(limits),
+        "workers": pool.workers, "threads": args.threads, "max_batch": args.max_batch,
+        "batch_window_ms": args.batch_window_ms, "version": __version__, "limits": asdict(limits),
         "sha256": {"model": entry["sha256"], "tokenizer": manifest["tokenizer"]["sha256"],
                    "source_model": manifest.get("source_model", {}).get("sha256")},
     }
@@ -344,6 +357,10 @@ def _usage_problems(args: argparse.Namespace, limits: Limits, workers: int) -> l
         problems.append(f"--workers must be between 1 and {MAX_WORKERS}")
     if not 0 <= args.port <= 65535:
         problems.append("--port must be between 0 and 65535")
+    if not 1 <= args.max_batch <= MAX_BATCH:
+        problems.append(f"--max-batch must be between 1 and {MAX_BATCH}")
+    if not (math.isfinite(args.batch_window_ms) and 0 <= args.batch_window_ms <= MAX_WINDOW_MS):
+        problems.append(f"--batch-window-ms must be between 0 and {MAX_WINDOW_MS:g}")
     return problems
 
 
@@ -375,9 +392,11 @@ def run_serve(args: argparse.Namespace) -> int:
     except (BundleError, ImportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_FATAL
+    batcher = Batcher(pool, args.max_batch, args.batch_window_ms / 1000)
     try:
-        server = Server((args.host, args.port), pool, info_payload(pool, args, limits), limits, token, args.quiet)
+        server = Server((args.host, args.port), batcher, info_payload(pool, args, limits), limits, token, args.quiet)
     except OSError as err:
+        batcher.close()
         print(f"error: cannot listen on {args.host}:{args.port}: {err.strerror or err}", file=sys.stderr)
         return EXIT_FATAL
     url = f"http://{args.host}:{server.server_port}"
@@ -398,5 +417,6 @@ def run_serve(args: argparse.Namespace) -> int:
     if not server.wait_idle(DRAIN_TIMEOUT_S):
         log(f"stopped with {server.in_flight} requests unfinished after {DRAIN_TIMEOUT_S} s")
         return EXIT_FATAL
+    batcher.close()  # no job is left: the scoring threads end
     log("stopped")
     return 0

@@ -16,14 +16,16 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from edge_lstm_device.batcher import Batcher, BatcherClosed
 from edge_lstm_device.loadtest import run_load
-from edge_lstm_device.model import REFERENCE_BUNDLE, SentimentModel
+from edge_lstm_device.model import REFERENCE_BUNDLE, Prediction, SentimentModel
 from edge_lstm_device.pool import ModelPool
+from edge_lstm_device.runtime import MAX_BATCH, ModelRunError
 from edge_lstm_device.serve import Limits, Server, is_exposed
 
 from conftest import sample_reviews
@@ -227,6 +229,10 @@ def test_health_and_info(server: Served, expected: tuple) -> None:
                               "source_model": manifest["source_model"]["sha256"]}
     assert re.match(r"(ai-edge-litert|tflite-runtime|tensorflow) \S+$", info["interpreter"])
     assert info["limits"] == {"max_body_bytes": 1 << 20, "max_texts": 64, "max_chars": 100_000}
+    assert info["max_batch"] == MAX_BATCH and info["batch_window_ms"] == 1.0
+    assert predict(server.port, ["great", "awful"])[0] == 200
+    batches = info_batches(server.port)
+    assert set(batches) == {"calls", "reviews"} and 1 <= batches["calls"] <= batches["reviews"] >= 2
     status, headers, body = call(server.port, "HEAD", "/v1/health")
     assert status == 200 and body == b"" and int(headers["Content-Length"]) > 0
 
@@ -246,6 +252,196 @@ def test_keep_alive(server: Served) -> None:
         assert conn.sock is sock  # one connection for all four
     finally:
         conn.close()
+
+
+# --- batching -------------------------------------------------------------------------------------
+
+
+def info_batches(port: int) -> dict[str, int]:
+    status, _, body = call(port, "GET", "/v1/info")
+    assert status == 200
+    return json.loads(body)["batches"]
+
+
+def run_clients(port: int, requests: list[list[str]], clients: int) -> list[tuple[list[str], int, dict]]:
+    """Send ``requests`` (lists of texts) from ``clients`` threads at once, each over one keep-alive
+    connection; every (texts, status, answer)."""
+    results: list[tuple[list[str], int, dict]] = []
+    failures: list[str] = []
+    start = threading.Barrier(clients)
+
+    def client(k: int) -> None:
+        conn = http.client.HTTPConnection(HOST, port, timeout=CALL_TIMEOUT_S)
+        try:
+            start.wait(CALL_TIMEOUT_S)
+            for texts in requests[k::clients]:
+                conn.request("POST", "/v1/predict", json.dumps({"texts": texts}), JSON)
+                response = conn.getresponse()
+                results.append((texts, response.status, json.loads(response.read())))
+        except (OSError, http.client.HTTPException, ValueError, threading.BrokenBarrierError) as err:
+            failures.append(f"client {k}: {type(err).__name__}: {err}")
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=client, args=(k,), daemon=True) for k in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(240)
+    assert not any(t.is_alive() for t in threads), "clients still waiting after 240 s"
+    assert not failures, failures[:3]
+    assert len(results) == len(requests)
+    return results
+
+
+@pytest.fixture(scope="module")
+def alone(model: SentimentModel, reviews: list[str]) -> dict[str, dict]:
+    """Each review's prediction when it is scored on its own, in this process."""
+    return {text: model.predict_batch([text])[0].to_dict() for text in reviews}
+
+
+@pytest.mark.parametrize("options", [["--batch-window-ms", "50"], ["--max-batch", "1"]])
+def test_concurrent_requests_answer_as_if_scored_alone(tmp_path: Path, reviews: list[str], alone: dict,
+                                                       options: list[str]) -> None:
+    """Many clients at once: every answer equals scoring its reviews alone (bit-equal probabilities),
+    whatever the batch mates; with a window the batches hold several reviews, with --max-batch 1 one."""
+    served = start(tmp_path, "--workers", "2", "--quiet", *options)
+    try:
+        single = options == ["--max-batch", "1"]
+        requests = [[reviews[(k * 5 + j) % len(reviews)] for j in range(1 if single else 1 + k % 3)]
+                    for k in range(96)]
+        for texts, status, answer in run_clients(served.port, requests, clients=16):
+            assert status == 200, answer
+            assert answer["predictions"] == [alone[t] for t in texts]
+        batches = info_batches(served.port)
+        assert batches["reviews"] == sum(map(len, requests))
+        if single:
+            assert batches["calls"] == batches["reviews"]
+        else:
+            assert batches["calls"] < batches["reviews"]
+    finally:
+        stop(served.proc)
+
+
+POISON = 666  # a token id GatedModel refuses
+
+
+class GatedModel:
+    """A stand-in model for the batcher: a call waits until ``gate`` is set; a row's probability is its
+    second id / 1000; a row holding ``POISON`` fails the call (as the interpreter failing would)."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[list[int]]] = []
+        self.entered, self.gate = threading.Event(), threading.Event()
+
+    def predict_ids(self, ids: list[list[int]]) -> list[Prediction]:
+        self.calls.append([list(row) for row in ids])
+        self.entered.set()
+        assert self.gate.wait(CALL_TIMEOUT_S)
+        if any(POISON in row for row in ids):
+            raise ModelRunError("the model failed on a review")
+        return [Prediction("negative", row[1] / 1000, 1 - row[1] / 1000, len(row) - 1, False) for row in ids]
+
+
+class Caller:
+    """``batcher.predict_ids(ids)`` in a thread of its own."""
+
+    def __init__(self, batcher: Batcher, ids: list[list[int]]) -> None:
+        self.ids, self.result, self.error = ids, None, None
+        self.thread = threading.Thread(target=self._call, args=(batcher,), daemon=True)
+        self.thread.start()
+
+    def _call(self, batcher: Batcher) -> None:
+        try:
+            self.result = batcher.predict_ids(self.ids)
+        except (ModelRunError, BatcherClosed) as err:
+            self.error = err
+
+    def join(self) -> Caller:
+        self.thread.join(CALL_TIMEOUT_S)
+        assert not self.thread.is_alive()
+        return self
+
+    def probabilities(self) -> list[float]:
+        assert self.error is None and self.result is not None
+        return [p.probability for p in self.result]
+
+
+def _wait_until(condition: Callable[[], object], what: str) -> None:
+    deadline = time.monotonic() + CALL_TIMEOUT_S
+    while not condition():
+        assert time.monotonic() < deadline, f"never: {what}"
+        time.sleep(0.005)
+
+
+def queue_behind_a_busy_model(max_batch: int, jobs: list[list[list[int]]]) -> tuple[GatedModel, Batcher, list[Caller]]:
+    """A one-worker batcher without a window whose model is busy with a first job while ``jobs`` queue
+    up (in this order); then the model is let go."""
+    model = GatedModel()
+    batcher = Batcher(ModelPool([model]), max_batch, window_s=0)
+    first = Caller(batcher, [[1, 1]])
+    model.entered.wait(CALL_TIMEOUT_S)
+    callers = []
+    for ids in jobs:
+        queued = batcher.queued
+        callers.append(Caller(batcher, ids))
+        _wait_until(lambda: batcher.queued == queued + len(ids), "the job queued")
+    model.gate.set()
+    assert first.join().probabilities() == [0.001]
+    return model, batcher, [caller.join() for caller in callers]
+
+
+def test_batcher_scores_the_waiting_jobs_in_one_call() -> None:
+    jobs = [[[1, 10 + k]] for k in range(5)] + [[[1, 20, 5], [1, 21]]]
+    model, batcher, callers = queue_behind_a_busy_model(16, jobs)
+    try:
+        assert model.calls == [[[1, 1]], [row for ids in jobs for row in ids]]
+        for caller in callers:
+            assert caller.probabilities() == [row[1] / 1000 for row in caller.ids]
+        assert batcher.counts() == {"calls": 2, "reviews": 8}
+    finally:
+        batcher.close()
+
+
+def test_batcher_fills_batches_up_to_max_batch_and_does_not_split_a_job() -> None:
+    jobs = [[[1, 2]], [[1, 3]], [[1, 4], [1, 5]], [[1, k] for k in range(6, 11)]]
+    model, batcher, callers = queue_behind_a_busy_model(3, jobs)
+    try:
+        assert [len(rows) for rows in model.calls] == [1, 2, 2, 5]  # the job of 2 does not fit after 2
+        assert [caller.probabilities() for caller in callers] == [[0.002], [0.003], [0.004, 0.005],
+                                                                  [0.006, 0.007, 0.008, 0.009, 0.01]]
+    finally:
+        batcher.close()
+
+
+def test_a_scoring_error_reaches_only_its_own_caller() -> None:
+    model, batcher, (good, bad, other) = queue_behind_a_busy_model(16, [[[1, 7]], [[1, POISON]], [[1, 9]]])
+    try:
+        assert isinstance(bad.error, ModelRunError) and bad.result is None
+        assert good.probabilities() == [0.007] and other.probabilities() == [0.009]
+        assert batcher.counts() == {"calls": 3, "reviews": 3}  # the first job, then good and other alone
+    finally:
+        batcher.close()
+
+
+def test_batcher_close_finishes_the_jobs_submitted_then_stops() -> None:
+    before = set(threading.enumerate())
+    model, free = GatedModel(), GatedModel()
+    free.gate.set()
+    batcher = Batcher(ModelPool([model, free], 2), window_s=0.001)
+    first = Caller(batcher, [[1, 1]])
+    model.entered.wait(CALL_TIMEOUT_S)
+    second = Caller(batcher, [[1, 2]])
+    _wait_until(lambda: free.calls, "the second job scored")  # by the other thread, with the other model
+    closing = threading.Thread(target=batcher.close, daemon=True)
+    closing.start()
+    _wait_until(lambda: isinstance(Caller(batcher, [[1, 3]]).join().error, BatcherClosed), "new jobs refused")
+    assert closing.is_alive()  # waits for the first job
+    model.gate.set()
+    closing.join(CALL_TIMEOUT_S)
+    assert not closing.is_alive()
+    assert first.join().probabilities() == [0.001] and second.join().probabilities() == [0.002]
+    assert not [t for t in threading.enumerate() if t not in before and t.name.startswith("edge-lstm-batcher")]
 
 
 # --- refusals -------------------------------------------------------------------------------------
@@ -361,24 +557,47 @@ def test_bearer_token(guarded: tuple[Served, str]) -> None:
     assert served.log().count("/v1/") == 0  # --quiet: no access log
 
 
-def test_a_bug_answers_500_and_one_log_line(capsys: pytest.CaptureFixture[str]) -> None:
-    """In process: a scorer that raises must not stop the server nor print a traceback."""
-    pool = ModelPool([SentimentModel.load()])
+@pytest.mark.parametrize("error", [RuntimeError("boom"), ModelRunError("the model failed on a review: boom")])
+def test_a_scoring_error_answers_500_and_one_log_line(error: Exception, capsys: pytest.CaptureFixture[str]) -> None:
+    """In process: a scorer that raises (a bug, or the interpreter failing) answers that request with
+    the 500 JSON and one log line, without a traceback; the server goes on answering."""
+    model = SentimentModel.load()
+    poison = model.tokenizer.ids("boom")[1]
+    scored_alone = model.predict_ids
 
-    def broken(ids: list) -> list:
-        raise RuntimeError("boom")
+    def fragile(ids: list) -> list:
+        if any(poison in row for row in ids):
+            raise error
+        return scored_alone(ids)
 
-    pool.predict_ids = broken  # type: ignore[method-assign]
-    server = Server((HOST, 0), pool, {"model": pool.first.name}, Limits(), None, quiet=True)
+    model.predict_ids = fragile  # type: ignore[method-assign]
+    batcher = Batcher(ModelPool([model]), window_s=0)
+    server = Server((HOST, 0), batcher, {"model": model.name}, Limits(), None, quiet=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        assert_json_error(*call(server.server_port, "POST", "/v1/predict", BODY, JSON), 500)
+        assert_json_error(*call(server.server_port, "POST", "/v1/predict", b'{"texts": ["great", "boom"]}', JSON), 500)
+        status, answer = predict(server.server_port, ["great"])
+        assert status == 200 and answer["predictions"] == [scored_alone([model.tokenizer.ids("great")])[0].to_dict()]
         assert call(server.server_port, "GET", "/v1/health")[0] == 200
     finally:
         server.shutdown()
         server.server_close()
+        batcher.close()
     logged = capsys.readouterr().err.splitlines()
-    assert len(logged) == 1 and "RuntimeError: boom" in logged[0]
+    assert len(logged) == 1 and f"{type(error).__name__}: {error}" in logged[0]
+
+
+def test_a_request_after_the_scoring_threads_stopped_answers_503() -> None:
+    batcher = Batcher(ModelPool([SentimentModel.load()]))
+    batcher.close()
+    server = Server((HOST, 0), batcher, {"model": "m"}, Limits(), None, quiet=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        assert_json_error(*call(server.server_port, "POST", "/v1/predict", BODY, JSON), 503)
+        assert call(server.server_port, "GET", "/v1/health")[0] == 200
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_exposed_hosts() -> None:
@@ -391,6 +610,14 @@ def test_exposed_hosts() -> None:
     (["--max-body-bytes", "-1"], 2, "--max-body-bytes must be >= 1"),
     (["--workers", "0"], 2, "--workers"),
     (["--port", "70000"], 2, "--port"),
+    (["--max-batch", "0"], 2, f"--max-batch must be between 1 and {MAX_BATCH}"),
+    (["--max-batch", str(MAX_BATCH + 1)], 2, f"--max-batch must be between 1 and {MAX_BATCH}"),
+    (["--max-batch", "two"], 2, "invalid int value"),
+    (["--batch-window-ms", "-1"], 2, "--batch-window-ms must be between 0 and 1000"),
+    (["--batch-window-ms", "nan"], 2, "--batch-window-ms must be between 0 and 1000"),
+    (["--batch-window-ms", "inf"], 2, "--batch-window-ms must be between 0 and 1000"),
+    (["--batch-window-ms", "1001"], 2, "--batch-window-ms must be between 0 and 1000"),
+    (["--batch-window-ms", "soon"], 2, "invalid float value"),
     (["--token-file", "/nonexistent/token"], 1, "token file"),
     (["--bundle", "/nonexistent/bundle"], 1, "not an exported bundle"),
 ])
@@ -474,6 +701,23 @@ def test_run_load(server: Served) -> None:
     assert 0 < report["latency_ms"]["p50"] <= report["latency_ms"]["p99"] <= report["latency_ms"]["max"]
     rss = report["server_rss_kib"]
     assert rss["peak"] >= rss["after_last_requests"] > 0 and rss["window"] == 40
+
+
+def test_loadtest_texts_file_and_other_paths(server: Served, tmp_path: Path) -> None:
+    def loadtest(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "edge_lstm_device.loadtest", "--url", f"http://{HOST}:{server.port}",
+                               *args], cwd=ROOT, check=False, capture_output=True, text=True, timeout=120)
+
+    texts = tmp_path / "reviews.txt"
+    texts.write_text("A great film\n\nDull and \u00e9vident\n", encoding="utf-8")
+    for extra, path in ((["--texts-file", str(texts)], "/v1/predict"), (["--path", "/v1/health"], "/v1/health")):
+        done = loadtest("--clients", "2", "--requests", "10", "--json", *extra)
+        assert done.returncode in (0, 3), done.stderr
+        report = json.loads(done.stdout)
+        assert report["errors"] == 0 and report["url"] == f"http://{HOST}:{server.port}{path}"
+    texts.write_text("\n \n", encoding="utf-8")
+    done = loadtest("--texts-file", str(texts))
+    assert done.returncode == 2 and "has no review" in done.stderr
 
 
 @pytest.mark.parametrize("command", [["edge_lstm_device.loadtest", "--url"], ["edge_lstm_device", "bench", "--serve"]])
