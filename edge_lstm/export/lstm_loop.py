@@ -21,7 +21,10 @@ ids (``B`` resizable, 1 as converted) giving ``(B, 1)`` probabilities:
 * weights per tensor: per-channel ``FULLY_CONNECTED`` is version 12, which tflite-runtime 2.14
   cannot load, and agreed less with the float model.
 
-The graph keeps no state between ``invoke()`` calls.
+Stacked and Bidirectional layers (:func:`stacked_function`) run each direction as its own loop
+over the window (a backward one in reverse), keeping the outputs a next layer reads; a masked
+model's pad steps are held there too. Dense hidden layers and the head follow (a logit head
+through the sigmoid). The graph keeps no state between ``invoke()`` calls.
 """
 
 from __future__ import annotations
