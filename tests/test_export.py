@@ -97,12 +97,14 @@ def test_onnx_has_an_lstm_node_dynamic_batch_and_passes_the_checker(small_bundle
         onnx.checker.check_model(str(small_bundle / arts[name]["file"]), full_check=True)
 
 
-def test_int8_artifacts_are_at_most_27_percent_of_float(small_bundle: Path) -> None:
-    """int8 weights, and the loop form's float pad-state table (~1/40 of its float twin)."""
-    arts = _manifest(small_bundle)["artifacts"]
-    for name, twin in (("int8_loop_tflite", "float_loop_tflite"), ("int8_tflite", "float_tflite"),
-                       ("int8_dynamic_tflite", "float_tflite"), ("int8_onnx", "float_onnx")):
-        assert arts[name]["bytes"] <= 0.27 * arts[twin]["bytes"], name
+def test_int8_artifacts_are_at_most_26_percent_of_float(small_bundle: Path) -> None:
+    """int8 weights; the loop forms both hold the float pad-state table (h and c per row), counted apart."""
+    manifest = _manifest(small_bundle)
+    arts = manifest["artifacts"]
+    table = arts["int8_loop_tflite"]["loop"]["pad_state_table"]["rows"] * manifest["model"]["units"] * 2 * 4
+    for name, twin, shared in (("int8_loop_tflite", "float_loop_tflite", table), ("int8_tflite", "float_tflite", 0),
+                               ("int8_dynamic_tflite", "float_tflite", 0), ("int8_onnx", "float_onnx", 0)):
+        assert arts[name]["bytes"] - shared <= 0.26 * (arts[twin]["bytes"] - shared), name
         assert arts[name]["size_ratio_to_float"] == round(arts[name]["bytes"] / arts[twin]["bytes"], 4)
 
 
