@@ -126,3 +126,12 @@ def test_stacked_and_bidirectional_float_loops_equal_keras(stack: str, mask_zero
         keras_scores = 1 / (1 + np.exp(-keras_scores.astype(np.float64)))
     scores = _float_loop(model, 13).score(rows)
     assert np.abs(scores - keras_scores).max() <= FLOAT_EXACT
+
+
+@pytest.mark.parametrize("stack", ["stacked-bidirectional", "stacked-three"])
+def test_stacked_loops_over_whole_blocks_equal_keras(stack: str) -> None:
+    """A window of whole blocks (max_len a multiple of 4): an unmasked model holds no step at all."""
+    model = _stacked_model(stack, False, "sigmoid", max_len=12)
+    rows = _rows(12, seed=4)
+    scores = _float_loop(model, 12).score(rows)
+    assert np.abs(scores - model.predict(rows, verbose=0).reshape(-1)).max() <= FLOAT_EXACT

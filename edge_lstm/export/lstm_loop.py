@@ -276,20 +276,24 @@ def stacked_function(m: LoopModel, max_len: int, form: LoopForm = LoopForm()) ->
     def run(step: Any, inputs: Any, active: Any, first: Any, stop: Any, state: tuple, backward: bool,
             collect: bool) -> tuple[tuple, Any]:
         """One direction over blocks ``first`` to ``stop``: its last state, and its outputs
-        (``(stop - first, block, B, units)``, in time order) when ``collect``."""
+        (``(stop - first, block, B, units)``, in time order) when ``collect``. Steps are held
+        where ``active`` is false (``active`` None: every step runs)."""
+        from tensorflow.compiler.tf2xla.python import xla  # DYNAMIC_UPDATE_SLICE: a block's outputs in place
+
         outputs = tf.zeros(tf.stack([stop - first, block, tf.shape(state[0])[0], state[0].shape[-1]])) if collect else None
 
         def body(i: Any, *carried: Any) -> tuple:
             state, buffer = carried[: len(carried) - collect], carried[len(carried) - collect :]
             index = stop - 1 - (i - first) if backward else i
-            xs, keep = tf.unstack(tf.gather(inputs, index - first)), tf.unstack(tf.gather(active, index))
+            xs = tf.unstack(tf.gather(inputs, index - first))
+            keep = tf.unstack(tf.gather(active, index)) if active is not None else None
             seen = [None] * block
             for j in (reversed(range(block)) if backward else range(block)):
-                following = step(xs[j], state)
-                state = tuple(tf.where(keep[j], a, b) for a, b in zip(following, state))
+                state = step(xs[j], state) if keep is None else tuple(
+                    tf.where(keep[j], a, b) for a, b in zip(step(xs[j], state), state))
                 seen[j] = state[0]
             if collect:
-                buffer = (tf.tensor_scatter_nd_update(buffer[0], [[index - first]], tf.stack(seen)[None]),)
+                buffer = (xla.dynamic_update_slice(buffer[0], tf.stack(seen)[None], tf.stack([index - first, 0, 0, 0])),)
             return (i + 1, *state, *buffer)
 
         loop = tf.while_loop(lambda i, *c: i < stop, body, (first, *state, *([outputs] if collect else [])))
@@ -310,8 +314,8 @@ def stacked_function(m: LoopModel, max_len: int, form: LoopForm = LoopForm()) ->
             active = real
         else:
             first, stop = tf.constant(0), tf.constant(blocks)
-            active = tf.broadcast_to(position[None, :] >= lead, tf.shape(ids))
-        active = tf.reshape(tf.transpose(active), [blocks, block, -1, 1])
+            active = tf.broadcast_to(position[None, :] >= lead, tf.shape(ids)) if lead else None  # every step is real
+        active = tf.reshape(tf.transpose(active), [blocks, block, -1, 1]) if active is not None else None
         x = tf.gather(embedding, tf.transpose(ids)[first * block : stop * block])  # (steps, B, embedding_dim)
         for layer, cells in zip(m.layers, layers):
             finals, sequences = [], []
