@@ -16,7 +16,7 @@ import pytest
 
 from edge_lstm import bundle
 from edge_lstm.export import exporter
-from edge_lstm.export import quantize
+from edge_lstm.export import lstm_loop, quantize
 from edge_lstm.export.exporter import ExportError, ExportOptions, export_bundle
 from edge_lstm.samples import TEST_SAMPLE, read_sample
 from edge_lstm_device.runtime import TFLiteScorer
@@ -155,7 +155,7 @@ def test_failed_export_leaves_previous_files_untouched(bundle_copy: Path, monkey
     def broken(*args: object) -> None:
         raise quantize.ConversionError("simulated failure")
 
-    monkeypatch.setattr(quantize, "to_onnx_int8", broken)
+    monkeypatch.setattr(lstm_loop, "to_tflite_loop", broken)  # (an ONNX file that fails is left out instead)
     with pytest.raises(ExportError, match="simulated"):
         export_bundle(bundle_copy, ExportOptions(calibration_reviews=20), log=lambda _: None)
     assert _hashes(bundle_copy) == before
@@ -176,7 +176,7 @@ def test_interrupted_export_leaves_previous_files_untouched(bundle_copy: Path, m
 
 def test_float_only_export_drops_int8_files(bundle_copy: Path) -> None:
     export_bundle(bundle_copy, ExportOptions(int8=False), log=lambda _: None)
-    assert set(_manifest(bundle_copy)["artifacts"]) == {"float_tflite", "float_onnx"}
+    assert set(_manifest(bundle_copy)["artifacts"]) == {"float_tflite", "float_onnx", "float_loop_tflite"}
     assert not (bundle_copy / "model_int8.tflite").exists()
 
 
@@ -216,7 +216,7 @@ def test_model_of_another_architecture(bundle_copy: Path) -> None:
                               keras.layers.Dense(1, activation="sigmoid")])
     model.build((None, 200))
     model.save(bundle_copy / bundle.MODEL_FILE)
-    with pytest.raises((ExportError, bundle.BundleError), match="Embedding -> LSTM -> Dense"):
+    with pytest.raises((ExportError, bundle.BundleError), match="Embedding -> GlobalAveragePooling1D -> Dense; supported"):
         export_bundle(bundle_copy, log=lambda _: None)
 
 
@@ -253,3 +253,16 @@ def test_killed_export_leaves_previous_files_and_no_staging(bundle_copy: Path, s
     else:
         export_bundle(bundle_copy, ExportOptions(int8=False), log=lambda _: None)
         assert not list(bundle_copy.glob(exporter.STAGING_PREFIX + "*"))
+
+
+def test_an_onnx_file_that_fails_is_left_out_and_named(bundle_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ONNX where the converter manages: a failure leaves the ONNX files out, with the reason."""
+    def broken(*args: object) -> None:
+        raise quantize.ConversionError("simulated tf2onnx failure")
+
+    monkeypatch.setattr(exporter.convert, "to_onnx_float", broken)
+    export_bundle(bundle_copy, ExportOptions(calibration_reviews=20), log=lambda _: None)
+    manifest = _manifest(bundle_copy)
+    assert not {"float_onnx", "int8_onnx"} & set(manifest["artifacts"])
+    assert "simulated tf2onnx failure" in manifest["not_exported"]["float_onnx"]
+    assert not (bundle_copy / "model_float.onnx").exists() and "int8_loop_tflite" in manifest["artifacts"]
