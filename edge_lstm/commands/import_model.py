@@ -245,19 +245,24 @@ def _swap(staging: Path, out: Path) -> None:
 def import_command(model_path: Path, out: Path, word_index: Path | None, tokenizer_path: Path | None,
                    max_len: int | None, force: bool, as_json: bool) -> None:
     """Import an IMDB recurrent model trained elsewhere: read MODEL as data (no code from it runs),
-    accept a Sequential or Functional chain [Input ->] Embedding (mask_zero or not) -> 1 to 3
-    LSTM or GRU layers, each optionally Bidirectional -> 0 to 2 Dense -> Dense(1, sigmoid) or
-    Dense(1) logits (Dropout layers anywhere), rebuild it in tf-keras with the
+    accept a Sequential or Functional chain [Input ->] [TextVectorization ->] Embedding (mask_zero
+    or not) -> 1 to 3 LSTM or GRU layers, each optionally Bidirectional -> 0 to 2 Dense ->
+    Dense(1, sigmoid) or Dense(1) logits (Dropout layers anywhere), rebuild it in tf-keras with the
     same weights, prove its outputs equal the original's (Keras loads the original, |Δp| <= 1e-5),
     and write a bundle (model.h5, tokenizer.json, metrics.json, import.json) for export.
 
-    Supported: Keras 3 .keras, Keras 3 .h5, tf-keras .h5, trained on keras.datasets.imdb ids.
+    The tokenizer: a model with a TextVectorization brings its own; others read the ids of
+    keras.datasets.imdb (--word-index) or of an edge-lstm tokenizer (--tokenizer).
+
+    Supported: Keras 3 .keras, Keras 3 .h5, tf-keras .h5.
 
     \b
     Examples:
       edge-lstm import model.keras --out mybundle        # ~/.keras/datasets/imdb_word_index.json
       edge-lstm import model.h5 --word-index imdb_word_index.json --out mybundle
-      edge-lstm export --int8 --bundle mybundle && edge-lstm parity --bundle mybundle
+      edge-lstm import keras_io.keras --word-index imdb_word_index.json --max-len 200 --out kerasio
+      edge-lstm import tutorial.keras --out tutorial     # TextVectorization inside: its own vocabulary
+      edge-lstm export --int8 --bundle mybundle && edge-lstm parity --bundle mybundle --original model.keras
     """
     _check_out(out, force)
     quiet_tensorflow()
