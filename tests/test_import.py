@@ -377,3 +377,41 @@ def test_tutorial_model_with_text_vectorization_reads_raw_text(tmp_path: Path) -
     assert device.returncode == 0, device.stderr
     labels = [json.loads(line)["label"] == "positive" for line in device.stdout.splitlines()]
     assert labels == list(model.predict(tf.constant(texts)[:, None], verbose=0)[:, 0] >= 0.0)
+
+
+@pytest.mark.slow
+def test_keras_io_example_at_real_size(tmp_path: Path) -> None:
+    """The keras.io "Bidirectional LSTM on IMDB" example as published (Embedding(20000, 128), two
+    Bidirectional LSTM(64), ids of keras.datasets.imdb padded to 200), trained one epoch on the
+    25,000 training reviews: import -> export --int8 -> parity --original -> the device's labels."""
+    import keras
+
+    from edge_lstm.importing.keras_index import tokenizer_from_word_index
+    from edge_lstm.samples import TEST_SAMPLE, read_sample
+    from edge_lstm.train.data import load_imdb
+    from tests.conftest import imdb_data
+
+    reviews = load_imdb(imdb_data(), ("train",))["train"]
+    tokenizer = tokenizer_from_word_index(word_index(), 20000, 200)
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input(shape=(None,), dtype="int32")
+    x = keras.layers.Embedding(20000, 128)(inputs)
+    x = keras.layers.Bidirectional(keras.layers.LSTM(64, return_sequences=True))(x)
+    x = keras.layers.Bidirectional(keras.layers.LSTM(64))(x)
+    model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(x))
+    model.compile(optimizer="adam", loss="binary_crossentropy")
+    model.fit(tokenizer.encode_batch(reviews.texts), reviews.labels.astype("float32"), epochs=1, batch_size=32, verbose=0)
+    path, out = tmp_path / "keras_io.keras", tmp_path / "bundle"
+    model.save(path)
+    for args in (("import", path, "--out", out, "--word-index", word_index(), "--max-len", "200"),
+                 ("export", "--int8", "--bundle", out, "--calibration-reviews", "100"),
+                 ("parity", "--bundle", out, "--no-report", "--original", path)):
+        result = _invoke(*args)
+        assert result.exit_code == 0, f"{args[0]}: {result.output}"
+    texts = [" ".join(t.split()) for t in read_sample(TEST_SAMPLE).texts[:100]]
+    (tmp_path / "reviews.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
+    device = subprocess.run([sys.executable, "-m", "edge_lstm_device", "predict", "--bundle", str(out), "--json",
+                             "--file", str(tmp_path / "reviews.txt")], capture_output=True, text=True, timeout=600)
+    assert device.returncode == 0, device.stderr
+    labels = [json.loads(line)["label"] == "positive" for line in device.stdout.splitlines()]
+    assert labels == list(model.predict(tokenizer.encode_batch(texts), verbose=0)[:, 0] >= 0.5)
