@@ -262,6 +262,29 @@ def test_outputs_that_differ_write_nothing(lecture: dict[str, Path], tmp_path: P
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
+SAMPLE_TEXTS = 100  # reviews whose device labels are compared with Keras'
+
+
+def _chain(*imports: object, out: Path, original: Path) -> None:
+    """import (with ``imports``) -> export --int8 -> parity --original, each exit 0."""
+    for args in (("import", *imports, "--out", out), ("export", "--int8", "--bundle", out, "--calibration-reviews", "50"),
+                 ("parity", "--bundle", out, "--no-report", "--original", original)):
+        result = _invoke(*args)
+        assert result.exit_code == 0, f"{args[0]}: {result.output}"
+
+
+def _device_labels(out: Path, tmp_path: Path) -> tuple[list[str], list[bool]]:
+    """The first shipped test reviews, and whether ``edge-lstm-device predict --file`` calls each positive."""
+    from edge_lstm.samples import TEST_SAMPLE, read_sample
+
+    texts = [" ".join(t.split()) for t in read_sample(TEST_SAMPLE).texts[:SAMPLE_TEXTS]]
+    (tmp_path / "reviews.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
+    device = subprocess.run([sys.executable, "-m", "edge_lstm_device", "predict", "--bundle", str(out), "--json",
+                             "--file", str(tmp_path / "reviews.txt")], capture_output=True, text=True, timeout=600)
+    assert device.returncode == 0, device.stderr
+    return texts, [json.loads(line)["label"] == "positive" for line in device.stdout.splitlines()]
+
+
 # ------------------------------------------------------------------ the lecture's kin: GRU, mask_zero
 
 def _sequential(*layers, mask_zero: bool = False):
@@ -319,23 +342,12 @@ def test_kin_import_export_parity_and_device_labels(name: str, tmp_path: Path) -
     """import -> export --int8 -> parity --original (exit 0) -> the device's labels equal Keras'."""
     import keras
 
-    from edge_lstm.samples import TEST_SAMPLE, read_sample
 
     path, out = _train_kin(name, tmp_path), tmp_path / "bundle"
-    for args in (("import", path, "--out", out, "--tokenizer", REFERENCE / "tokenizer.json", "--max-len", "200"),
-                 ("export", "--int8", "--bundle", out, "--calibration-reviews", "50"),
-                 ("parity", "--bundle", out, "--no-report", "--original", path)):
-        result = _invoke(*args)
-        assert result.exit_code == 0, f"{args[0]}: {result.output}"
+    _chain(path, "--tokenizer", REFERENCE / "tokenizer.json", "--max-len", "200", out=out, original=path)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["device_order"][0].endswith("loop_tflite") and "float_tflite" in manifest["not_exported"]
-    texts = [" ".join(t.split()) for t in read_sample(TEST_SAMPLE).texts[:100]]
-    reviews = tmp_path / "reviews.txt"
-    reviews.write_text("\n".join(texts) + "\n", encoding="utf-8")
-    device = subprocess.run([sys.executable, "-m", "edge_lstm_device", "predict", "--bundle", str(out), "--json",
-                             "--file", str(reviews)], capture_output=True, text=True, timeout=300, check=False)
-    assert device.returncode == 0, device.stderr
-    labels = [json.loads(line)["label"] == "positive" for line in device.stdout.splitlines()]
+    texts, labels = _device_labels(out, tmp_path)
     original = keras.saving.load_model(path, compile=False)
     outputs = original.predict(Tokenizer.load(REFERENCE / "tokenizer.json").encode_batch(texts), verbose=0)[:, 0]
     assert labels == list(outputs >= (0.0 if KIN[name][1] else 0.5))  # a logit of 0 is a probability of 0.5
@@ -348,7 +360,6 @@ def test_tutorial_model_with_text_vectorization_reads_raw_text(tmp_path: Path) -
     import keras
     import tensorflow as tf
 
-    from edge_lstm.samples import TEST_SAMPLE, read_sample
     from edge_lstm.train.data import load_imdb
     from tests.conftest import imdb_data
 
@@ -364,18 +375,10 @@ def test_tutorial_model_with_text_vectorization_reads_raw_text(tmp_path: Path) -
     model.fit(tf.constant(reviews.texts)[:, None], reviews.labels.astype("float32"), epochs=3, batch_size=64, verbose=0)
     path, out = tmp_path / "tutorial.keras", tmp_path / "bundle"
     model.save(path)
-    for args in (("import", path, "--out", out), ("export", "--int8", "--bundle", out, "--calibration-reviews", "50"),
-                 ("parity", "--bundle", out, "--no-report", "--original", path)):
-        result = _invoke(*args)
-        assert result.exit_code == 0, f"{args[0]}: {result.output}"
+    _chain(path, out=out, original=path)
     tokenizer = json.loads((out / "tokenizer.json").read_text())
     assert tokenizer["kind"] == "text_vectorization" and tokenizer["padding"] == "post"
-    texts = [" ".join(t.split()) for t in read_sample(TEST_SAMPLE).texts[:100]]
-    (tmp_path / "reviews.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
-    device = subprocess.run([sys.executable, "-m", "edge_lstm_device", "predict", "--bundle", str(out), "--json",
-                             "--file", str(tmp_path / "reviews.txt")], capture_output=True, text=True, timeout=300)
-    assert device.returncode == 0, device.stderr
-    labels = [json.loads(line)["label"] == "positive" for line in device.stdout.splitlines()]
+    texts, labels = _device_labels(out, tmp_path)
     assert labels == list(model.predict(tf.constant(texts)[:, None], verbose=0)[:, 0] >= 0.0)
 
 
@@ -387,7 +390,6 @@ def test_keras_io_example_at_real_size(tmp_path: Path) -> None:
     import keras
 
     from edge_lstm.importing.keras_index import tokenizer_from_word_index
-    from edge_lstm.samples import TEST_SAMPLE, read_sample
     from edge_lstm.train.data import load_imdb
     from tests.conftest import imdb_data
 
@@ -403,15 +405,6 @@ def test_keras_io_example_at_real_size(tmp_path: Path) -> None:
     model.fit(tokenizer.encode_batch(reviews.texts), reviews.labels.astype("float32"), epochs=1, batch_size=32, verbose=0)
     path, out = tmp_path / "keras_io.keras", tmp_path / "bundle"
     model.save(path)
-    for args in (("import", path, "--out", out, "--word-index", word_index(), "--max-len", "200"),
-                 ("export", "--int8", "--bundle", out, "--calibration-reviews", "100"),
-                 ("parity", "--bundle", out, "--no-report", "--original", path)):
-        result = _invoke(*args)
-        assert result.exit_code == 0, f"{args[0]}: {result.output}"
-    texts = [" ".join(t.split()) for t in read_sample(TEST_SAMPLE).texts[:100]]
-    (tmp_path / "reviews.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
-    device = subprocess.run([sys.executable, "-m", "edge_lstm_device", "predict", "--bundle", str(out), "--json",
-                             "--file", str(tmp_path / "reviews.txt")], capture_output=True, text=True, timeout=600)
-    assert device.returncode == 0, device.stderr
-    labels = [json.loads(line)["label"] == "positive" for line in device.stdout.splitlines()]
+    _chain(path, "--word-index", word_index(), "--max-len", "200", out=out, original=path)
+    texts, labels = _device_labels(out, tmp_path)
     assert labels == list(model.predict(tokenizer.encode_batch(texts), verbose=0)[:, 0] >= 0.5)
