@@ -25,7 +25,8 @@ CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-st
 COMMAND_TIMEOUT_S = 30.0
 CLOSE_TIMEOUT_S = 10.0
 # places the two pipe ends in the child as descriptors 3 and 4, then becomes the browser
-_TRAMPOLINE = "import os, sys; os.dup2(int(sys.argv[1]), 3); os.dup2(int(sys.argv[2]), 4); os.execv(sys.argv[3], sys.argv[3:])"
+_TRAMPOLINE = ("import os, sys; fds = [int(a) for a in sys.argv[1:3]]; os.dup2(fds[0], 3); os.dup2(fds[1], 4);"
+               " [os.close(fd) for fd in fds]; os.execv(sys.argv[3], sys.argv[3:])")
 CTRL = 2  # Input.dispatchKeyEvent modifier bits
 META = 4
 
