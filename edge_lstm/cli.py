@@ -18,6 +18,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "reference": ("edge_lstm.commands.reference", "reference_command",
                   "Refresh the shipped reference bundle and the device package's copy."),
     "import": ("edge_lstm.commands.import_model", "import_command", "Import a lecture model trained elsewhere (Keras 3)."),
+    "keygen": ("edge_lstm.commands.keygen", "keygen_command", "Write an ed25519 key pair for signing bundles."),
+    "sign": ("edge_lstm.commands.sign", "sign_command", "Sign a bundle's manifest (manifest.sig) for the devices."),
 }
 
 

@@ -13,7 +13,7 @@ import os
 import re
 import stat
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from edge_lstm_device.files import bytes_sha256
 
@@ -73,10 +73,11 @@ def read_bounded(path: Path, limit: int) -> bytes:
         raise BundleError(f"missing file {path}") from err
     except OSError as err:
         raise BundleError(f"cannot read {path}: {err.strerror or err}") from err
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):  # (before fdopen, which refuses a directory with IsADirectoryError)
+        os.close(fd)
+        raise BundleError(f"{path} is not a regular file")
     with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(handle.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise BundleError(f"{path} is not a regular file")
         data = b"" if info.st_size > limit else handle.read(limit + 1)
     if info.st_size > limit or len(data) > limit:
         raise FileTooLargeError(f"{path} is larger than the {limit:,}-byte limit")
@@ -125,12 +126,16 @@ def check_manifest(manifest: object) -> dict:
     return manifest
 
 
-def read_manifest(bundle_dir: Path) -> dict:
-    """The bundle's manifest, size-bounded and checked against the schema."""
+def read_manifest(bundle_dir: Path, check_bytes: Callable[[bytes], None] | None = None) -> dict:
+    """The bundle's manifest, size-bounded and checked against the schema. ``check_bytes`` (the
+    signature check, ``signing.py``) sees the very bytes that are then parsed."""
     path = Path(bundle_dir) / MANIFEST_FILE
     if not path.exists() and not path.is_symlink():
         raise BundleError(f"no {MANIFEST_FILE} in {bundle_dir}: not an exported bundle")
-    return check_manifest(parse_json(read_bounded(path, MAX_MANIFEST_BYTES), str(path)))
+    data = read_bounded(path, MAX_MANIFEST_BYTES)
+    if check_bytes is not None:
+        check_bytes(data)
+    return check_manifest(parse_json(data, str(path)))
 
 
 def read_verified(bundle_dir: Path, entry: dict) -> bytes:

@@ -19,6 +19,7 @@ from edge_lstm_device.model import MODEL_ENV
 from edge_lstm_device.pool import MAX_WORKERS as MAX_THREADS  # threads and workers share one range
 from edge_lstm_device.quiet import hide_native_stderr
 from edge_lstm_device.runtime import MAX_BATCH
+from edge_lstm_device.signing import TRUST_ENV
 
 if TYPE_CHECKING:
     from edge_lstm_device.tokenizer import Tokenizer
@@ -33,9 +34,11 @@ EXAMPLES = """examples:
   edge-lstm-device predict --bundle ./export --model float_tflite "Great cast"
   edge-lstm-device info                                    # which model runs, and why
   edge-lstm-device bench                                   # rank the models on this CPU
+  edge-lstm-device info --bundle ./export --trust edge.pub # run it only if signed by this key
 
 The default model is the fastest the export measured that this interpreter can load;
-EDGE_LSTM_MODEL=NAME (or --model NAME) picks another.
+EDGE_LSTM_MODEL=NAME (or --model NAME) picks another. EDGE_LSTM_TRUST=KEY.pub (or --trust KEY.pub)
+refuses every bundle that is not signed by that key (edge-lstm sign).
 """
 
 
@@ -153,7 +156,7 @@ def predict(args: argparse.Namespace) -> int:
     from edge_lstm_device.pool import ModelPool
 
     try:
-        pool = ModelPool.load(args.bundle, args.model, args.workers, args.threads, args.interpreter)
+        pool = ModelPool.load(args.bundle, args.model, args.workers, args.threads, args.interpreter, trust=args.trust)
     except (BundleError, ImportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_FATAL
@@ -183,9 +186,11 @@ def predict(args: argparse.Namespace) -> int:
 def info(args: argparse.Namespace) -> int:
     from edge_lstm_device.interpreter import interpreter_version
     from edge_lstm_device.model import REFERENCE_BUNDLE, BundleError, SentimentModel, device_order
+    from edge_lstm_device.signing import resolve_trust
 
     try:
-        model = SentimentModel.load(args.bundle, args.model, args.threads, args.interpreter)
+        trusted = resolve_trust(args.trust)
+        model = SentimentModel.load(args.bundle, args.model, args.threads, args.interpreter, trust=trusted)
     except (BundleError, ImportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_FATAL
@@ -200,6 +205,7 @@ def info(args: argparse.Namespace) -> int:
         "skipped": model.choice.skipped,
         "verified_in": [f"{v['interpreter']} {v['version']} ({v['machine']})" for v in entry.get("verified_in", [])],
         "vocabulary": model.tokenizer.num_words, "max_len": model.tokenizer.max_len,
+        "signature": f"valid, by the trusted key {trusted.key_id}" if trusted else "not checked (no --trust)",
     }
     _out(json.dumps(data, indent=2) if args.json else "\n".join(f"{k:<13}{_plain(v)}" for k, v in data.items()))
     return 0
@@ -253,6 +259,9 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--threads", type=int, default=1, help=f"threads per interpreter, 1-{MAX_THREADS} (default: 1)")
     common.add_argument("--interpreter", choices=["ai-edge-litert", "tflite-runtime", "tensorflow"], default=None,
                         help="force one TFLite interpreter (default: the first installed, in that order)")
+    common.add_argument("--trust", type=Path, metavar="KEY.pub", default=os.environ.get(TRUST_ENV) or None,
+                        help="run only bundles whose manifest.sig is a valid signature by this ed25519 public key "
+                             f"(edge-lstm keygen; needs pip install ./device[signing]; default: ${TRUST_ENV})")
     common.add_argument("--json", action="store_true", help="JSON output (predict: one object per review)")
     common.add_argument("--verbose", action="store_true", help="also show what the interpreter prints from C++")
     p = verbs.add_parser("predict", parents=[common], help="score reviews given as arguments, --file or stdin",

@@ -8,6 +8,7 @@ from typing import Sequence
 
 from edge_lstm_device.bundle import TOKENIZER_FILE, BundleError, device_order, read_manifest, read_verified, tflite_models
 from edge_lstm_device.runtime import TFLiteScorer
+from edge_lstm_device.signing import Trust, read_trusted_manifest
 from edge_lstm_device.tokenizer import Tokenizer, TokenizerError
 from edge_lstm_device.vectorizer import VectorizerTokenizer
 
@@ -55,12 +56,16 @@ class SentimentModel:
         model: str | None = None,
         threads: int = 1,
         interpreter: str | None = None,
+        *,
+        trust: Trust = None,
     ) -> SentimentModel:
         """Load ``model`` (a TFLite artifact name from the manifest) of a bundle (default: the
         reference bundle shipped with this package). Without ``model``: the fastest model of the
-        manifest's ``device_order`` that the installed interpreter can load."""
+        manifest's ``device_order`` that the installed interpreter can load. With ``trust`` (an
+        ed25519 public key file, or a loaded ``signing.TrustedKey``), the bundle must carry a valid
+        ``manifest.sig`` by that key (``SignatureError`` otherwise)."""
         bundle_dir = Path(bundle_dir) if bundle_dir else REFERENCE_BUNDLE
-        manifest = read_manifest(bundle_dir)
+        manifest = read_trusted_manifest(bundle_dir, trust)
         tokenizer = _load_tokenizer(bundle_dir, manifest)
         available = tflite_models(manifest, bundle_dir)
         if model is not None and model not in available:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from edge_lstm_device.model import Prediction, SentimentModel
+from edge_lstm_device.signing import Trust
 
 MAX_WORKERS = 64
 
@@ -40,12 +41,13 @@ class ModelPool:
 
     @classmethod
     def load(cls, bundle_dir: Path | None = None, model: str | None = None, workers: int | None = None,
-             threads: int = 1, interpreter: str | None = None) -> ModelPool:
-        """Load the model once (see :meth:`SentimentModel.load`), then ``workers - 1`` replicas."""
+             threads: int = 1, interpreter: str | None = None, *, trust: Trust = None) -> ModelPool:
+        """Load the model once (see :meth:`SentimentModel.load`; ``trust``: the key its manifest
+        must be signed with), then ``workers - 1`` replicas."""
         workers = default_workers() if workers is None else workers
         if not 1 <= workers <= MAX_WORKERS:
             raise ValueError(f"workers must be between 1 and {MAX_WORKERS}, got {workers}")
-        return cls([SentimentModel.load(bundle_dir, model, threads, interpreter)], workers)
+        return cls([SentimentModel.load(bundle_dir, model, threads, interpreter, trust=trust)], workers)
 
     @property
     def first(self) -> SentimentModel:

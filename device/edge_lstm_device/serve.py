@@ -388,7 +388,7 @@ def run_serve(args: argparse.Namespace) -> int:
         print(f"error: cannot use the token file: {err}", file=sys.stderr)
         return EXIT_FATAL
     try:
-        pool = ModelPool.load(args.bundle, args.model, workers, args.threads, args.interpreter)
+        pool = ModelPool.load(args.bundle, args.model, workers, args.threads, args.interpreter, trust=args.trust)
     except (BundleError, ImportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_FATAL

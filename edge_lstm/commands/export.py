@@ -23,7 +23,17 @@ def _summary(result: dict, seconds: float) -> str:
     lines.append(f"device order (fastest TFLite first): {', '.join(manifest['device_order'])}")
     lines.append(f"manifest.json and export_report.json written; export took {seconds:.0f} s "
                  f"(agreement with the float model on {check['reviews']} shipped reviews)")
+    lines += [note] if (note := signature_note(result)) else []
     return "\n".join(lines)
+
+
+def signature_note(result: dict) -> str | None:
+    """What became of the bundle's manifest.sig, if it had one."""
+    if result.get("signature") == "removed":
+        return "manifest.sig removed: it signed the previous manifest; sign the bundle again (edge-lstm sign)"
+    if result.get("signature") == "kept":
+        return "manifest.sig kept: the new manifest has the same bytes, so its signature still holds"
+    return None
 
 
 @click.command("export")
@@ -42,7 +52,8 @@ def _summary(result: dict, seconds: float) -> str:
 def export_command(bundle_dir: Path, int8: bool, tflite_scheme: str, calibration_reviews: int,
                    data: Path | None, as_json: bool) -> None:
     """Convert a bundle's float model to TFLite (fused LSTM, builtin ops) and ONNX (LSTM node),
-    validate every file against the float model, and write manifest.json beside them.
+    validate every file against the float model, and write manifest.json beside them. A
+    manifest.sig the new manifest makes stale is removed: sign the bundle again (edge-lstm sign).
 
     \b
     Examples:

@@ -29,7 +29,8 @@ from edge_lstm.evaluate.backends import KerasBackend, TFLiteBackend, open_artifa
 from edge_lstm.samples import TEST_SAMPLE, TRAIN_SAMPLE, read_sample
 from edge_lstm_device.files import atomic_write_json
 from edge_lstm_device import bundle as bundle_format
-from edge_lstm_device.bundle import BundleError, read_manifest
+from edge_lstm_device.bundle import MAX_MANIFEST_BYTES, BundleError, read_bounded, read_manifest
+from edge_lstm_device.signing import SIGNATURE_FILE
 from edge_lstm_device.timing import time_calls
 from edge_lstm_device.tokenizer import Tokenizer
 
@@ -192,21 +193,38 @@ def _signals_held() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
-def _commit(bundle_dir: Path, staging: Path, files: list[str], new_manifest: dict, report: dict) -> None:
+def _signature_status(bundle_dir: Path, staged_manifest: Path) -> str | None:
+    """None (the bundle is not signed), "kept" (the new manifest has the very bytes of the one in
+    place, so ``manifest.sig`` still holds) or "removed" (it would sign the previous manifest)."""
+    if not os.path.lexists(bundle_dir / SIGNATURE_FILE):
+        return None
+    try:
+        unchanged = read_bounded(bundle_dir / bundle.MANIFEST_FILE, MAX_MANIFEST_BYTES) == staged_manifest.read_bytes()
+    except BundleError:
+        unchanged = False
+    return "kept" if unchanged else "removed"
+
+
+def _commit(bundle_dir: Path, staging: Path, files: list[str], new_manifest: dict, report: dict) -> str | None:
     """Rename the staged files into place, manifest last; remove artifacts of an earlier export
-    that this one did not write. Only files an export writes (``EXPORT_FILES``, plain names in
-    the bundle) are ever replaced or removed, whatever the old manifest says."""
+    that this one did not write, and a ``manifest.sig`` the new manifest makes stale (returns
+    ``_signature_status``). Only files an export writes (``EXPORT_FILES``, plain names in the
+    bundle) and the signature are ever replaced or removed, whatever the old manifest says."""
     atomic_write_json(staging / bundle.MANIFEST_FILE, new_manifest)
     atomic_write_json(staging / REPORT_FILE, report)
     stale = [name for name in EXPORT_FILES - set(files) - {bundle.MANIFEST_FILE, REPORT_FILE}
              if (bundle_dir / name).is_file() and not (bundle_dir / name).is_symlink()]
+    signature = _signature_status(bundle_dir, staging / bundle.MANIFEST_FILE)
     with _signals_held():
         for name in files:
             os.replace(staging / name, bundle_dir / name)
         os.replace(staging / REPORT_FILE, bundle_dir / REPORT_FILE)
+        if signature == "removed":
+            (bundle_dir / SIGNATURE_FILE).unlink(missing_ok=True)
         os.replace(staging / bundle.MANIFEST_FILE, bundle_dir / bundle.MANIFEST_FILE)
         for name in stale:
             (bundle_dir / name).unlink(missing_ok=True)
+    return signature
 
 
 def _build_and_check(art: Artifact, model: Any, max_len: int, staging: Path, calibration: np.ndarray,
@@ -305,8 +323,8 @@ def export_bundle(
                                          tokenizer, config, entries,
                                          device_order(measured, _previous_order(bundle_dir)), skipped)
         report = manifest.export_report(measured, SELFCHECK_REVIEWS, LATENCY_CALLS)
-        _commit(bundle_dir, staging, [e["file"] for e in entries.values()], result, report)
-        return {"manifest": result, "report": report}
+        signature = _commit(bundle_dir, staging, [e["file"] for e in entries.values()], result, report)
+        return {"manifest": result, "report": report, **({"signature": signature} if signature else {})}
     except (convert.ConversionError, selfcheck.SelfCheckError) as err:
         raise ExportError(str(err)) from err
     finally:
