@@ -45,8 +45,9 @@ def _write_key_file(path: Path, data: bytes, mode: int, overwrite: bool) -> None
 
 
 def generate_keypair(private: Path, overwrite: bool = False) -> dict:
-    """Write a new ed25519 private key to ``private`` (PKCS#8 PEM, mode 0600) and its public key
-    to ``private.pub`` (PEM, mode 0644); existing files are replaced only with ``overwrite``."""
+    """Write a new ed25519 private key to ``private`` (PKCS#8 PEM, mode 0600; a missing folder is
+    made with mode 0700) and its public key to ``private.pub`` (PEM, mode 0644); existing files are
+    replaced only with ``overwrite``."""
     public = public_path(private)
     existing = [str(p) for p in (private, public) if os.path.lexists(p)]
     if existing and not overwrite:
@@ -58,6 +59,7 @@ def generate_keypair(private: Path, overwrite: bool = False) -> dict:
     private_pem = key.private_bytes(pem, lib.serialization.PrivateFormat.PKCS8, lib.serialization.NoEncryption())
     public_pem = key.public_key().public_bytes(pem, lib.serialization.PublicFormat.SubjectPublicKeyInfo)
     try:
+        private.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         _write_key_file(private, private_pem, 0o600, overwrite)
         _write_key_file(public, public_pem, 0o644, overwrite)
     except OSError as err:

@@ -66,8 +66,12 @@ def test_keygen_refuses_to_overwrite_without_force(tmp_path: Path, existing: lis
     signing.load_trusted_key(tmp_path / "k.pub")
 
 
-def test_keygen_into_a_missing_folder_is_one_line(tmp_path: Path) -> None:
-    result = run("keygen", "--out", str(tmp_path / "no" / "k"))
+def test_keygen_makes_a_private_folder_or_says_why_it_cannot(tmp_path: Path) -> None:
+    result = run("keygen", "--out", str(tmp_path / "keys" / "k"))
+    assert result.exit_code == 0, result.output
+    assert mode(tmp_path / "keys") == 0o700 and mode(tmp_path / "keys" / "k") == 0o600
+    (tmp_path / "file").write_text("")
+    result = run("keygen", "--out", str(tmp_path / "file" / "k"))
     assert result.exit_code == 1 and result.output.count("\n") == 1 and "cannot write" in result.output
 
 

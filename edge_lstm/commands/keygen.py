@@ -16,14 +16,14 @@ from edge_lstm.commands.common import JSON_OPTION, echo_json
 @JSON_OPTION
 def keygen_command(out: Path, force: bool, as_json: bool) -> None:
     """Write a new ed25519 key pair: OUT (private, PEM, unencrypted, mode 0600: keep it on the
-    build host) and OUT.pub (public: copy it to the devices, which run only bundles it signed
-    with --trust OUT.pub or EDGE_LSTM_TRUST). Existing files are kept unless --force.
+    build host) and OUT.pub (public: copy it to the devices; with --trust OUT.pub or
+    EDGE_LSTM_TRUST they run only bundles signed with OUT). Existing files are kept unless --force.
 
     \b
     Examples:
       edge-lstm keygen --out ~/.config/edge-lstm/signing.key
       edge-lstm sign --bundle export --key ~/.config/edge-lstm/signing.key
-      scp ~/.config/edge-lstm/signing.key.pub pi@raspberrypi.local:/etc/edge-lstm/trusted.pub
+      scp ~/.config/edge-lstm/signing.key.pub pi@raspberrypi.local:trusted.pub
     """
     from edge_lstm.signing import SigningError, generate_keypair
     from edge_lstm_device.bundle import BundleError
