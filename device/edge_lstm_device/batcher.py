@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 import threading
 from collections import deque
-from typing import Sequence
+from typing import Callable, Sequence
 
 from edge_lstm_device.model import Prediction
 from edge_lstm_device.pool import ModelPool
@@ -48,6 +48,7 @@ class Batcher:
             raise ValueError(f"need max_batch >= 1 and window_s >= 0, got {max_batch} and {window_s}")
         self.pool, self.max_batch, self.window_s = pool, max_batch, window_s
         self.calls = self.reviews = 0  # predict_ids calls that succeeded, and the reviews they scored
+        self.on_batch: Callable[[int], None] | None = None  # told each batch's size (serve's metrics)
         self._jobs: deque[_Job] = deque()
         self._queued = 0  # reviews in self._jobs
         self._wanted = _NO_COLLECTOR  # reviews queued that end the waiting collector's wait
@@ -144,6 +145,8 @@ class Batcher:
         with self._changed:
             self.calls += 1
             self.reviews += len(ids)
+        if self.on_batch is not None:
+            self.on_batch(len(ids))
         start = 0
         for job in batch:
             job.predictions = predictions[start : start + len(job.ids)]

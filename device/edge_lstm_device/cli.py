@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Iterable, Iterator, Sequence
 
 from edge_lstm_device import __version__
+from edge_lstm_device.connections import DEFAULT_MAX_CONNECTIONS
 from edge_lstm_device.model import MODEL_ENV
 from edge_lstm_device.pool import MAX_WORKERS as MAX_THREADS  # threads and workers share one range
 from edge_lstm_device.quiet import hide_native_stderr
@@ -286,7 +287,8 @@ def _parser() -> argparse.ArgumentParser:
     b.set_defaults(run=bench)
     s = verbs.add_parser("serve", parents=[common], help="answer predictions over HTTP (JSON, keep-alive)",
                          description="Serve the model over HTTP (docs/serve.md): POST /v1/predict {\"texts\": [...]},\n"
-                                     "GET /v1/health, GET /v1/info. Prints the URL on start (--json: as JSON); stops\n"
+                                     "GET /v1/health, GET /v1/info, GET /metrics (Prometheus), GET / (a demo page).\n"
+                                     "Prints the URL on start (--json: as JSON); SIGHUP reloads the bundle; stops\n"
                                      "accepting on SIGTERM/SIGINT, finishes the requests in flight and exits 0.",
                          epilog="examples:\n  edge-lstm-device serve --workers 2\n"
                                 "  edge-lstm-device serve --host 0.0.0.0 --token-file /etc/edge-lstm/token\n"
@@ -308,6 +310,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--batch-window-ms", type=float, default=1.0, metavar="MS",
                    help="how long a batch waits for more requests after its first (default: 1.0; "
                         "0: only those already waiting)")
+    s.add_argument("--max-connections", type=int, default=DEFAULT_MAX_CONNECTIONS, metavar="N",
+                   help=f"open connections at most, a thread each (default: {DEFAULT_MAX_CONNECTIONS}); when all are "
+                        "taken, a new one replaces the connection idle longest, else gets a quick 503")
     s.add_argument("--quiet", action="store_true", help="no access log (one line per request on stderr)")
     s.set_defaults(run=serve)
     return parser

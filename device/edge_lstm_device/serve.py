@@ -1,21 +1,26 @@
 """``edge-lstm-device serve``: the model as a small JSON-over-HTTP service, standard library only.
 
 ``POST /v1/predict`` ``{"texts": [...]}`` answers ``{"model": ..., "predictions": [...]}`` in order;
-``GET /v1/health`` and ``GET /v1/info`` describe the server. One interpreter per worker; the reviews
-of concurrent requests are scored together, up to ``--max-batch`` per interpreter call
-(:class:`~edge_lstm_device.batcher.Batcher`; a review's score does not depend on its batch mates).
-HTTP/1.1 with keep-alive. Every refusal is a JSON error with its 4xx status; the server keeps
-running. On SIGTERM or SIGINT it stops accepting, finishes the requests in flight and exits 0.
+``GET /v1/health`` and ``GET /v1/info`` describe the server, ``GET /metrics`` in Prometheus' text
+format, ``GET /`` is a demo page. One interpreter per worker; the reviews of concurrent requests are
+scored together, up to ``--max-batch`` per interpreter call (:class:`~edge_lstm_device.batcher.Batcher`;
+a review's score does not depend on its batch mates). HTTP/1.1 with keep-alive, at most
+``--max-connections`` connections (:class:`~edge_lstm_device.connections.ConnectionSlots`). Every
+refusal is a JSON error with its 4xx status; the server keeps running. SIGHUP loads the bundle again
+and switches to it once it scores (:func:`reload`). On SIGTERM or SIGINT it stops accepting,
+finishes the requests in flight and exits 0.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import hmac
 import ipaddress
 import json
 import math
 import signal
+import socket
 import socketserver
 import sys
 import threading
@@ -27,16 +32,25 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from edge_lstm_device import __version__
+from edge_lstm_device import __version__, metrics
 from edge_lstm_device.batcher import Batcher, BatcherClosed
+from edge_lstm_device.connections import (BUSY, DEFAULT_MAX_CONNECTIONS, MAX_CONNECTIONS, READING, WAITING,
+                                         ConnectionSlots, HandlerThreads)
 from edge_lstm_device.interpreter import interpreter_version
 from edge_lstm_device.model import BundleError
 from edge_lstm_device.pool import MAX_WORKERS, ModelPool, default_workers
 from edge_lstm_device.runtime import MAX_BATCH
+from edge_lstm_device.serve_metrics import ServeMetrics
+from edge_lstm_device.service import Service, Services
 from edge_lstm_device.tokenizer import ReviewTooLongError, Tokenizer
 
-ROUTES = {"/v1/predict": "POST", "/v1/health": "GET", "/v1/info": "GET"}  # path -> the one method it answers
+ROUTES = {"/v1/predict": "POST", "/v1/health": "GET", "/v1/info": "GET", "/metrics": "GET", "/": "GET"}  # path -> method
+PUBLIC = {"/"}  # answered without the bearer token (the page asks for it, for the API calls it makes)
 IDLE_TIMEOUT_S = 30  # a connection silent this long (idle keep-alive, stalled upload) is closed
+HEAD_TIMEOUT_S = 5.0  # a new connection must send its request line and headers within this
+SPARE_THREADS = 8  # connection threads beyond --max-connections: those of evicted connections, finishing
+REAP_EVERY_S = 0.25  # how often connections past their deadline are looked for
+DEMO_PAGE = Path(__file__).resolve().parent / "demo.html"
 DRAIN_TIMEOUT_S = 60  # on SIGTERM, the longest wait for the requests in flight
 MAX_WINDOW_MS = 1000.0  # the longest --batch-window-ms
 EXIT_FATAL, EXIT_USAGE = 1, 2
@@ -137,20 +151,63 @@ def parse_predict(body: bytes, limits: Limits, tokenizer: Tokenizer) -> list[lis
     return ids
 
 
+@dataclass(frozen=True)
+class ServerOptions:
+    """How the server treats its clients."""
+
+    limits: Limits = Limits()
+    token: str | None = None  # the bearer token every path but PUBLIC requires
+    quiet: bool = False  # no access log
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    head_timeout_s: float = HEAD_TIMEOUT_S
+
+
+@dataclass(frozen=True)
+class Page:
+    """An answer that is not JSON."""
+
+    body: bytes
+    content_type: str
+
+
 class Server(ThreadingHTTPServer):
-    """A thread per connection; counts the requests in flight so that a shutdown can wait for them."""
+    """A thread per connection, at most ``max_connections`` (:class:`ConnectionSlots`); counts the
+    requests in flight so that a shutdown can wait for them."""
 
     daemon_threads = True  # idle keep-alive connections do not hold the exit
     request_queue_size = 128  # listen() backlog; socketserver's 5 resets a burst of new connections
 
-    def __init__(self, address: tuple[str, int], batcher: Batcher, info: dict, limits: Limits,
-                 token: str | None, quiet: bool) -> None:
-        self.batcher, self.pool, self.info, self.limits, self.quiet = batcher, batcher.pool, info, limits, quiet
-        self.expected_auth = f"Bearer {token}".encode("ascii") if token else None
+    def __init__(self, address: tuple[str, int], services: Services, options: ServerOptions = ServerOptions()) -> None:
+        self.services, self.options = services, options
+        self.limits, self.quiet = options.limits, options.quiet
+        self.expected_auth = f"Bearer {options.token}".encode("ascii") if options.token else None
+        self.slots = ConnectionSlots(options.max_connections, options.head_timeout_s, IDLE_TIMEOUT_S)
+        self.handlers = HandlerThreads(self.process_request_thread, options.max_connections + SPARE_THREADS)
+        self.metrics = ServeMetrics(self)
         self.draining = False
         self._in_flight = 0
         self._changed = threading.Condition()
+        self._reaped_at = 0.0
         super().__init__(address, Handler)
+
+    def process_request(self, request: socket.socket, client_address: tuple) -> None:  # type: ignore[override]
+        """A thread for the connection if it gets a slot, else a quick 503."""
+        if self.slots.admit(request):
+            self.handlers.submit(request, client_address)
+            return
+        _refuse(request)
+        self.shutdown_request(request)
+
+    def shutdown_request(self, request: socket.socket) -> None:  # type: ignore[override]
+        self.slots.release(request)
+        super().shutdown_request(request)
+
+    def service_actions(self) -> None:
+        """Between accepts (and at least every poll interval): close connections past their deadline."""
+        now = time.monotonic()
+        if now - self._reaped_at >= REAP_EVERY_S:
+            self._reaped_at = now
+            self.slots.reap()
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind also looks the host name up (socket.getfqdn): slow on a Pi without DNS
@@ -158,7 +215,10 @@ class Server(ThreadingHTTPServer):
         self.server_name, self.server_port = str(self.server_address[0]), int(self.server_address[1])
 
     def handle_error(self, request: object, client_address: tuple) -> None:
-        """One line instead of a traceback, e.g. for a client that hung up before its answer."""
+        """One line instead of a traceback, e.g. for a client that hung up before its answer; nothing
+        for a connection the server shut down itself (counted in /metrics)."""
+        if self.slots.was_shut(request):
+            return
         err = sys.exc_info()[1]
         log(f"{client_address[0]} connection error: {type(err).__name__}: {err}")
 
@@ -203,10 +263,18 @@ class Handler(BaseHTTPRequestHandler):
     def handle_one_request(self) -> None:
         self._start, self._body_pending, self._sent = None, False, 0
         super().handle_one_request()
+        self.server.slots.mark(self.connection, WAITING)
 
     def parse_request(self) -> bool:
         self._start = time.perf_counter()
-        return super().parse_request()
+        parsed = super().parse_request()  # reads the headers
+        if self.server.slots.was_shut(self.connection):  # evicted or late: the headers were cut short
+            self.close_connection = True
+            return False
+        if parsed:
+            has_body = "Transfer-Encoding" in self.headers or self.headers.get("Content-Length", "0") != "0"
+            self.server.slots.mark(self.connection, READING if has_body else BUSY)
+        return parsed
 
     def _dispatch(self) -> None:
         self._body_pending = "Transfer-Encoding" in self.headers or self.headers.get("Content-Length", "0") != "0"
@@ -226,25 +294,36 @@ class Handler(BaseHTTPRequestHandler):
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD = _dispatch
 
-    def _route(self) -> dict:
-        self._authorize()
+    def _route(self) -> dict | Page:
         path = self.path.split("?", 1)[0]
+        if path not in PUBLIC:
+            self._authorize()
         allowed = ROUTES.get(path)
         if allowed is None:
             raise NotFound(f"no such path; the API is {', '.join(f'{m} {p}' for p, m in ROUTES.items())}")
         if self.command != allowed and (self.command, allowed) != ("HEAD", "GET"):
             raise MethodNotAllowed(allowed)
+        if path == "/":
+            return demo_page()
+        if path == "/metrics":
+            return Page(self.server.metrics.render().encode("utf-8"), metrics.CONTENT_TYPE)
+        service = self.server.services.current
         if path == "/v1/health":
-            return {"status": "ok", "model": self.server.info["model"], "workers": self.server.pool.workers,
+            return {"status": "ok", "model": service.name, "workers": service.pool.workers,
                     "in_flight": self.server.in_flight}
         if path == "/v1/info":
-            return {**self.server.info, "batches": self.server.batcher.counts()}
-        ids = parse_predict(self._body(), self.server.limits, self.server.pool.first.tokenizer)
-        try:
-            predictions = self.server.batcher.predict_ids(ids)  # tokenized in this thread, scored in a batch
-        except BatcherClosed:  # a keep-alive request that came after the drain
-            raise Unavailable("the server is stopping") from None
-        return {"model": self.server.info["model"], "predictions": [p.to_dict() for p in predictions]}
+            return {**service.info, "loaded_at": _iso(service.loaded_at), "batches": service.batcher.counts()}
+        return self._predict(self._body())
+
+    def _predict(self, body: bytes) -> dict:
+        with self.server.services.use() as service:  # in flight on this model, even if a reload swaps it
+            ids = parse_predict(body, self.server.limits, service.pool.first.tokenizer)
+            try:
+                predictions = service.batcher.predict_ids(ids)  # tokenized in this thread, scored in a batch
+            except BatcherClosed:  # a keep-alive request that came after the drain
+                raise Unavailable("the server is stopping") from None
+        self.server.metrics.reviews.inc(len(ids))
+        return {"model": service.name, "predictions": [p.to_dict() for p in predictions]}
 
     def _authorize(self) -> None:
         expected = self.server.expected_auth
@@ -275,21 +354,27 @@ class Handler(BaseHTTPRequestHandler):
         if len(body) < size:
             raise RequestError("the body is shorter than its Content-Length")
         self._body_pending = False
+        self.server.slots.mark(self.connection, BUSY)
         return body
 
-    def _send(self, status: int, payload: dict, headers: dict[str, str]) -> None:
-        body = json.dumps(payload).encode("utf-8") + b"\n"
+    def _send(self, status: int, payload: dict | Page, headers: dict[str, str]) -> None:
+        if not isinstance(payload, Page):
+            payload = Page(json.dumps(payload).encode("utf-8") + b"\n", "application/json")
+        body = payload.body
         if self._body_pending or self.server.draining:  # unread bytes would be taken for the next request
             self.close_connection = True
         self._sent = len(body)
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", payload.content_type)
         self.send_header("Content-Length", str(len(body)))
         for name, value in headers.items():
             self.send_header(name, value)
         if self.close_connection:
             self.send_header("Connection", "close")
         self.end_headers()
+        took = time.perf_counter() - self._start if self._start else 0.0
+        path = getattr(self, "path", "")  # (none when the request line could not be parsed)
+        self.server.metrics.answered(path.split("?", 1)[0], int(status), took)  # before the client has it
         if self.command != "HEAD":
             self.wfile.write(body)
         self.wfile.flush()  # now, while the request still counts as in flight (a shutdown waits for it)
@@ -361,12 +446,75 @@ def _usage_problems(args: argparse.Namespace, limits: Limits, workers: int) -> l
         problems.append(f"--max-batch must be between 1 and {MAX_BATCH}")
     if not (math.isfinite(args.batch_window_ms) and 0 <= args.batch_window_ms <= MAX_WINDOW_MS):
         problems.append(f"--batch-window-ms must be between 0 and {MAX_WINDOW_MS:g}")
+    if not 1 <= args.max_connections <= MAX_CONNECTIONS:
+        problems.append(f"--max-connections must be between 1 and {MAX_CONNECTIONS}")
     return problems
 
 
+def load_service(args: argparse.Namespace, limits: Limits, observer: ServeMetrics | None = None) -> Service:
+    """The bundle of ``args`` loaded, its scoring threads started, and one review scored through
+    them; raises :class:`BundleError` (or ``ImportError``, ``ValueError``) if it cannot serve."""
+    workers = default_workers() if args.workers is None else args.workers
+    pool = ModelPool.load(args.bundle, args.model, workers, args.threads, args.interpreter, trust=args.trust)
+    batcher = Batcher(pool, args.max_batch, args.batch_window_ms / 1000)
+    service = Service(pool, batcher, info_payload(pool, args, limits))
+    try:
+        service.check()
+    except (ValueError, RuntimeError) as err:  # ModelRunError, the interpreter failing on the file
+        service.close()
+        raise BundleError(f"the model does not score: {err}") from err
+    if observer is not None:
+        batcher.on_batch = observer.batches.observe
+    return service
+
+
+def reload(server: Server, args: argparse.Namespace) -> bool:
+    """Load the bundle again, off to the side, and switch to it; on failure, log it and keep serving
+    the current model. Requests in flight finish on the model they started with."""
+    old = server.services.current
+    started = time.perf_counter()
+    log(f"reloading {args.bundle or 'the reference bundle'}")
+    try:
+        new = load_service(args, server.limits, server.metrics)
+    except (BundleError, ImportError, ValueError, OSError) as err:
+        server.metrics.reload_failures.inc()
+        log(f"reload failed, still serving {old.name} (sha256 {old.info['sha256']['model'][:12]}): {err}")
+        return False
+    server.services.swap(new)
+    server.metrics.reloads.inc()
+    log(f"reloaded in {time.perf_counter() - started:.2f} s: {new.name} (sha256 {new.info['sha256']['model'][:12]})")
+    return True
+
+
+def _refuse(request: socket.socket) -> None:
+    """A quick 503 to a connection that gets no slot (the client should retry)."""
+    body = json.dumps({"error": "too many connections: retry later", "status": 503}).encode("utf-8") + b"\n"
+    head = (f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            "Retry-After: 1\r\nConnection: close\r\n\r\n")
+    try:
+        request.settimeout(0.1)  # never let the accepting thread wait on a client
+        request.sendall(head.encode("ascii") + body)
+    except OSError:
+        pass
+
+
+@functools.cache
+def demo_page() -> Page:
+    """The page ``GET /`` answers (``demo.html`` of this package)."""
+    try:
+        return Page(DEMO_PAGE.read_bytes(), "text/html; charset=utf-8")
+    except OSError:
+        raise NotFound("this installation has no demo page") from None
+
+
+def _iso(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
 def run_serve(args: argparse.Namespace) -> int:
-    """Serve until SIGTERM or SIGINT: 0 after a clean stop, 1 if the model, token or port is unusable."""
-    stop = threading.Event()
+    """Serve until SIGTERM or SIGINT (SIGHUP reloads the bundle): 0 after a clean stop, 1 if the
+    model, token or port is unusable."""
+    stop, reload_wanted = threading.Event(), threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:
         if stop.is_set():
@@ -375,41 +523,62 @@ def run_serve(args: argparse.Namespace) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):  # before loading: a signal then still exits cleanly
         signal.signal(sig, on_signal)
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, lambda signum, frame: reload_wanted.set())
+    server = _start(args)
+    if isinstance(server, int):
+        return server
+    threading.Thread(target=server.serve_forever, name="edge-lstm-serve", daemon=True).start()
+    while not stop.wait(0.2):  # a timeout: a signal delivered to another thread would not wake a bare wait()
+        if reload_wanted.is_set():
+            reload_wanted.clear()
+            reload(server, args)
+    return _drain(server)
+
+
+def _start(args: argparse.Namespace) -> Server | int:
+    """The listening server with its model loaded, or the exit code of why not."""
     limits = Limits(args.max_body_bytes, args.max_texts, args.max_chars)
     workers = default_workers() if args.workers is None else args.workers
     problems = _usage_problems(args, limits, workers)
     if problems:
         print(f"edge-lstm-device serve: error: {'; '.join(problems)}", file=sys.stderr)
         return EXIT_USAGE
-
     try:
         token = read_token(args.token_file) if args.token_file else None
     except (OSError, UnicodeDecodeError, ValueError) as err:
         print(f"error: cannot use the token file: {err}", file=sys.stderr)
         return EXIT_FATAL
     try:
-        pool = ModelPool.load(args.bundle, args.model, workers, args.threads, args.interpreter, trust=args.trust)
+        service = load_service(args, limits)
     except (BundleError, ImportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_FATAL
-    batcher = Batcher(pool, args.max_batch, args.batch_window_ms / 1000)
+    options = ServerOptions(limits, token, args.quiet, args.max_connections)
     try:
-        server = Server((args.host, args.port), batcher, info_payload(pool, args, limits), limits, token, args.quiet)
+        server = Server((args.host, args.port), Services(service), options)
     except OSError as err:
-        batcher.close()
+        service.close()
         print(f"error: cannot listen on {args.host}:{args.port}: {err.strerror or err}", file=sys.stderr)
         return EXIT_FATAL
+    service.batcher.on_batch = server.metrics.batches.observe
+    _announce(args, server, service)
+    return server
+
+
+def _announce(args: argparse.Namespace, server: Server, service: Service) -> None:
     url = f"http://{args.host}:{server.server_port}"
-    if is_exposed(args.host) and token is None:
+    if is_exposed(args.host) and server.options.token is None:
         print(f"warning: {url} is reachable from other machines and takes no token: "
               "anyone who reaches it can use the model (see --token-file)", file=sys.stderr)
     if args.json:
-        print(json.dumps({"url": url, "model": pool.first.name, "workers": pool.workers}), flush=True)
+        print(json.dumps({"url": url, "model": service.name, "workers": service.pool.workers}), flush=True)
     else:
-        print(f"serving {pool.first.name} ({pool.workers} workers) on {url}", flush=True)
-    threading.Thread(target=server.serve_forever, name="edge-lstm-serve", daemon=True).start()
-    while not stop.wait(0.2):  # a timeout: a signal delivered to another thread would not wake a bare wait()
-        pass
+        print(f"serving {service.name} ({service.pool.workers} workers) on {url}", flush=True)
+
+
+def _drain(server: Server) -> int:
+    """Stop accepting, wait for the requests in flight, stop the scoring threads."""
     server.draining = True
     server.shutdown()  # stop accepting (serve_forever returns), then close the listening socket
     server.server_close()
@@ -417,6 +586,6 @@ def run_serve(args: argparse.Namespace) -> int:
     if not server.wait_idle(DRAIN_TIMEOUT_S):
         log(f"stopped with {server.in_flight} requests unfinished after {DRAIN_TIMEOUT_S} s")
         return EXIT_FATAL
-    batcher.close()  # no job is left: the scoring threads end
+    server.services.close()  # no job is left: the scoring threads end
     log("stopped")
     return 0

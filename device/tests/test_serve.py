@@ -26,7 +26,8 @@ from edge_lstm_device.loadtest import run_load
 from edge_lstm_device.model import REFERENCE_BUNDLE, Prediction, SentimentModel
 from edge_lstm_device.pool import ModelPool
 from edge_lstm_device.runtime import MAX_BATCH, ModelRunError
-from edge_lstm_device.serve import Limits, Server, is_exposed
+from edge_lstm_device.serve import Limits, Server, ServerOptions, is_exposed
+from edge_lstm_device.service import Service, Services
 
 from conftest import sample_reviews
 
@@ -473,7 +474,8 @@ def test_bad_bodies_are_refused_in_json(server: Served, case: str) -> None:
 
 
 @pytest.mark.parametrize("method, path, status, allow", [
-    ("GET", "/", 404, None), ("GET", "/v1/nothing", 404, None), ("POST", "/v2/predict", 404, None),
+    ("GET", "/index.html", 404, None), ("GET", "/v1/nothing", 404, None), ("POST", "/v2/predict", 404, None),
+    ("POST", "/", 405, "GET"), ("POST", "/metrics", 405, "GET"),
     ("GET", "/v1/predict", 405, "POST"), ("PUT", "/v1/predict", 405, "POST"),
     ("POST", "/v1/health", 405, "GET"), ("DELETE", "/v1/info", 405, "GET"),
 ])
@@ -572,7 +574,7 @@ def test_a_scoring_error_answers_500_and_one_log_line(error: Exception, capsys: 
 
     model.predict_ids = fragile  # type: ignore[method-assign]
     batcher = Batcher(ModelPool([model]), window_s=0)
-    server = Server((HOST, 0), batcher, {"model": model.name}, Limits(), None, quiet=True)
+    server = Server((HOST, 0), Services(Service(batcher.pool, batcher, {"model": model.name})), ServerOptions(quiet=True))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         assert_json_error(*call(server.server_port, "POST", "/v1/predict", b'{"texts": ["great", "boom"]}', JSON), 500)
@@ -590,7 +592,7 @@ def test_a_scoring_error_answers_500_and_one_log_line(error: Exception, capsys: 
 def test_a_request_after_the_scoring_threads_stopped_answers_503() -> None:
     batcher = Batcher(ModelPool([SentimentModel.load()]))
     batcher.close()
-    server = Server((HOST, 0), batcher, {"model": "m"}, Limits(), None, quiet=True)
+    server = Server((HOST, 0), Services(Service(batcher.pool, batcher, {"model": "m"})), ServerOptions(quiet=True))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         assert_json_error(*call(server.server_port, "POST", "/v1/predict", BODY, JSON), 503)

@@ -1,0 +1,130 @@
+"""Bounded connections for ``serve``: at most ``limit`` open at once, each with a deadline.
+
+A connection is *waiting* (new, or kept alive between requests: it may be closed without losing
+anything), *reading* (its request head has arrived, its body is being read) or *busy* (being
+answered). When all slots are taken, a new connection takes the slot of the waiting connection
+that has waited longest, so half-open connections cannot lock out real clients; when none waits,
+the new one is refused with a quick 503. A waiting or reading connection past its deadline is shut
+down by :meth:`ConnectionSlots.reap`: a client must send its request head within ``head_timeout_s``
+of connecting and its body within ``idle_timeout_s``.
+"""
+
+from __future__ import annotations
+
+import queue
+import socket
+import threading
+import time
+import weakref
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+WAITING, READING, BUSY = "waiting", "reading", "busy"
+DEFAULT_MAX_CONNECTIONS = 128  # sized for a Raspberry Pi: a thread each, ~30 kB of memory per thread
+MAX_CONNECTIONS = 10_000
+
+
+@dataclass
+class _Slot:
+    state: str
+    since: float  # when it entered its state (the oldest waiting connection is evicted first)
+    deadline: float | None  # shut down after this (time.monotonic()); None: no deadline
+
+
+class ConnectionSlots:
+    """The open connections of a server, by socket."""
+
+    def __init__(self, limit: int, head_timeout_s: float, idle_timeout_s: float) -> None:
+        self.limit, self.head_timeout_s, self.idle_timeout_s = limit, head_timeout_s, idle_timeout_s
+        self.closed = Counter()  # closed by the server: "evicted", "timeout", "refused"
+        self._slots: dict[socket.socket, _Slot] = {}
+        self._shut: weakref.WeakSet[socket.socket] = weakref.WeakSet()  # shut down by the server
+        self._lock = threading.Lock()
+
+    @property
+    def open(self) -> int:
+        return len(self._slots)
+
+    def admit(self, sock: socket.socket) -> bool:
+        """Take a slot for a new connection (evicting the longest-waiting one if all are taken);
+        False if every slot is reading or busy."""
+        now = time.monotonic()
+        with self._lock:
+            if len(self._slots) >= self.limit and not self._evict_oldest_waiting():
+                self.closed["refused"] += 1
+                return False
+            self._slots[sock] = _Slot(WAITING, now, now + self.head_timeout_s)
+            return True
+
+    def mark(self, sock: socket.socket, state: str) -> None:
+        """``sock`` is now ``state``: WAITING for its next request (after an answer), READING its
+        body, or BUSY being answered."""
+        now = time.monotonic()
+        deadline = None if state == BUSY else now + self.idle_timeout_s
+        with self._lock:
+            if sock in self._slots:
+                self._slots[sock] = _Slot(state, now, deadline)
+
+    def was_shut(self, sock: socket.socket) -> bool:
+        """Whether the server shut ``sock`` down (evicted or late): whatever its thread read is cut."""
+        return sock in self._shut
+
+    def release(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._slots.pop(sock, None)
+
+    def reap(self) -> int:
+        """Shut down the connections past their deadline; how many."""
+        now = time.monotonic()
+        with self._lock:
+            late = [s for s, slot in self._slots.items() if slot.deadline is not None and slot.deadline < now]
+            for sock in late:
+                self._close(sock, "timeout")
+        return len(late)
+
+    def _evict_oldest_waiting(self) -> bool:
+        waiting = [(slot.since, id(sock), sock) for sock, slot in self._slots.items() if slot.state == WAITING]
+        if not waiting:
+            return False
+        self._close(min(waiting)[2], "evicted")
+        return True
+
+    def _close(self, sock: socket.socket, reason: str) -> None:
+        """Shut ``sock`` down: the thread reading it sees the end of the stream and ends."""
+        del self._slots[sock]
+        self._shut.add(sock)
+        self.closed[reason] += 1
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:  # already closed by the client
+            pass
+
+
+class HandlerThreads:
+    """Threads that run ``handle(request, client_address)`` for accepted connections, made when
+    none is idle and reused after: accepting a connection does not wait for a thread to start.
+    Connections wait in order when ``most`` threads are busy."""
+
+    def __init__(self, handle: Callable[[socket.socket, tuple], None], most: int) -> None:
+        self.handle, self.most = handle, most
+        self.threads = self._idle = 0
+        self._waiting: queue.SimpleQueue[tuple[socket.socket, tuple]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+
+    def submit(self, request: socket.socket, client_address: tuple) -> None:
+        self._waiting.put((request, client_address))
+        with self._lock:
+            grow = self._idle == 0 and self.threads < self.most
+            if grow:
+                self.threads += 1
+            else:
+                self._idle -= 1  # (may go below 0 while connections wait: the next to finish takes one)
+        if grow:
+            threading.Thread(target=self._run, name=f"edge-lstm-conn-{self.threads}", daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            self.handle(*self._waiting.get())
+            with self._lock:
+                self._idle += 1

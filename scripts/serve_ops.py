@@ -1,0 +1,314 @@
+"""Measure ``edge-lstm-device serve`` as an operator sees it, from outside the process, and rewrite
+the measured section of docs/serve.md.
+
+    python3 scripts/serve_ops.py [--half-open 2000] [--seconds 10] [--reloads 6] [--dry-run]
+
+(a) **Half-open connections**: a server with the default ``--max-connections``; a slowloris client
+keeps ``--half-open`` connections open, each having sent part of a request head (it reopens every
+connection the server closes), for ``--seconds``, while ``GET /v1/health`` is timed on a new
+connection every 0.25 s. The server's threads and RSS (``/proc/PID/status``) are sampled throughout;
+after the client stops, one review is scored.
+(b) **Reload under load**: ``hey`` (Debian package ``hey``), 16 clients posting one review each, for
+the whole run; meanwhile the bundle directory is replaced atomically (a copy beside it, then renames)
+by one of two bundles in turn, each followed by SIGHUP, ``--reloads`` times. Every answer's status is
+counted; each reload's time from SIGHUP to ``/v1/info`` naming the new model's sha256 is recorded.
+The section between the ``serve-ops`` markers of docs/serve.md is replaced (``--dry-run`` prints it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from serve_load import DOC, ROOT, SHORT_REVIEW, Server, get_json, hey_version, start_server, stop_server
+
+sys.path.insert(0, str(ROOT / "device"))
+from edge_lstm_device.connections import DEFAULT_MAX_CONNECTIONS  # noqa: E402
+from edge_lstm_device.model import REFERENCE_BUNDLE, SentimentModel  # noqa: E402
+
+BEGIN, END = "<!-- serve-ops:begin -->", "<!-- serve-ops:end -->"
+PARTIAL_HEAD = b"POST /v1/predict HTTP/1.1\r\nHost: edge\r\nContent-Type: application/json\r\n"
+TARGETS = {"health_s": 0.5, "rss_growth_mb": 20.0, "threads_over_max": 16, "reload_s": 2.0}
+
+
+def proc_status(pid: int) -> dict[str, int]:
+    """Threads and VmRSS (kB) of a process."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return {"threads": int(fields["Threads"]), "rss_kb": int(fields["VmRSS"].split()[0])}
+
+
+@dataclass
+class Slowloris:
+    """Keeps ``count`` half-open connections to ``address``, reopening those the server closes."""
+
+    address: tuple[str, int]
+    count: int
+    opened: int = 0  # (counted without a lock: approximate if threads collide)
+    closed_by_server: int = 0
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self, threads: int = 16) -> None:
+        """Hold the connections from ``threads`` threads (one opening thread is slower than the server)."""
+        share = -(-self.count // threads)
+        workers = [threading.Thread(target=self._hold, args=(min(share, self.count - i),), daemon=True)
+                   for i in range(0, self.count, share)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+
+    def _hold(self, count: int) -> None:
+        socks: list[socket.socket | None] = [None] * count
+        while not self.stop.is_set():
+            for i, sock in enumerate(socks):
+                if sock is not None and not self._alive(sock):
+                    sock.close()
+                    socks[i], sock = None, None
+                    self.closed_by_server += 1
+                if sock is None:
+                    socks[i] = self._open()
+            self.stop.wait(0.05)
+        for sock in socks:
+            if sock is not None:
+                sock.close()
+
+    def _open(self) -> socket.socket | None:
+        try:
+            sock = socket.create_connection(self.address, timeout=1)
+            sock.sendall(PARTIAL_HEAD)
+        except OSError:
+            return None
+        sock.setblocking(False)
+        self.opened += 1
+        return sock
+
+    @staticmethod
+    def _alive(sock: socket.socket) -> bool:
+        try:
+            return sock.recv(1024) != b""  # the server only ever answers a closing connection
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+
+
+def timed_health(url: str) -> float:
+    started = time.perf_counter()
+    with socket.create_connection((urlsplit(url).hostname, urlsplit(url).port), timeout=10) as sock:
+        sock.sendall(b"GET /v1/health HTTP/1.1\r\nHost: edge\r\nConnection: close\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    if not answer.startswith(b"HTTP/1.1 200"):
+        raise RuntimeError(f"health answered {answer[:40]!r}")
+    return time.perf_counter() - started
+
+
+def half_open(count: int, seconds: float) -> dict:
+    server = start_server()
+    try:
+        time.sleep(1.0)
+        before = proc_status(server.proc.pid)
+        host, port = urlsplit(server.url).hostname, urlsplit(server.url).port
+        attack = Slowloris((host, port), count)
+        thread = threading.Thread(target=attack.run, daemon=True)
+        thread.start()
+        health, samples, failures = [], [], 0
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            samples.append(proc_status(server.proc.pid))
+            try:
+                health.append(timed_health(server.url))
+            except (OSError, RuntimeError):
+                failures += 1
+            time.sleep(0.25)
+        attack.stop.set()
+        thread.join(30)
+        time.sleep(1.0)
+        after_close = timed_predict(server.url)
+        metrics = scrape(server.url)
+        return {"before": before, "threads_max": max(s["threads"] for s in samples),
+                "rss_max_kb": max(s["rss_kb"] for s in samples), "health": health, "health_failures": failures,
+                "opened": attack.opened, "closed_by_server": attack.closed_by_server, "after_close_s": after_close,
+                "closed": metrics}
+    finally:
+        stop_server(server)
+
+
+def timed_predict(url: str) -> float:
+    import urllib.request
+
+    body = json.dumps({"texts": [SHORT_REVIEW]}).encode()
+    request = urllib.request.Request(url + "/v1/predict", body, {"Content-Type": "application/json"})
+    started = time.perf_counter()
+    with urllib.request.urlopen(request, timeout=30) as response:
+        response.read()
+    return time.perf_counter() - started
+
+
+def scrape(url: str) -> dict[str, float]:
+    """The ``edge_lstm_connections_closed_total`` and reload counters of ``GET /metrics``."""
+    import urllib.request
+
+    with urllib.request.urlopen(url + "/metrics", timeout=30) as response:
+        text = response.read().decode()
+    pattern = r'^(edge_lstm_connections_closed_total\{reason="(\w+)"\}|edge_lstm_reload\w*_total)\s+(\S+)$'
+    return {(m.group(2) or m.group(1)): float(m.group(3)) for m in re.finditer(pattern, text, re.M)}
+
+
+def bundle_variant(dest: Path, drop: str | None) -> None:
+    """A copy of the reference bundle at ``dest``, without the artifact ``drop`` (another default model)."""
+    shutil.copytree(REFERENCE_BUNDLE, dest)
+    manifest = json.loads((dest / "manifest.json").read_text())
+    if drop:
+        manifest["artifacts"].pop(drop)
+        manifest["device_order"] = [n for n in manifest["device_order"] if n != drop]
+        (dest / "manifest.json").write_text(json.dumps(manifest, indent=2))
+
+
+def replace_bundle(live: Path, source: Path) -> None:
+    """Copy ``source`` beside ``live``, then swap by renames (what docs/serve.md tells operators)."""
+    incoming, old = live.with_name(live.name + ".new"), live.with_name(live.name + ".old")
+    shutil.copytree(source, incoming)
+    live.rename(old)
+    incoming.rename(live)
+    shutil.rmtree(old)
+
+
+def reload_under_load(reloads: int, tmp: Path) -> dict:
+    sources = {"a": tmp / "a", "b": tmp / "b"}
+    bundle_variant(sources["a"], None)
+    bundle_variant(sources["b"], SentimentModel.load().name)
+    live = tmp / "bundle"
+    shutil.copytree(sources["a"], live)
+    body = tmp / "body.json"
+    body.write_text(json.dumps({"texts": [SHORT_REVIEW]}))
+    server = start_server("--bundle", str(live))
+    try:
+        hey = subprocess.Popen(["hey", "-z", f"{2 * reloads + 4}s", "-c", "16", "-m", "POST", "-T", "application/json",
+                                "-D", str(body), server.url + "/v1/predict"], stdout=subprocess.PIPE, text=True)
+        time.sleep(2)
+        times = []
+        for i in range(reloads):
+            which = "b" if i % 2 == 0 else "a"
+            replace_bundle(live, sources[which])
+            times.append(sighup_until(server))
+            time.sleep(1.5)
+        out, _ = hey.communicate(timeout=120)
+        codes = {int(c): int(n) for c, n in re.findall(r"\[(\d+)\]\s+(\d+) responses", out)}
+        errors = re.search(r"Error distribution:(.*)", out, re.S)
+        return {"codes": codes, "errors": errors.group(1).strip() if errors else "", "reload_s": times,
+                "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), "counters": scrape(server.url)}
+    finally:
+        stop_server(server)
+
+
+def sighup_until(server: Server) -> float:
+    """Send SIGHUP; seconds until ``/v1/info`` reports another model (the bundles alternate)."""
+    before = get_json(server.url + "/v1/info")["sha256"]["model"]
+    started = time.perf_counter()
+    server.proc.send_signal(signal.SIGHUP)
+    while get_json(server.url + "/v1/info")["sha256"]["model"] == before:
+        if time.perf_counter() - started > 30:
+            raise SystemExit("error: the new model did not answer within 30 s of SIGHUP")
+        time.sleep(0.01)
+    return time.perf_counter() - started
+
+
+def report(half: dict, reload: dict, args: argparse.Namespace) -> str:
+    h = half["health"]
+    rss_growth = (half["rss_max_kb"] - half["before"]["rss_kb"]) / 1024
+    non_2xx = sum(n for c, n in reload["codes"].items() if not 200 <= c < 300)
+    ok = {
+        "health": max(h) < TARGETS["health_s"] and not half["health_failures"],
+        "threads": half["threads_max"] <= DEFAULT_MAX_CONNECTIONS + TARGETS["threads_over_max"],
+        "rss": rss_growth <= TARGETS["rss_growth_mb"],
+        "reload": non_2xx == 0 and not reload["errors"] and max(reload["reload_s"]) < TARGETS["reload_s"],
+    }
+
+    def verdict(name: str) -> str:
+        return "met" if ok[name] else "**missed**"
+
+    command = (f"python3 scripts/serve_ops.py --half-open {args.half_open} --seconds {args.seconds:g} "
+               f"--reloads {args.reloads}")
+    return textwrap.dedent(f"""\
+        {BEGIN}
+        Generated by `{command}` (it starts the servers itself; edit the script rather than this section).
+
+        {platform.machine()}, Python {platform.python_version()}, {hey_version()}; servers
+        `edge-lstm-device serve --quiet --workers 2` (default `--max-connections {DEFAULT_MAX_CONNECTIONS}`), the
+        clients on the same machine.
+
+        **(a) {args.half_open:,} half-open connections** for {args.seconds:g} s (each sends part of a request head
+        and waits; the client reopens every connection the server closes: {half['opened']:,} opened,
+        {half['closed_by_server']:,} closed by the server):
+
+        | figure | measured | target |
+        | --- | --- | --- |
+        | `GET /v1/health` on a new connection, {len(h)} probes: median / worst | {statistics.median(h) * 1000:.1f} ms / {max(h) * 1000:.1f} ms, {half['health_failures']} failed | < 500 ms: {verdict('health')} |
+        | server threads, before / most | {half['before']['threads']} / {half['threads_max']} | ≤ max-connections + a few: {verdict('threads')} |
+        | server RSS, before / most | {half['before']['rss_kb'] / 1024:.1f} MB / {half['rss_max_kb'] / 1024:.1f} MB (+{rss_growth:.1f} MB) | ≤ +20 MB: {verdict('rss')} |
+        | connections the server closed: evicted / timed out / refused | {half['closed'].get('evicted', 0):,.0f} / {half['closed'].get('timeout', 0):,.0f} / {half['closed'].get('refused', 0):,.0f} | |
+        | one review scored, 1 s after the client stopped | {half['after_close_s'] * 1000:.1f} ms | |
+
+        **(b) Reload under load**: `hey -c 16` posting one review per request for the whole run
+        ({reload['rps']:.0f} requests/s); {len(reload['reload_s'])} times, the bundle directory replaced
+        atomically by the other of two bundles, then SIGHUP:
+
+        | figure | measured | target |
+        | --- | --- | --- |
+        | answers by status | {', '.join(f'{c}: {n:,}' for c, n in sorted(reload['codes'].items()))} | no non-2xx: {verdict('reload')} |
+        | client errors (connection) | {reload['errors'] or 'none'} | none |
+        | SIGHUP → `/v1/info` shows the new sha256, each reload | {', '.join(f'{t:.2f}' for t in reload['reload_s'])} s | < 2 s |
+        | reloads / failed reloads (`/metrics`) | {reload['counters'].get('edge_lstm_reloads_total', 0):.0f} / {reload['counters'].get('edge_lstm_reload_failures_total', 0):.0f} | |
+        {END}""")
+
+
+def write_section(section: str) -> None:
+    text = DOC.read_text(encoding="utf-8")
+    start, end = text.find(BEGIN), text.find(END)
+    if start < 0 or end < start:
+        raise SystemExit(f"error: {DOC} has no {BEGIN} ... {END} section")
+    DOC.write_text(text[:start] + section + text[end + len(END):], encoding="utf-8")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--half-open", type=int, default=2000, help="half-open connections held (default: 2000)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="how long they are held (default: 10)")
+    parser.add_argument("--reloads", type=int, default=6, help="SIGHUP reloads under load (default: 6)")
+    parser.add_argument("--dry-run", action="store_true", help="print the section instead of writing docs/serve.md")
+    args = parser.parse_args()
+    if shutil.which("hey") is None:
+        raise SystemExit("error: hey is not installed (Debian: apt-get install -y hey)")
+    half = half_open(args.half_open, args.seconds)
+    print(json.dumps({k: v for k, v in half.items() if k != "health"}), flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        reload = reload_under_load(args.reloads, Path(tmp))
+    print(json.dumps(reload), flush=True)
+    section = report(half, reload, args)
+    if args.dry_run:
+        print(section)
+    else:
+        write_section(section)
+        print(f"wrote {DOC.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
