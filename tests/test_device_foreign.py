@@ -1,11 +1,15 @@
 """The device package where it will run: isolated environments with only numpy and one TFLite
-interpreter (tflite-runtime 2.14 + numpy < 2, or ai-edge-litert), on x86-64 and on aarch64 under
-qemu user emulation. In each, TensorFlow is not importable and the scores equal the host's."""
+interpreter (tflite-runtime 2.14 + numpy < 2, or ai-edge-litert), on x86-64, and under qemu user
+emulation on aarch64 (64-bit Pi OS) and armv7 (32-bit: Debian armhf, its python3-numpy 1.24,
+tflite-runtime 2.14). In each, TensorFlow is not importable and the scores equal the host's; the
+ARM environments also hold ``cryptography`` and check signed bundles."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,14 +18,24 @@ import numpy as np
 import pytest
 
 from edge_lstm.samples import TEST_SAMPLE, read_sample
-from edge_lstm_device.model import SentimentModel
+from edge_lstm_device.model import REFERENCE_BUNDLE, SentimentModel
 from tests.conftest import ROOT
 from tests.support.foreign import ForeignEnvUnavailable, ForeignPython, arm_python, check_no_tensorflow, isolated_venv
 
 CACHE = Path(os.environ.get("EDGE_LSTM_TEST_CACHE", Path.home() / ".cache" / "edge-lstm-tests"))
 DIST = {"litert": "ai-edge-litert", "tflite-runtime": "tflite-runtime"}
-DYNAMIC_RANGE_ATOL = 2.5e-3  # measured: 1.6e-3 tflite-runtime 2.14 x86, 7.2e-5 / 9e-6 on aarch64
+# measured: 1.6e-3 tflite-runtime 2.14 x86, 7.2e-5 / 9e-6 on aarch64, 1.5e-3 on armv7l (all 300 reviews)
+DYNAMIC_RANGE_ATOL = 2.5e-3
 ARM_REVIEWS = 40  # emulation is slow; x86 environments score the whole sample
+ARM_EXTRA = ("cryptography", "pytest")  # signed bundles and device/tests in every ARM environment
+ENVIRONMENTS = [  # (where, flavour): ai-edge-litert has no armv7l wheel
+    pytest.param("x86", "tflite-runtime"),
+    pytest.param("x86", "litert"),
+    pytest.param("arm64", "tflite-runtime", marks=pytest.mark.arm),
+    pytest.param("arm64", "litert", marks=pytest.mark.arm),
+    pytest.param("armhf", "tflite-runtime", marks=pytest.mark.arm),
+]
+TEXT = "What a wonderful film"
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +66,7 @@ def _device_scores(py: ForeignPython, flavour: str, model: str, file: Path, limi
 
 def _environment(where: str, flavour: str) -> ForeignPython:
     try:
-        return isolated_venv(flavour, CACHE) if where == "x86" else arm_python(CACHE, flavour)
+        return isolated_venv(flavour, CACHE) if where == "x86" else arm_python(CACHE, flavour, where, ARM_EXTRA)
     except ForeignEnvUnavailable as err:
         if os.environ.get("CI"):
             raise
@@ -60,13 +74,12 @@ def _environment(where: str, flavour: str) -> ForeignPython:
 
 
 @pytest.mark.venv
-@pytest.mark.parametrize("where", ["x86", pytest.param("arm", marks=pytest.mark.arm)])
-@pytest.mark.parametrize("flavour", ["tflite-runtime", "litert"])
+@pytest.mark.parametrize("where, flavour", ENVIRONMENTS)
 @pytest.mark.parametrize("model", ["int8_loop_tflite", "int8_tflite", "int8_dynamic_tflite"])
 def test_device_scores_equal_the_host(where: str, flavour: str, model: str, sample_file, host_scores) -> None:
     py = _environment(where, flavour)
     check_no_tensorflow(py)
-    limit = ARM_REVIEWS if where == "arm" else None
+    limit = ARM_REVIEWS if where != "x86" else None
     scores = _device_scores(py, flavour, model, sample_file[0], limit)
     expected = host_scores[model][: len(scores)]
     assert len(scores) == (limit or len(host_scores[model]))
@@ -102,6 +115,74 @@ def test_device_tests_pass_with_only_the_device_package(flavour: str) -> None:
     except ForeignEnvUnavailable as err:
         pytest.skip(str(err))
     check_no_tensorflow(py)
-    proc = py.run(["-m", "pytest", "-q", "-p", "no:cacheprovider", str(ROOT / "device" / "tests")],
-                  pythonpath=[ROOT / "device"], timeout=1800, cwd=ROOT)
+    _run_device_tests(py)
+
+
+@pytest.mark.venv
+@pytest.mark.arm
+def test_device_tests_pass_on_armv7() -> None:
+    """``device/tests`` in Debian armhf under qemu-arm: every test that starts no child process (no
+    ARM binary can be exec'd from inside the emulation; ``no_child_process`` skips the others)."""
+    py = _environment("armhf", "tflite-runtime")
+    check_no_tensorflow(py)
+    summary = _run_device_tests(py, "-p", "no_child_process")
+    passed = re.search(r"(\d+) passed", summary)
+    assert passed and int(passed.group(1)) > 0, summary
+
+
+def _run_device_tests(py: ForeignPython, *options: str) -> str:
+    """Run ``device/tests`` inside ``py``; the summary line (pytest's last)."""
+    proc = py.run(["-m", "pytest", "-q", "-p", "no:cacheprovider", *options, str(ROOT / "device" / "tests")],
+                  pythonpath=[ROOT / "device", ROOT / "tests" / "support"], timeout=1800, cwd=ROOT)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    return proc.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="module")
+def signed_bundles(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """A copy of the shipped bundle signed with ``edge-lstm keygen`` and ``sign``, the same with one
+    manifest byte changed (every file hash kept), and the public key."""
+    from click.testing import CliRunner
+
+    from edge_lstm.cli import main
+    from edge_lstm.signing import public_path
+
+    root = tmp_path_factory.mktemp("signed")
+    key, signed = root / "signing.key", Path(shutil.copytree(REFERENCE_BUNDLE, root / "signed"))
+    for args in (["keygen", "--out", str(key)], ["sign", "--bundle", str(signed), "--key", str(key)]):
+        result = CliRunner().invoke(main, args, catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+    tampered = Path(shutil.copytree(signed, root / "tampered"))
+    manifest = (signed / "manifest.json").read_bytes()
+    assert b"Dense(1, sigmoid)" in manifest
+    (tampered / "manifest.json").write_bytes(manifest.replace(b"Dense(1, sigmoid)", b"Dense(2, sigmoid)", 1))
+    return signed, tampered, public_path(key)
+
+
+def _record_probe(py: ForeignPython, flavour: str, bundle: Path, model: str) -> None:
+    """Run the probe of ``bundle``'s ``model`` (load and score it) as its own emulated process and
+    record the pass as the device does: the device's child process cannot start under emulation."""
+    entry = json.loads((bundle / "manifest.json").read_text())["artifacts"][model]
+    code = ("import sys\nfrom edge_lstm_device import probe\nfile, sha, dist = sys.argv[1:]\n"
+            "assert probe.main([file, sha, '--interpreter', dist]) == 0\n"
+            "probe._marker(sha, dist).parent.mkdir(parents=True, exist_ok=True)\nprobe._marker(sha, dist).touch()\n")
+    proc = py.run(["-c", code, str(bundle / entry["file"]), entry["sha256"], DIST[flavour]], pythonpath=[ROOT / "device"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+@pytest.mark.venv
+@pytest.mark.arm
+@pytest.mark.parametrize("where, flavour", [("arm64", "litert"), ("armhf", "tflite-runtime")])
+def test_signed_bundles_on_arm(where: str, flavour: str, signed_bundles: tuple[Path, Path, Path]) -> None:
+    """``predict --trust KEY.pub``: the signed bundle runs; one changed manifest byte is refused (exit 1)."""
+    py = _environment(where, flavour)
+    signed, tampered, public = signed_bundles
+    _record_probe(py, flavour, signed, "int8_loop_tflite")
+    predict = ["-m", "edge_lstm_device", "predict", "--json", "--interpreter", DIST[flavour],
+               "--model", "int8_loop_tflite", "--trust", str(public), "--bundle"]
+    ok = py.run([*predict, str(signed), TEXT], pythonpath=[ROOT / "device"])
+    assert ok.returncode == 0 and json.loads(ok.stdout)["label"] == "positive", py.description + ok.stderr[-2000:]
+    refused = py.run([*predict, str(tampered), TEXT], pythonpath=[ROOT / "device"])
+    assert refused.returncode == 1 and refused.stdout == "", py.description + refused.stderr[-2000:]
+    assert refused.stderr.startswith("error: ") and refused.stderr.count("\n") == 1, refused.stderr
+    assert "changed after signing" in refused.stderr, refused.stderr

@@ -24,8 +24,9 @@ def rows(model: SentimentModel) -> np.ndarray:
 
 
 def _same(model: SentimentModel) -> float:
-    """How far a batched score may be from the same review's score alone."""
-    return 0.0 if model.scorer.interpreter_dist == "ai-edge-litert" else 1e-6
+    """How far a batched score may be from the same review's score alone: tflite-runtime 2.14's
+    builtin kernels round differently by batch size (measured: <= 6e-8 on x86-64, 2.4e-6 on armv7l)."""
+    return 0.0 if model.scorer.interpreter_dist == "ai-edge-litert" else 5e-6
 
 
 def _alone(scorer: TFLiteScorer, rows: np.ndarray) -> np.ndarray:
@@ -49,7 +50,7 @@ def test_a_score_does_not_depend_on_batch_mates_or_batch_size(model: SentimentMo
     scores = np.empty(len(rows), np.float32)
     scores[shuffled] = batched.score(rows[shuffled])
     # every row has its own start state, steps and quantization: bit for bit in ai-edge-litert; tflite-runtime
-    # 2.14's builtin kernels round the last bit differently by batch size
+    # 2.14's builtin kernels round differently by batch size
     np.testing.assert_allclose(scores, alone, rtol=0, atol=_same(model))
 
 

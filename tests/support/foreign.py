@@ -1,9 +1,11 @@
 """Foreign Python environments for tests: numpy + one TFLite interpreter, no TensorFlow.
 
 * :func:`isolated_venv` - an x86-64 venv with ``tflite-runtime`` or ``ai-edge-litert``.
-* :func:`arm_python` - Debian bookworm's aarch64 Python 3.11 run under
-  ``qemu-aarch64-static`` user emulation (no binfmt, no chroot), with aarch64 wheels
-  unpacked into a site dir on ``PYTHONPATH``.
+* :func:`arm_python` - Debian bookworm's Python 3.11 of an ARM architecture (``arm64`` under
+  ``qemu-aarch64-static``, ``armhf`` under ``qemu-arm-static``; user emulation, no binfmt, no
+  chroot), with that architecture's wheels unpacked into a site dir on ``PYTHONPATH``. What
+  Debian provides instead of a wheel (numpy on armhf, where PyPI has no armv7l wheel) comes from
+  the rootfs, and pip resolves the other wheels against Debian's versions.
 
 Everything is cached under ``cache_root`` and built atomically (temp dir, marker file
 written last, rename), so an interrupted build is redone and a finished one is reused.
@@ -21,10 +23,11 @@ import sys
 import tempfile
 import zipfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = [
+    "ARCHES",
     "FLAVOURS",
     "ForeignEnvBuildError",
     "ForeignEnvUnavailable",
@@ -43,22 +46,53 @@ _LAYOUT = 2  # bump to invalidate every cache entry
 _MARKER = ".complete.json"
 _SUITE = "bookworm"  # glibc 2.36, Python 3.11
 _DEFAULT_MIRROR = "http://deb.debian.org/debian"
+_DEBIAN_VERSIONS = "debian-python.json"  # in a rootfs: project -> version of what Debian installed
+
+
+@dataclass(frozen=True)
+class ArmArch:
+    """How a Debian ARM architecture runs here, and which Python projects Debian provides on it."""
+
+    qemu: str  # the qemu-user binary
+    cpu: str  # qemu's -cpu: a Raspberry Pi class core
+    cpuinfo: str  # one core's /proc/cpuinfo lines (after "processor")
+    machine: str  # the wheels' platform suffix
+    debian_python: dict[str, str] = field(default_factory=dict)  # project -> Debian package
+
+    def platforms(self) -> tuple[str, ...]:
+        """Wheel platforms up to bookworm's glibc 2.36 (tflite-runtime 2.14 is manylinux_2_34)."""
+        return (f"manylinux2014_{self.machine}", *(f"manylinux_2_{m}_{self.machine}" for m in range(17, 37)))
+
+    def proc_cpuinfo(self, cores: int = 2) -> str:
+        return "".join(f"processor\t: {i}\n{self.cpuinfo}\n" for i in range(cores))
+
+
 # qemu-user shows the guest the host's x86 /proc/cpuinfo, on which XNNPACK's cpuinfo (ai-edge-litert
-# 2.3) segfaults in allocate_tensors. Emulate a Raspberry Pi 4 class CPU and describe it in a
+# 2.3) segfaults in allocate_tensors. Emulate a Raspberry Pi class CPU and describe it in a
 # rootfs /proc/cpuinfo, which qemu -L serves instead of the host's (other /proc files fall through).
-_QEMU_CPU = "cortex-a72"
-_CPUINFO = "".join(
-    f"processor\t: {i}\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm crc32 cpuid\n"
-    "CPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: 0xd08\nCPU revision\t: 3\n\n"
-    for i in range(2)
-)
-# tflite-runtime 2.14 is tagged manylinux_2_34, ai-edge-litert 2.3 manylinux_2_27: list all <= 2.36.
-_ARM_PLATFORMS = ("manylinux2014_aarch64", *(f"manylinux_2_{m}_aarch64" for m in range(17, 37)))
+ARCHES: dict[str, ArmArch] = {
+    # Raspberry Pi 4 (64-bit OS)
+    "arm64": ArmArch(
+        "qemu-aarch64-static", "cortex-a72",
+        "BogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm crc32 cpuid\nCPU implementer\t: 0x41\n"
+        "CPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: 0xd08\nCPU revision\t: 3\n",
+        "aarch64",
+    ),
+    # Raspberry Pi 2 (the oldest armv7 Pi). PyPI has no armv7l numpy or cffi wheel: Debian's instead.
+    "armhf": ArmArch(
+        "qemu-arm-static", "cortex-a7",
+        "model name\t: ARMv7 Processor rev 5 (v7l)\nBogoMIPS\t: 38.40\nFeatures\t: half thumb fastmult vfp "
+        "edsp neon vfpv3 tls vfpv4 idiva idivt vfpd32 lpae evtstrm\nCPU implementer\t: 0x41\n"
+        "CPU architecture: 7\nCPU variant\t: 0x0\nCPU part\t: 0xc07\nCPU revision\t: 5\n",
+        "armv7l",
+        {"numpy": "python3-numpy", "cffi": "python3-cffi"},
+    ),
+}
 _PROBE = (
     "import importlib, platform, sys\n"
     "from importlib.metadata import version\n"
     "importlib.import_module(sys.argv[1])\n"
-    "print(platform.machine(), platform.python_version(), version(sys.argv[2]), version('numpy'), sep='|')\n"
+    "print(platform.machine(), platform.python_version(), *(f'{d} {version(d)}' for d in sys.argv[2:]), sep='|')\n"
 )
 
 
@@ -123,49 +157,78 @@ def isolated_venv(kind: str, cache_root: Path, extra: Sequence[str] = ()) -> For
     def build(dest: Path) -> str:
         _check([sys.executable, "-m", "venv", str(dest)])
         _check([str(dest / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check", *reqs])
-        return _describe(ForeignPython((str(dest / "bin" / "python"),), dest, module, ""), dist, "venv")
+        return _describe(ForeignPython((str(dest / "bin" / "python"),), dest, module, ""), (dist, "numpy"), "venv")
 
     description = _cached(target, build)
     return ForeignPython((str(target / "bin" / "python"),), target, module, description)
 
 
-def arm_python(cache_root: Path, flavour: str = "litert") -> ForeignPython:
-    """Debian bookworm aarch64 Python 3.11 under ``qemu-aarch64-static`` with ``flavour`` wheels."""
+def arm_python(cache_root: Path, flavour: str = "litert", arch: str = "arm64",
+               extra: Sequence[str] = ()) -> ForeignPython:
+    """Debian bookworm's ``arch`` Python 3.11 under qemu with ``flavour`` and ``extra`` wheels."""
+    spec = ARCHES[arch]
     reqs, dist, module = _flavour(flavour)
-    qemu = shutil.which("qemu-aarch64-static")
+    qemu = shutil.which(spec.qemu)
     debootstrap = shutil.which("debootstrap", path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin")
     missing = [n for n, p in (("qemu-user-static", qemu), ("debootstrap", debootstrap)) if p is None]
     if missing:
         raise ForeignEnvUnavailable(f"arm_python needs: apt-get install -y {' '.join(missing)}")
     assert qemu is not None and debootstrap is not None
-    rootfs = _arm_rootfs(Path(cache_root), debootstrap, qemu)
-    command = (qemu, "-cpu", _QEMU_CPU, "-L", str(rootfs), str(rootfs / "usr" / "bin" / "python3.11"))
+    rootfs = _arm_rootfs(Path(cache_root), arch, debootstrap, qemu)
+    command = (qemu, "-cpu", spec.cpu, "-L", str(rootfs), str(rootfs / "usr" / "bin" / "python3.11"))
     flags = ["--only-binary=:all:", "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311"]
-    flags += [f"--platform={p}" for p in _ARM_PLATFORMS]
-    target = Path(cache_root) / f"arm-{flavour}-{_digest(rootfs.name, reqs, flags)}"
+    flags += [f"--platform={p}" for p in spec.platforms()]
+    debian = json.loads((rootfs / _DEBIAN_VERSIONS).read_text())
+    reqs = (*reqs, *extra, *(f"{name}=={version}" for name, version in debian.items()))
+    target = Path(cache_root) / f"{arch}-{flavour}-{_digest(rootfs.name, reqs, flags)}"
 
     def build(dest: Path) -> str:
-        wheels, site = dest / "wheels", dest / "site"
+        wheels, site, stubs = dest / "wheels", dest / "site", dest / "debian-stubs"
+        stubs.mkdir()
+        for name, version in debian.items():
+            _stub_wheel(stubs, name, version)
         _check([sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check",
-                "-d", str(wheels), *flags, *reqs])
+                "-d", str(wheels), "--find-links", str(stubs), *flags, *reqs])
         for whl in sorted(wheels.glob("*.whl")):
-            with zipfile.ZipFile(whl) as zf:
-                zf.extractall(site)
+            if _project(whl.name.split("-")[0]) not in debian:
+                with zipfile.ZipFile(whl) as zf:
+                    zf.extractall(site)
         shutil.rmtree(wheels)
-        return _describe(ForeignPython(command, dest, module, "", (site,)), dist, f"under qemu ({_QEMU_CPU})")
+        shutil.rmtree(stubs)
+        dists = (dist, "numpy", *(_project(r) for r in extra))
+        return _describe(ForeignPython(command, dest, module, "", (site,)), dists, f"under qemu ({spec.cpu})")
 
     description = _cached(target, build)
     return ForeignPython(command, target, module, description, (target / "site",))
 
 
-def _arm_rootfs(cache_root: Path, debootstrap: str, qemu: str) -> Path:
-    """First-stage debootstrap of arm64 bookworm, plus the ``--include``'d python3 closure."""
+def _project(requirement: str) -> str:
+    """The normalized project name of a requirement or a wheel file name's first part."""
+    match = re.match(r"[A-Za-z0-9._-]+", requirement)
+    assert match is not None, requirement
+    return re.sub(r"[-_.]+", "-", match.group(0)).lower()
+
+
+def _stub_wheel(folder: Path, name: str, version: str) -> None:
+    """An empty wheel standing for a project Debian installed, so that pip resolves against it."""
+    info = f"{name.replace('-', '_')}-{version}.dist-info"
+    with zipfile.ZipFile(folder / f"{name.replace('-', '_')}-{version}-py3-none-any.whl", "w") as zf:
+        zf.writestr(f"{info}/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+        zf.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: edge-lstm-tests\nRoot-Is-Purelib: true\n"
+                                    "Tag: py3-none-any\n")
+        zf.writestr(f"{info}/RECORD", "")
+
+
+def _arm_rootfs(cache_root: Path, arch: str, debootstrap: str, qemu: str) -> Path:
+    """First-stage debootstrap of bookworm for ``arch``, plus the ``--include``'d python3 closure."""
     if os.geteuid() != 0:
         raise ForeignEnvUnavailable("debootstrap (arm_python) must run as root")
-    target = cache_root / f"arm-rootfs-{_digest(_SUITE, 'minbase', 'python3')}"
+    spec = ARCHES[arch]
+    include = ",".join(("python3", *spec.debian_python.values()))
+    target = cache_root / f"rootfs-{arch}-{_digest(_SUITE, 'minbase', include)}"
 
     def build(dest: Path) -> str:
-        _check([debootstrap, "--foreign", "--arch=arm64", "--variant=minbase", "--include=python3",
+        _check([debootstrap, "--foreign", f"--arch={arch}", "--variant=minbase", f"--include={include}",
                 _SUITE, str(dest), _debian_mirror()])
         # --foreign unpacks only the Required set; the other packages are merely downloaded.
         meta = dest / "debootstrap"
@@ -176,19 +239,38 @@ def _arm_rootfs(cache_root: Path, debootstrap: str, qemu: str) -> Path:
             _check(["tar", "-x", "--keep-directory-symlink", "-C", str(dest)], stdin=data)
         for deb in (dest / "var" / "cache" / "apt" / "archives").glob("*.deb"):
             deb.unlink()
+        _link_alternatives(dest)
         # qemu -L falls back to host paths that are missing in the rootfs: shadow the host's .pth dir
         (dest / "usr" / "local" / "lib" / "python3.11" / "dist-packages").mkdir(parents=True, exist_ok=True)
         proc = dest / "proc"
         if proc.is_symlink():  # debootstrap links proc -> /proc when it runs inside a container
             proc.unlink()
         proc.mkdir(exist_ok=True)
-        (proc / "cpuinfo").write_text(_CPUINFO)
-        probe = "import platform, ssl; print(platform.machine(), platform.python_version())"
-        py = [qemu, "-cpu", _QEMU_CPU, "-L", str(dest), str(dest / "usr" / "bin" / "python3.11"), "-c", probe]
-        return f"Debian {_SUITE} rootfs: " + _check(py).decode().strip()
+        (proc / "cpuinfo").write_text(spec.proc_cpuinfo())
+        py = [qemu, "-cpu", spec.cpu, "-L", str(dest), str(dest / "usr" / "bin" / "python3.11"), "-c"]
+        versions = _check([*py, _DEBIAN_PROBE, *spec.debian_python]).decode()
+        (dest / _DEBIAN_VERSIONS).write_text(versions)
+        return f"Debian {_SUITE} {arch} rootfs: " + _check([*py, _ROOTFS_PROBE]).decode().strip()
 
     _cached(target, build)
     return target
+
+
+_ROOTFS_PROBE = "import platform, ssl; print(platform.machine(), platform.python_version())"
+# The upstream versions of what Debian installed (as Python sees them), to pin pip's resolution to.
+_DEBIAN_PROBE = (
+    "import importlib.metadata, json, sys\n"
+    "print(json.dumps({name: importlib.metadata.version(name) for name in sys.argv[1:]}))\n"
+)
+
+
+def _link_alternatives(rootfs: Path) -> None:
+    """The links update-alternatives would make (never run here): libblas.so.3 -> blas/libblas.so.3."""
+    for lib in rootfs.glob("usr/lib/*/*/lib*.so.*"):
+        link = lib.parent.parent / lib.name
+        soname = re.fullmatch(r"lib\w+\.so\.\d+", lib.name)
+        if lib.parent.name in ("blas", "lapack") and soname and not link.exists() and not link.is_symlink():
+            link.symlink_to(f"{lib.parent.name}/{lib.name}")
 
 
 def _flavour(kind: str) -> tuple[tuple[str, ...], str, str]:
@@ -201,13 +283,13 @@ def _digest(*parts: object) -> str:
     return hashlib.sha256(json.dumps([_LAYOUT, *parts], default=list).encode()).hexdigest()[:12]
 
 
-def _describe(py: ForeignPython, dist: str, how: str) -> str:
+def _describe(py: ForeignPython, dists: Sequence[str], how: str) -> str:
     """Import the interpreter module inside ``py`` (validating the build) and describe it."""
-    proc = py.run(["-c", _PROBE, py.interpreter_module, dist], timeout=900)
+    proc = py.run(["-c", _PROBE, py.interpreter_module, *dists], timeout=900)
     if proc.returncode != 0:
         raise ForeignEnvBuildError(f"probe failed in {py.command}: {proc.stderr[-2000:]}")
-    machine, version, dist_version, numpy_version = proc.stdout.strip().split("|")
-    return f"{machine} Python {version} {how}, {dist} {dist_version}, numpy {numpy_version}"
+    machine, version, *versions = proc.stdout.strip().split("|")
+    return f"{machine} Python {version} {how}, " + ", ".join(versions)
 
 
 def _cached(target: Path, build: Callable[[Path], str]) -> str:
