@@ -289,12 +289,17 @@ def report(runs: dict[tuple[str, str], list[Run]], args: argparse.Namespace, ser
                      for line in lines)
 
 
-def write_section(section: str) -> None:
+def publish(section: str, dry_run: bool, begin: str = BEGIN, end: str = END) -> None:
+    """Print ``section`` (``dry_run``), or put it in place of docs/serve.md's ``begin`` ... ``end``."""
+    if dry_run:
+        print(section)
+        return
     text = DOC.read_text(encoding="utf-8")
-    start, end = text.find(BEGIN), text.find(END)
-    if start < 0 or end < start:
-        raise SystemExit(f"error: {DOC} has no {BEGIN} ... {END} section")
-    DOC.write_text(text[:start] + section + text[end + len(END):], encoding="utf-8")
+    start, stop = text.find(begin), text.find(end)
+    if start < 0 or stop < start:
+        raise SystemExit(f"error: {DOC} has no {begin} ... {end} section")
+    DOC.write_text(text[:start] + section + text[stop + len(end):], encoding="utf-8")
+    print(f"wrote {DOC.relative_to(ROOT)}")
 
 
 def hey_version() -> str:
@@ -341,11 +346,7 @@ def main() -> int:
         finally:
             for server in servers.values():
                 stop_server(server)
-    if args.dry_run:
-        print(section)
-    else:
-        write_section(section)
-        print(f"wrote {DOC.relative_to(ROOT)}")
+    publish(section, args.dry_run)
     return 0
 
 
