@@ -265,3 +265,34 @@ def test_metrics_need_the_token_and_the_page_does_not(tmp_path: Path) -> None:
         assert predict(served.port, ["great"], {**JSON, "Authorization": f"Bearer {token}"})[0] == 200
     finally:
         stop(served.proc)
+
+
+def test_a_reload_keeps_the_old_model_when_the_new_signature_is_wrong(tmp_path: Path) -> None:
+    """With --trust, SIGHUP on a bundle signed by another key (or unsigned) keeps the model served;
+    a bundle signed by the trusted key is switched to."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from test_signing import sign, write_public_key
+
+    key, stranger = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    bundle = _bundle_copy(tmp_path / "bundle")
+    sign(bundle, key)
+    served = start(tmp_path, "--workers", "1", "--quiet", "--bundle", str(bundle),
+                   "--trust", str(write_public_key(key, tmp_path / "trusted.pub")))
+    try:
+        before = _info(served.port)
+        for signer in (stranger, None):
+            new = _bundle_copy(tmp_path / f"incoming-{id(signer)}", drop=before["model"])
+            if signer:
+                sign(new, signer)
+            _replace(bundle, new)
+            served.proc.send_signal(signal.SIGHUP)
+            _wait_for(lambda: served.log().count("reload failed") == (1 if signer else 2), 10, "the failed reload")
+            assert _info(served.port)["sha256"] == before["sha256"]
+            assert predict(served.port, ["great"])[0] == 200
+        sign(bundle, key)
+        served.proc.send_signal(signal.SIGHUP)
+        _wait_for(lambda: _info(served.port)["model"] != before["model"], 10, "the trusted bundle")
+        assert served.log().count("reloaded in") == 1 and "not a valid signature" in served.log()
+    finally:
+        stop(served.proc)
