@@ -273,8 +273,8 @@ def _chain(*imports: object, out: Path, original: Path) -> None:
         assert result.exit_code == 0, f"{args[0]}: {result.output}"
 
 
-def _device_labels(out: Path, tmp_path: Path) -> tuple[list[str], list[bool]]:
-    """The first shipped test reviews, and whether ``edge-lstm-device predict --file`` calls each positive."""
+def _device_records(out: Path, tmp_path: Path) -> tuple[list[str], list[dict]]:
+    """The first shipped test reviews, and ``edge-lstm-device predict --file --json``'s record of each."""
     from edge_lstm.samples import TEST_SAMPLE, read_sample
 
     texts = [" ".join(t.split()) for t in read_sample(TEST_SAMPLE).texts[:SAMPLE_TEXTS]]
@@ -282,7 +282,13 @@ def _device_labels(out: Path, tmp_path: Path) -> tuple[list[str], list[bool]]:
     device = subprocess.run([sys.executable, "-m", "edge_lstm_device", "predict", "--bundle", str(out), "--json",
                              "--file", str(tmp_path / "reviews.txt")], capture_output=True, text=True, timeout=600)
     assert device.returncode == 0, device.stderr
-    return texts, [json.loads(line)["label"] == "positive" for line in device.stdout.splitlines()]
+    return texts, [json.loads(line) for line in device.stdout.splitlines()]
+
+
+def _device_labels(out: Path, tmp_path: Path) -> tuple[list[str], list[bool]]:
+    """The first shipped test reviews, and whether ``edge-lstm-device predict --file`` calls each positive."""
+    texts, records = _device_records(out, tmp_path)
+    return texts, [record["label"] == "positive" for record in records]
 
 
 # ------------------------------------------------------------------ the lecture's kin: GRU, mask_zero
@@ -408,3 +414,96 @@ def test_keras_io_example_at_real_size(tmp_path: Path) -> None:
     _chain(path, "--word-index", word_index(), "--max-len", "200", out=out, original=path)
     texts, labels = _device_labels(out, tmp_path)
     assert labels == list(model.predict(tokenizer.encode_batch(texts), verbose=0)[:, 0] >= 0.5)
+
+
+# ------------------------------------------------------------------ multi-class heads: Dense(k, softmax)
+
+RATING_CLASSES = ("negative", "good", "excellent")  # ratings 1-4, 7-8, 9-10 (aclImdb's file names: id_rating.txt)
+
+
+def _rating_class(review_id: str) -> int:
+    rating = int(review_id.rsplit("_", 1)[1])
+    return 0 if rating <= 4 else 1 if rating <= 8 else 2
+
+
+def _softmax_keras(path: Path, classes: int = 3) -> Path:
+    """An untrained Dense(k, softmax) model of the reference tokenizer's shape (for the refusals)."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((200,)), keras.layers.Embedding(10000, 4), keras.layers.LSTM(4),
+                              keras.layers.Dense(classes, activation="softmax")])
+    model.save(path)
+    return path
+
+
+@pytest.mark.slow
+def test_multiclass_import_export_parity_and_device_labels(tmp_path: Path) -> None:
+    """A 3-class model (ratings: negative 1-4, good 7-8, excellent 9-10) trained on real reviews:
+    import --labels -> export --int8 -> parity --original (exit 0) -> the device's labels equal Keras'.
+    (Seed 3 gives a model that predicts every class on the shipped sample: 194, 41 and 65 of 300.)"""
+    import keras
+
+    from edge_lstm.train.data import load_imdb
+    from tests.conftest import imdb_data
+
+    reviews = load_imdb(imdb_data(), ("train",))["train"].balanced(3000, 0)
+    classes = np.array([_rating_class(i) for i in reviews.ids])
+    tokenizer = Tokenizer.load(REFERENCE / "tokenizer.json")
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential([keras.Input((200,)), keras.layers.Embedding(10000, 32), keras.layers.LSTM(32),
+                              keras.layers.Dense(len(RATING_CLASSES), activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.fit(tokenizer.encode_batch(reviews.texts), classes, epochs=3, batch_size=64, verbose=0)
+    path, out = tmp_path / "ratings.keras", tmp_path / "bundle"
+    model.save(path)
+    _chain(path, "--tokenizer", REFERENCE / "tokenizer.json", "--labels", ",".join(RATING_CLASSES), out=out,
+           original=path)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["model"]["labels"] == list(RATING_CLASSES) and manifest["model"]["head"] == "softmax"
+    assert "int8_tflite" in manifest["not_exported"] and "int8_dynamic_tflite" in manifest["artifacts"]
+    parity = json.loads(_invoke("parity", "--bundle", out, "--no-report", "--json", "--original", path).stdout)
+    assert parity["passed"] and parity["classes"] == list(RATING_CLASSES) and parity["reference"]["accuracy"] is None
+    assert all(set(b["max_abs_diff_per_class"]) == set(RATING_CLASSES) for b in parity["backends"])
+    texts, records = _device_records(out, tmp_path)
+    expected = model.predict(tokenizer.encode_batch(texts), verbose=0)
+    assert [r["label"] for r in records] == [RATING_CLASSES[i] for i in expected.argmax(axis=1)]
+    assert all(list(r["probabilities"]) == list(RATING_CLASSES) and r["probability"] == r["confidence"]
+               == max(r["probabilities"].values()) for r in records)
+    bench = _invoke("bench", "--bundle", out, "--reviews", "10", "--batch", "8", "--rounds", "1", "--json")
+    assert bench.exit_code == 0, bench.output
+
+
+@pytest.mark.parametrize("labels, message", [
+    ("a,b", "2 class names for a head of 3 classes; give exactly 3"),
+    ("a,b,c,d", "4 class names for a head of 3 classes"),
+    ("a,b,a", "class names are repeated: 'a'"),
+    ("a,,c", "class name '' is not a non-empty printable name"),
+    ("@missing.txt", "--labels: cannot read missing.txt"),
+])
+def test_multiclass_wrong_labels_fail_in_one_line(tmp_path: Path, labels: str, message: str) -> None:
+    path = _softmax_keras(tmp_path / "softmax.keras")
+    result = _invoke("import", path, "--out", tmp_path / "b", "--tokenizer", REFERENCE / "tokenizer.json",
+                     "--labels", labels)
+    assert result.exit_code == 1 and message in result.output and result.output.count("\n") == 1, result.output
+    assert not (tmp_path / "b").exists()
+
+
+def test_labels_file_and_defaults(tmp_path: Path) -> None:
+    """--labels @FILE (one name per line) is recorded in model.h5, import.json and, by export, the manifest;
+    without --labels the classes are class_0...; a binary model refuses --labels."""
+    from edge_lstm.importing.modelfile import read_model_file
+
+    path = _softmax_keras(tmp_path / "softmax.keras")
+    (tmp_path / "labels.txt").write_text("low\nmiddle\nhigh\n", encoding="utf-8")
+    tokenizer = ("--tokenizer", REFERENCE / "tokenizer.json")
+    result = _invoke("import", path, "--out", tmp_path / "b", *tokenizer, "--labels", f"@{tmp_path / 'labels.txt'}",
+                     "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["architecture"]["labels"] == ["low", "middle", "high"]
+    assert read_model_file(tmp_path / "b" / "model.h5").spec.labels == ("low", "middle", "high")
+    assert _invoke("import", path, "--out", tmp_path / "c", *tokenizer).exit_code == 0
+    assert read_model_file(tmp_path / "c" / "model.h5").spec.labels == ("class_0", "class_1", "class_2")
+    result = _invoke("import", REFERENCE / "model.h5", "--out", tmp_path / "d", *tokenizer, "--labels", "bad,good")
+    assert result.exit_code == 1 and "whose labels are negative and positive" in result.output, result.output
+    assert result.output.count("\n") == 1 and not (tmp_path / "d").exists()

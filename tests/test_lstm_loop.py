@@ -92,6 +92,7 @@ def test_manifest_record_of_the_form() -> None:
 
 
 STACKS = {  # name -> the layers between Embedding and the head
+    "lstm": lambda k: [k.layers.LSTM(5)],  # one forward layer: the pad-state table's form
     "bidirectional": lambda k: [k.layers.Bidirectional(k.layers.LSTM(5))],
     "bidirectional-gru-sum": lambda k: [k.layers.Bidirectional(k.layers.GRU(5), merge_mode="sum")],
     "stacked-bidirectional": lambda k: [k.layers.Bidirectional(k.layers.LSTM(5, return_sequences=True)),
@@ -106,7 +107,8 @@ def _stacked_model(stack: str, mask_zero: bool, head: str, max_len: int = 13):
     import tf_keras as keras
 
     keras.utils.set_random_seed(3)
-    heads = {"sigmoid": keras.layers.Dense(1, activation="sigmoid"), "logits": keras.layers.Dense(1)}
+    heads = {"sigmoid": keras.layers.Dense(1, activation="sigmoid"), "logits": keras.layers.Dense(1),
+             "softmax": keras.layers.Dense(4, activation="softmax")}
     model = keras.Sequential([keras.layers.Embedding(50, 8, mask_zero=mask_zero, input_length=max_len),
                               *STACKS[stack](keras), keras.layers.Dropout(0.5),
                               keras.layers.Dense(6, activation="relu"), heads[head]])
@@ -126,6 +128,20 @@ def test_stacked_and_bidirectional_float_loops_equal_keras(stack: str, mask_zero
         keras_scores = 1 / (1 + np.exp(-keras_scores.astype(np.float64)))
     scores = _float_loop(model, 13).score(rows)
     assert np.abs(scores - keras_scores).max() <= FLOAT_EXACT
+
+
+@pytest.mark.parametrize("mask_zero", [False, True])
+@pytest.mark.parametrize("stack", ["lstm", "stacked-bidirectional"])
+def test_softmax_head_gives_every_class_probability(stack: str, mask_zero: bool) -> None:
+    """A Dense(4, softmax) head: (B, 4) probabilities equal to Keras', whatever the batch."""
+    model = _stacked_model(stack, mask_zero, "softmax")
+    rows = _rows(13, seed=5)
+    scorer = _float_loop(model, 13)
+    scores = scorer.score(rows)
+    assert scorer.classes == 4 and scores.shape == (len(rows), 4)
+    assert np.abs(scores - model.predict(rows, verbose=0)).max() <= FLOAT_EXACT
+    alone = np.concatenate([scorer.score(rows[i : i + 1]) for i in range(len(rows))])
+    assert np.abs(alone - scores).max() <= 1e-6  # a row's probabilities do not depend on its batch mates
 
 
 @pytest.mark.parametrize("stack", ["stacked-bidirectional", "stacked-three"])

@@ -267,7 +267,7 @@ def _variants() -> dict[str, tuple[Callable, str]]:
                          "3 Dense hidden layers; supported: 0 to 2"),
         "hidden_sigmoid": (lambda p: _keras3(p, L.LSTM(UNITS), L.Dense(3, activation="sigmoid")),
                            "hidden layer .dense[_0-9]*. has activation .sigmoid."),
-        "softmax": (lambda p: _keras3(p, head=L.Dense(2, activation="softmax")), "units=2"),
+        "softmax": (lambda p: _keras3(p, head=L.Dense(3, activation="sigmoid")), "units=3 and activation 'sigmoid'"),
         "relu": (lambda p: _keras3(p, L.LSTM(UNITS, activation="relu")), "activation='relu'"),
         "no_bias": (lambda p: _keras3(p, head=L.Dense(1, activation="sigmoid", use_bias=False)), "use_bias=False"),
     }

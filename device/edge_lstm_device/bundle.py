@@ -120,10 +120,25 @@ def check_manifest(manifest: object) -> dict:
     model = manifest.get("model")
     if not isinstance(model, dict) or type(model.get("num_words")) is not int:
         raise BundleError("manifest: 'model' has no 'num_words'")
+    _check_labels(model.get("labels"))
     order = manifest.get("device_order", [])
     if not isinstance(order, list) or not all(isinstance(n, str) for n in order):
         raise BundleError("manifest: 'device_order' is not a list of names")
     return manifest
+
+
+def _check_labels(labels: object) -> None:
+    """``model.labels`` (a softmax head's classes): absent, or 2 or more unique non-empty names."""
+    if labels is None:
+        return
+    if not isinstance(labels, list) or len(labels) < 2 or not all(isinstance(n, str) and n for n in labels) \
+            or len(set(labels)) != len(labels):
+        raise BundleError("manifest: 'model.labels' is not a list of 2 or more unique, non-empty class names")
+
+
+def class_names(manifest: dict) -> tuple[str, ...]:
+    """A multi-class bundle's class names, in output order; empty for a binary (positive/negative) bundle."""
+    return tuple(manifest["model"].get("labels") or ())
 
 
 def read_manifest(bundle_dir: Path, check_bytes: Callable[[bytes], None] | None = None) -> dict:

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from edge_lstm_device.bundle import TOKENIZER_FILE, BundleError, device_order, read_manifest, read_verified, tflite_models
+from edge_lstm_device.bundle import (TOKENIZER_FILE, BundleError, class_names, device_order, read_manifest,
+                                    read_verified, tflite_models)
 from edge_lstm_device.runtime import TFLiteScorer
 from edge_lstm_device.signing import Trust, read_trusted_manifest
 from edge_lstm_device.tokenizer import Tokenizer, TokenizerError
@@ -20,16 +21,20 @@ __all__ = ["BundleError", "ModelChoice", "Prediction", "REFERENCE_BUNDLE", "Sent
 
 @dataclass(frozen=True)
 class Prediction:
-    """The sentiment of one review."""
+    """The sentiment of one review (a multi-class bundle: its top class, and every class's probability)."""
 
-    label: str  # "positive" or "negative"
-    probability: float  # of the positive class
+    label: str  # "positive" or "negative"; a multi-class bundle's top class name
+    probability: float  # of the positive class; a multi-class bundle's: of the top class
     confidence: float  # probability of the chosen label
     words: int  # words in the review
     truncated: bool  # longer than the model's window: only part was read (the end; the start for TextVectorization)
+    probabilities: dict[str, float] | None = None  # multi-class only: {class name: probability}, in output order
 
     def to_dict(self) -> dict:
-        return dict(vars(self))  # (dataclasses.asdict deep-copies: ~25 times slower, and serve calls this per review)
+        out = dict(vars(self))  # (dataclasses.asdict deep-copies: ~25 times slower, and serve calls this per review)
+        if self.probabilities is None:  # a binary bundle's answer is unchanged
+            del out["probabilities"]
+        return out
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,9 @@ class SentimentModel:
                 continue
             if scorer.max_len != tokenizer.max_len:
                 raise BundleError(f"{name} reads {scorer.max_len} tokens but the tokenizer writes {tokenizer.max_len}")
+            if scorer.classes != max(len(class_names(manifest)), 1):
+                raise BundleError(f"{name} gives {scorer.classes} outputs but the manifest names "
+                                  f"{len(class_names(manifest))} classes")
             reason = "asked for" if model else (
                 "the fastest model in the export's measurements" if not skipped else
                 "the fastest model this interpreter can load")
@@ -104,12 +112,23 @@ class SentimentModel:
     def predict_ids(self, ids: Sequence[Sequence[int]]) -> list[Prediction]:
         """Predictions for reviews already turned into ids by ``self.tokenizer.ids``."""
         probabilities = self.scorer.score(self.tokenizer.pad(ids))
+        if self.scorer.classes > 1:
+            return [self._class_prediction(row, p) for row, p in zip(ids, probabilities)]
         return [self._prediction(row, float(p)) for row, p in zip(ids, probabilities)]
 
     def _prediction(self, ids: Sequence[int], p: float) -> Prediction:
         label = "positive" if p >= 0.5 else "negative"
         truncated = len(ids) > self.tokenizer.max_len
         return Prediction(label, round(p, 6), round(max(p, 1 - p), 6), self.tokenizer.word_count(ids), truncated)
+
+    def _class_prediction(self, ids: Sequence[int], p: Sequence[float]) -> Prediction:
+        """The top class (the first of equals) and every class's probability."""
+        names = class_names(self.manifest)
+        probabilities = {name: round(float(v), 6) for name, v in zip(names, p)}
+        label = names[max(range(len(names)), key=lambda i: p[i])]  # as numpy's argmax (parity's top label)
+        top = probabilities[label]
+        truncated = len(ids) > self.tokenizer.max_len
+        return Prediction(label, top, top, self.tokenizer.word_count(ids), truncated, probabilities)
 
 
 class ModelLoadError(ValueError):

@@ -6,6 +6,9 @@ The fused TFLite LSTM keeps its hidden and cell state in variable tensors that s
 before it (DEVELOPERS.md). A batched model scores each row on its own (its score does not
 depend on its batch mates), so rows are grouped by length: rows of one call then run nearly the
 same steps. Interpreters are not thread-safe, so each model holds a lock.
+
+Scores are ``(n,)`` positive-class probabilities for a binary model, ``(n, k)`` class
+probabilities for a model with a softmax head of ``k`` classes.
 """
 
 from __future__ import annotations
@@ -28,8 +31,21 @@ class ModelRunError(ValueError):
     """The interpreter failed while scoring a review."""
 
 
+def top_labels(scores: np.ndarray) -> np.ndarray:
+    """Each review's label: 1 (positive) when p >= 0.5 for ``(n,)`` scores; the top class's
+    index for ``(n, k)`` class probabilities."""
+    scores = np.asarray(scores)
+    return scores.argmax(axis=1) if scores.ndim == 2 else (scores >= 0.5).astype(np.int64)
+
+
+def as_scores(raw: np.ndarray) -> np.ndarray:
+    """A model's ``(n, units)`` outputs as scores: ``(n,)`` for one unit, ``(n, k)`` for k."""
+    values = np.asarray(raw).reshape(len(raw), -1)
+    return values[:, 0] if values.shape[1] == 1 else values
+
+
 class TFLiteScorer:
-    """Positive-class probabilities from a TFLite model of the IMDB LSTM."""
+    """Positive-class probabilities (or class probabilities) from a TFLite model of the IMDB LSTM."""
 
     def __init__(self, model_content: bytes, threads: int = 1, prefer: str | None = None,
                  max_batch: int = MAX_BATCH) -> None:
@@ -47,11 +63,13 @@ class TFLiteScorer:
         self.max_batch = max_batch if int(signature[0]) == -1 else 1  # a fixed (1, N) input: one per call
         self._batch = 1  # the input's current batch size
         self._scale, self._zero_point = self._output["quantization"]
+        self.classes = int(self._output["shape"][-1]) if len(self._output["shape"]) == 2 else 1  # k of a softmax head
         self._lock = threading.Lock()
 
     def _probabilities(self, raw: np.ndarray) -> np.ndarray:
-        """The first output column of a call as probabilities (dequantized if the output is int8)."""
-        values = raw.reshape(len(raw), -1)[:, 0].astype(np.float32)
+        """A call's outputs as probabilities (dequantized if the output is int8): ``(n,)``, or ``(n, k)``."""
+        values = raw.reshape(len(raw), -1).astype(np.float32)
+        values = values[:, 0] if self.classes == 1 else values
         if self._scale:  # quantized output: dequantize
             values = (values - self._zero_point) * np.float32(self._scale)
         bad = ~((values >= 0.0) & (values <= 1.0))  # also NaN: the model's last layer is not a sigmoid
@@ -79,10 +97,11 @@ class TFLiteScorer:
         rows = np.asarray(rows, dtype=np.int32)
         if rows.ndim != 2 or rows.shape[1] != self.max_len:
             raise ModelShapeError(f"expected rows of {self.max_len} ids, got shape {rows.shape}")
+        shape = (len(rows),) if self.classes == 1 else (len(rows), self.classes)
         if len(rows) <= 1:  # one call, nothing to group
             with self._lock:
-                return self._probabilities(self._invoke(rows)) if len(rows) else np.empty(0, np.float32)
-        out = np.empty(len(rows), dtype=np.float32)
+                return self._probabilities(self._invoke(rows)) if len(rows) else np.empty(shape, np.float32)
+        out = np.empty(shape, dtype=np.float32)
         order = np.argsort(np.count_nonzero(rows, axis=1), kind="stable") if self.max_batch > 1 else np.arange(len(rows))
         with self._lock:
             for first in range(0, len(rows), self.max_batch):

@@ -195,3 +195,40 @@ def test_cli_workers_output_equals_one_worker(tmp_path: Path) -> None:
     one = _cli("predict", "--json", "--workers", "1", "--file", str(file))
     three = _cli("predict", "--json", "--workers", "3", "--file", str(file))
     assert one.returncode == three.returncode == 0 and one.stdout == three.stdout and one.stdout.count(b"\n") == 40
+
+
+class _ThreeClasses:
+    """A scorer of a softmax head of three classes (the same probabilities for every review)."""
+
+    classes, max_len = 3, 200
+
+    def score(self, rows: np.ndarray) -> np.ndarray:
+        return np.tile(np.float32([[0.2, 0.5, 0.3]]), (len(rows), 1))
+
+
+def test_multiclass_predictions_name_every_class(model: SentimentModel) -> None:
+    """A multi-class bundle's label is its top class and probabilities give every class; a binary
+    bundle's answer has no probabilities."""
+    manifest = {**model.manifest, "model": {**model.manifest["model"], "labels": ["low", "mid", "high"]}}
+    multi = SentimentModel(model.tokenizer, _ThreeClasses(), "three", manifest)
+    answer = multi.predict("A fine cast, a dull script").to_dict()
+    assert answer["label"] == "mid" and answer["probability"] == answer["confidence"] == 0.5
+    assert answer["probabilities"] == {"low": 0.2, "mid": 0.5, "high": 0.3}
+    assert "probabilities" not in model.predict("A fine cast").to_dict()
+
+
+@pytest.mark.parametrize("labels", [["only"], ["a", "a"], ["a", ""], "a,b", [1, 2]])
+def test_bad_class_names_in_the_manifest_are_refused(bundle_copy: Path, labels: object) -> None:
+    manifest = json.loads((bundle_copy / "manifest.json").read_text())
+    manifest["model"]["labels"] = labels
+    (bundle_copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="model.labels"):
+        SentimentModel.load(bundle_copy)
+
+
+def test_class_names_must_match_the_model_outputs(bundle_copy: Path) -> None:
+    manifest = json.loads((bundle_copy / "manifest.json").read_text())
+    manifest["model"]["labels"] = ["a", "b", "c"]
+    (bundle_copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="gives 1 outputs but the manifest names 3 classes"):
+        SentimentModel.load(bundle_copy)

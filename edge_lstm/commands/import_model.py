@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import platform
 import shutil
@@ -58,6 +59,36 @@ def _read_model(path: Path, max_len: int | None) -> Any:
         return read_model_file(path, max_len)
     except ModelFileError as err:
         raise click.ClickException(f"{path.name}: {err}") from err
+
+
+def _parse_labels(value: str) -> list[str]:
+    """``--labels``: names separated by commas, or ``@FILE`` with one name per line."""
+    if not value.startswith("@"):
+        return value.split(",")
+    path = Path(value[1:])
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise click.ClickException(f"--labels: cannot read {path}: {getattr(err, 'strerror', None) or err}") from err
+    return text.removesuffix("\n").removesuffix("\r").split("\n") if text else []
+
+
+def _named(model_file: Any, labels: str | None) -> Any:
+    """The model file with its softmax head's class names from ``--labels`` (refused for a binary head)."""
+    from edge_lstm.importing.modelfile import ModelFileError, check_class_names
+
+    spec = model_file.spec
+    if labels is None:
+        return model_file
+    if spec.head != "softmax":
+        raise click.ClickException(f"--labels names the classes of a Dense(k, softmax) head; this model's head is "
+                                   f"{spec.dense[-1].label()}, whose labels are negative and positive")
+    names = [n.rstrip("\r") for n in _parse_labels(labels)]
+    try:
+        names = check_class_names(names, spec.classes)
+    except ModelFileError as err:
+        raise click.ClickException(f"--labels: {err}") from err
+    return dataclasses.replace(model_file, spec=dataclasses.replace(spec, class_names=names))
 
 
 def _tokenizer(kind: str, path: Path, spec: Any) -> Any:
@@ -174,7 +205,8 @@ def _record(model_path: Path, spec: Any, tok_kind: str, tok_path: Path, tokenize
                          "embedding_dim": spec.embedding_dim, "cell": spec.cell, "units": spec.units,
                          "mask_zero": spec.mask_zero, "head": spec.head, "max_len": spec.max_len,
                          "max_len_from": spec.max_len_from, "functional": spec.functional,
-                         "recurrent": [asdict(r) for r in spec.recurrent], "dense": [asdict(d) for d in spec.dense]},
+                         "recurrent": [asdict(r) for r in spec.recurrent], "dense": [asdict(d) for d in spec.dense],
+                         **({"labels": list(spec.labels)} if spec.labels else {})},
         "tokenizer": {"from": {"word-index": "Keras IMDB word index (ids rank + 3)", "tokenizer": "edge-lstm tokenizer",
                                "text-vectorization": "the model's TextVectorization layer"}[tok_kind],
                       "file": tok_path.name, "sha256": file_sha256(tok_path), "words": len(tokenizer.words),
@@ -189,7 +221,7 @@ def _write(out: Path, model: Any, model_file: Any, tokenizer: Any, record: dict)
     from edge_lstm_device.files import atomic_write_json
 
     from edge_lstm import bundle
-    from edge_lstm.importing.modelfile import ModelFileError, read_model_file
+    from edge_lstm.importing.modelfile import ModelFileError, read_model_file, write_class_names
 
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -200,10 +232,14 @@ def _write(out: Path, model: Any, model_file: Any, tokenizer: Any, record: dict)
         config = {k: record["architecture"][k] for k in ("num_words", "max_len", "embedding_dim", "cell", "units", "mask_zero")}
         model.compile(loss="binary_crossentropy")  # as training saves it (else tf-keras warns on save)
         bundle.write_trained(staging, model, tokenizer, {"config": config, "import": record})
+        if model_file.spec.labels:
+            write_class_names(staging / bundle.MODEL_FILE, model_file.spec.labels)
         atomic_write_json(staging / IMPORT_FILE, record)
-        written = read_model_file(staging / bundle.MODEL_FILE).weights
-        if not all(np.array_equal(a, b) for a, b in zip(written, model_file.weights)):
+        written = read_model_file(staging / bundle.MODEL_FILE)
+        if not all(np.array_equal(a, b) for a, b in zip(written.weights, model_file.weights)):
             raise click.ClickException("the written model.h5 does not hold the imported weights")
+        if written.spec.labels != model_file.spec.labels:
+            raise click.ClickException("the written model.h5 does not hold the class names")
         os.chmod(staging, 0o755)
         _swap(staging, out)
         return sorted(p.name for p in out.iterdir())
@@ -240,14 +276,17 @@ def _swap(staging: Path, out: Path) -> None:
               default=None, help="An edge-lstm tokenizer.json instead of a Keras word index.")
 @click.option("--max-len", type=click.IntRange(1, 100_000), default=None,
               help="Tokens per review, for a model that does not fix its input length (the lecture: 200).")
+@click.option("--labels", default=None, metavar="NAMES|@FILE",
+              help="Class names of a Dense(k, softmax) head, in output order: 'a,b,c', or @FILE with one name "
+                   "per line [default: class_0 ... class_{k-1}]. A binary model's labels are negative and positive.")
 @click.option("--force", is_flag=True, help="Replace the bundle folder --out if it already holds one.")
 @JSON_OPTION
 def import_command(model_path: Path, out: Path, word_index: Path | None, tokenizer_path: Path | None,
-                   max_len: int | None, force: bool, as_json: bool) -> None:
+                   max_len: int | None, labels: str | None, force: bool, as_json: bool) -> None:
     """Import an IMDB recurrent model trained elsewhere: read MODEL as data (no code from it runs),
     accept a Sequential or Functional chain [Input ->] [TextVectorization ->] Embedding (mask_zero
     or not) -> 1 to 3 LSTM or GRU layers, each optionally Bidirectional -> 0 to 2 Dense ->
-    Dense(1, sigmoid) or Dense(1) logits (Dropout layers anywhere), rebuild it in tf-keras with the
+    Dense(1, sigmoid), Dense(1) logits or Dense(k, softmax) (Dropout layers anywhere), rebuild it in tf-keras with the
     same weights, prove its outputs equal the original's (Keras loads the original, |Δp| <= 1e-5),
     and write a bundle (model.h5, tokenizer.json, metrics.json, import.json) for export.
 
@@ -262,12 +301,13 @@ def import_command(model_path: Path, out: Path, word_index: Path | None, tokeniz
       edge-lstm import model.h5 --word-index imdb_word_index.json --out mybundle
       edge-lstm import keras_io.keras --word-index imdb_word_index.json --max-len 200 --out kerasio
       edge-lstm import tutorial.keras --out tutorial     # TextVectorization inside: its own vocabulary
+      edge-lstm import ratings.keras --out ratings --labels negative,good,excellent   # Dense(3, softmax)
       edge-lstm export --int8 --bundle mybundle && edge-lstm parity --bundle mybundle --original model.keras
     """
     _check_out(out, force)
     quiet_tensorflow()
     hint = _max_len_hint("tokenizer", tokenizer_path, max_len) if tokenizer_path else max_len
-    model_file = _read_model(model_path, hint)
+    model_file = _named(_read_model(model_path, hint), labels)
     spec = model_file.spec
     status(f"{model_path.name}: {spec.description}, {spec.architecture}, {spec.max_len} tokens; read as data")
     if spec.vectorizer:

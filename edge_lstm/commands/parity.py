@@ -42,6 +42,8 @@ def parity_command(bundle_dir: Path, data: Path | None, limit: int | None, seed:
     """Score the same reviews with the float Keras model (the reference) and every artifact of
     the bundle (TFLite through the device runtime, ONNX through onnxruntime), and judge each:
     accuracy, label agreement, |Δp|, and whether scores depend on review order or batch mates.
+    A multi-class bundle (Dense(k, softmax)) is judged on top-label agreement and every class's
+    |Δp| (no accuracy: the reviews' labels are positive/negative).
 
     Exit codes: 0 all thresholds met, 3 a threshold failed, 1 an error, 2 bad usage.
 
@@ -60,12 +62,13 @@ def parity_command(bundle_dir: Path, data: Path | None, limit: int | None, seed:
     from edge_lstm.evaluate.parity import Thresholds, run_parity
     from edge_lstm.evaluate.subjects import UnknownArtifactError, load_subjects, original_model, parity_reviews, text_input
     from edge_lstm.importing.modelfile import ModelFileError
-    from edge_lstm_device.model import BundleError
+    from edge_lstm_device.model import BundleError, read_manifest
     from edge_lstm_device.tokenizer import ReviewTooLongError
 
     thresholds = Thresholds(float_min_agreement, float_max_diff, int8_min_agreement, int8_max_accuracy_change)
     try:
         tokenizer, model, backends = load_subjects(bundle_dir, only, threads)
+        classes = tuple(read_manifest(bundle_dir)["model"].get("labels", ()))
         reviews, source = parity_reviews(data, limit, seed)
         rows = tokenizer.encode_batch(reviews.texts)
         reference_name, reference_input = "keras_float", rows
@@ -82,7 +85,7 @@ def parity_command(bundle_dir: Path, data: Path | None, limit: int | None, seed:
     status(f"scoring {len(rows)} reviews with {reference_name} (reference)")
     reference = KerasBackend(model, name=reference_name).score(reference_input)
     result = run_parity(reviews, rows, reference, backends, thresholds, source, log=status,
-                        reference_name=reference_name)
+                        reference_name=reference_name, classes=classes)
     try:
         written = report_files.write(result, report_dir or bundle_dir) if report else []
         report_error = None

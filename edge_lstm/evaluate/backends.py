@@ -1,7 +1,8 @@
 """One small interface over every way to score token rows: Keras, TFLite, ONNX.
 
 ``score(rows)`` takes ``(n, max_len)`` int32 token ids and returns ``n`` positive-class
-probabilities. TFLite goes through the device runtime's own code path.
+probabilities, or ``(n, k)`` class probabilities for a softmax head of ``k`` classes. TFLite goes
+through the device runtime's own code path.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from edge_lstm_device.model import read_verified
-from edge_lstm_device.runtime import TFLiteScorer
+from edge_lstm_device.runtime import TFLiteScorer, as_scores
 
 
 class Backend(Protocol):
@@ -33,7 +34,7 @@ class KerasBackend:
 
     def score(self, rows: np.ndarray) -> np.ndarray:
         """Probabilities; a logit head's outputs through the sigmoid, as every exported form gives them."""
-        parts = [np.asarray(self.model.predict_on_batch(rows[i : i + self.batch_size])).reshape(-1)
+        parts = [as_scores(np.asarray(self.model.predict_on_batch(rows[i : i + self.batch_size])))
                  for i in range(0, len(rows), self.batch_size)]
         scores = np.concatenate(parts) if parts else np.empty(0, np.float32)
         return (1 / (1 + np.exp(-scores.astype(np.float64)))).astype(np.float32) if head_is_logits(self.model) else scores
@@ -82,7 +83,7 @@ class OnnxBackend:
     def score(self, rows: np.ndarray) -> np.ndarray:
         feed = self.session.get_inputs()[0].name
         parts = [
-            self.session.run(None, {feed: rows[i : i + self.batch_size]})[0].reshape(-1)
+            as_scores(self.session.run(None, {feed: rows[i : i + self.batch_size]})[0])
             for i in range(0, len(rows), self.batch_size)
         ]
         return np.concatenate(parts) if parts else np.empty(0, np.float32)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from edge_lstm.evaluate.parity import ParityReport
 from edge_lstm_device.files import atomic_write_bytes
 
@@ -12,12 +14,16 @@ REPORT_PNG = "parity_scores.png"
 COLUMNS = ("backend", "accuracy", "Δacc (pts)", "labels agree", "max |Δp|", "mean |Δp|", "order/batch", "verdict")
 
 
+def _share(value: float | None, scale: float = 1.0, spec: str = ".4f") -> str:
+    return "-" if value is None else format(value * scale, spec)
+
+
 def _rows(report: ParityReport) -> list[tuple[str, ...]]:
-    rows = [(f"{report.reference_name} (reference)", f"{report.reference_accuracy:.4f}", "-", "-", "-", "-", "-", "-")]
+    rows = [(f"{report.reference_name} (reference)", _share(report.reference_accuracy), "-", "-", "-", "-", "-", "-")]
     for b in report.backends:
         dependence = ("order-dependent " if b.order_dependent else "") + (
             "batch-dependent" + (" (expected)" if b.batch_dependence_expected else "") if b.batch_dependent else "")
-        rows.append((b.name, f"{b.accuracy:.4f}", f"{b.accuracy_change * 100:+.2f}", f"{b.label_agreement:.2%}",
+        rows.append((b.name, _share(b.accuracy), _share(b.accuracy_change, 100, "+.2f"), f"{b.label_agreement:.2%}",
                      f"{b.max_abs_diff:.2g}", f"{b.mean_abs_diff:.2g}", dependence.strip() or "independent",
                      "pass" if b.passed else "FAIL"))
     return rows
@@ -31,8 +37,15 @@ def table(report: ParityReport) -> str:
     for b in report.backends:
         lines += [f"{b.name}: {failure}" for failure in b.failures]
     verdict = "all thresholds met" if report.passed else "THRESHOLDS FAILED"
+    if report.classes:
+        lines.append(f"multi-class: {report.judged_on}")
+        lines += [f"{b.name}: max |Δp| per class: {_plain(b.max_abs_diff_per_class)}" for b in report.backends]
     lines.append(f"{report.reviews} reviews from {report.source}: {verdict}")
     return "\n".join(lines)
+
+
+def _plain(per_class: dict[str, float]) -> str:
+    return ", ".join(f"{name} {d:.2g}" for name, d in per_class.items())
 
 
 def markdown(report: ParityReport) -> str:
@@ -43,10 +56,14 @@ def markdown(report: ParityReport) -> str:
     t = report.thresholds
     out.append(f"\nThresholds: float labels ≥ {t.float_min_agreement:.2%} and max |Δp| ≤ {t.float_max_abs_diff:g}; "
                f"int8 labels ≥ {t.int8_min_agreement:.2%} and |Δaccuracy| ≤ {t.int8_max_accuracy_change * 100:g} points.\n")
+    if report.classes:
+        out.append(f"Multi-class: {report.judged_on}.\n")
     for b in report.backends:
         out.append(f"\n## {b.name}: reviews that differ most\n\n| id | label | reference | score | |Δp| |\n|---|---|---|---|---|")
-        out += [f"| {d['id']} | {d['label']} | {d['reference']:.4f} | {d['score']:.4f} | {d['abs_diff']:.3g} |"
-                for d in b.most_different]
+        out += [f"| {d['id']} | {d['label']} | {d['reference']:.4f}{' (' + d['class'] + ')' if 'class' in d else ''} | "
+                f"{d['score']:.4f} | {d['abs_diff']:.3g} |" for d in b.most_different]
+        if b.max_abs_diff_per_class:
+            out.append(f"\nmax |Δp| per class: {_plain(b.max_abs_diff_per_class)}")
         out += [f"\n- FAIL: {f}" for f in b.failures]
     return "\n".join(out) + f"\n\n![int8 versus float scores]({REPORT_PNG})\n"
 
@@ -63,7 +80,8 @@ def plot(report: ParityReport, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 6), dpi=100)
     ax.plot([0, 1], [0, 1], color="grey", lw=1, ls="--")
     for b in report.backends:
-        ax.scatter(reference, report.scores[b.name], s=6, alpha=0.6, label=f"{b.name} ({b.label_agreement:.2%} agree)")
+        ax.scatter(np.ravel(reference), np.ravel(report.scores[b.name]), s=6, alpha=0.6,
+                   label=f"{b.name} ({b.label_agreement:.2%} agree)")
     ax.set(xlabel="float Keras probability (reference)", ylabel="artifact probability",
            title=f"Parity on {report.reviews} reviews", xlim=(0, 1), ylim=(0, 1))
     ax.legend(loc="upper left", fontsize=8)

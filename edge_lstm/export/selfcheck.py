@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge_lstm.evaluate.backends import Backend
+from edge_lstm_device.runtime import top_labels
 
 
 class SelfCheckError(Exception):
@@ -42,7 +43,7 @@ class Comparison:
 
 def compare(name: str, reference: np.ndarray, scores: np.ndarray) -> Comparison:
     diff = np.abs(np.asarray(scores, np.float64) - np.asarray(reference, np.float64))
-    agree = float(np.mean((scores >= 0.5) == (reference >= 0.5)))
+    agree = float(np.mean(top_labels(scores) == top_labels(reference)))
     return Comparison(name, len(reference), agree, float(diff.max()), float(diff.mean()))
 
 

@@ -5,7 +5,8 @@ A Sequential, or a Functional single-input chain: ``[InputLayer ->] [TextVectori
 Embedding (mask_zero or not)
 -> 1 to 3 recurrent layers (LSTM or GRU, each optionally Bidirectional with merge_mode concat,
 sum, ave or mul; every one but the last returns sequences) -> 0 to 2 Dense hidden layers (relu,
-tanh, gelu, linear) -> the head, Dense(1, sigmoid) or Dense(1) logits``, with Dropout and
+tanh, gelu, linear) -> the head, Dense(1, sigmoid), Dense(1) logits or Dense(k, softmax) with k >= 2
+classes``, with Dropout and
 SpatialDropout1D (no-ops at inference) anywhere after the Embedding. Anything else is one
 ``ModelFileError`` naming the layer and the option.
 """
@@ -21,8 +22,10 @@ MAX_PARAMETERS = 512 * 2**20 // 4  # float32 values of a model file of at most 5
 MAX_LEN_LIMIT = 100_000
 MAX_UNITS = 4096
 MAX_RECURRENT, MAX_HIDDEN = 3, 2
+MAX_CLASSES = 1000
+MAX_CLASS_NAME = 100  # characters
 SUPPORTED_ARCHITECTURE = ("[Input ->] [TextVectorization ->] Embedding -> 1-3 LSTM/GRU layers, optionally "
-                          "Bidirectional -> 0-2 Dense -> Dense(1, sigmoid) or Dense(1) logits")
+                          "Bidirectional -> 0-2 Dense -> Dense(1, sigmoid), Dense(1) logits or Dense(k, softmax)")
 WHOLE_REVIEWS = 2500  # the window of a model that reads whole reviews (IMDB's longest has ~2,500 words)
 VECTORIZER_STANDARDIZE = ("lower_and_strip_punctuation", "lower", None)
 RECURRENT_KINDS = ("LSTM", "GRU")
@@ -97,6 +100,7 @@ class ModelSpec:
     mask_zero: bool = False  # Embedding(mask_zero=True): pad ids are skipped
     functional: bool = False
     vectorizer: VectorizerSpec | None = None
+    class_names: tuple[str, ...] = ()  # a softmax head's classes, in output order (empty: the defaults)
 
     @property
     def units(self) -> int:
@@ -116,8 +120,22 @@ class ModelSpec:
 
     @property
     def head(self) -> str:
-        """``sigmoid`` (a probability) or ``logits`` (the device applies the sigmoid)."""
-        return "logits" if self.dense[-1].activation == "linear" else "sigmoid"
+        """``sigmoid`` (a probability), ``logits`` (the device applies the sigmoid) or ``softmax``
+        (one probability per class)."""
+        activation = self.dense[-1].activation
+        return "logits" if activation == "linear" else activation
+
+    @property
+    def classes(self) -> int:
+        """Output units: 1 for a binary head, k for Dense(k, softmax)."""
+        return self.dense[-1].units
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """A softmax head's class names (``class_0``... unless named); empty for a binary head."""
+        if self.head != "softmax":
+            return ()
+        return self.class_names or default_class_names(self.classes)
 
     @property
     def architecture(self) -> str:
@@ -134,6 +152,26 @@ class ModelSpec:
 
     def to_dict(self) -> dict:
         return {**asdict(self), "architecture": self.architecture, "description": self.description}
+
+
+def default_class_names(k: int) -> tuple[str, ...]:
+    return tuple(f"class_{i}" for i in range(k))
+
+
+def check_class_names(names: Any, k: int) -> tuple[str, ...]:
+    """``k`` class names of a softmax head: unique, non-empty, printable, one line each."""
+    if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
+        raise ModelFileError(f"class names must be a list of strings, found {_show(names)}")
+    if len(names) != k:
+        raise ModelFileError(f"{len(names)} class names for a head of {k} classes; give exactly {k}")
+    for name in names:
+        if not name.strip() or name != name.strip() or len(name) > MAX_CLASS_NAME or not name.isprintable():
+            raise ModelFileError(f"class name {_show(name)} is not a non-empty printable name of at most "
+                                 f"{MAX_CLASS_NAME} characters without surrounding spaces")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ModelFileError(f"class names are repeated: {', '.join(map(_show, repeated))}; each must be unique")
+    return tuple(names)
 
 
 def check_config(config: dict, kind: str, keras_version: str, max_len: int | None) -> ModelSpec:
@@ -430,7 +468,7 @@ def _dense_activation(cfg: dict) -> str:
     activation = cfg.get("activation", "linear")
     if not isinstance(activation, str):
         raise ModelFileError(f"Dense {_show(cfg.get('name'))} has activation {_show(activation)}; "
-                             f"supported: {', '.join(HIDDEN_ACTIVATIONS)}, sigmoid")
+                             f"supported: {', '.join(HIDDEN_ACTIVATIONS)}, sigmoid, softmax")
     return activation
 
 
@@ -442,12 +480,15 @@ def _check_hidden(hidden: list[DenseSpec]) -> None:
 
 
 def _check_head(head: DenseSpec) -> None:
-    if head.units != 1:
-        raise ModelFileError(f"the Dense head has units={head.units}; supported: Dense(1, sigmoid) or Dense(1) logits, "
-                             "one probability (multi-class heads are not supported yet)")
-    if head.activation not in ("sigmoid", "linear"):
-        raise ModelFileError(f"the Dense head has activation {_show(head.activation)}; supported: sigmoid, or "
-                             "linear (logits: the device applies the sigmoid)")
+    if head.activation == "softmax" and not 2 <= head.units <= MAX_CLASSES:
+        raise ModelFileError(f"the Dense head has units={head.units} with softmax; supported: Dense(k, softmax) with "
+                             f"2 <= k <= {MAX_CLASSES} classes")
+    if head.units != 1 and head.activation != "softmax":
+        raise ModelFileError(f"the Dense head has units={head.units} and activation {_show(head.activation)}; supported: "
+                             "Dense(1, sigmoid), Dense(1) logits, or Dense(k, softmax) for k classes")
+    if head.activation not in ("sigmoid", "linear", "softmax"):
+        raise ModelFileError(f"the Dense head has activation {_show(head.activation)}; supported: sigmoid, "
+                             "linear (logits: the device applies the sigmoid), or softmax with k >= 2 units")
 
 
 def _expect(cfg: dict, layer: str, **wanted: Any) -> None:

@@ -14,6 +14,7 @@ Formats: tf-keras / Keras 2 ``.h5``, Keras 3 ``.h5`` (``model_weights/<layer>/..
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import re
@@ -37,6 +38,7 @@ from edge_lstm.importing.architecture import (  # noqa: F401 (the description's 
     _layer_name,
     _show,
     chain_layers,
+    check_class_names,
     check_config,
     weight_shapes,
 )
@@ -50,6 +52,7 @@ _ZIP_MAGIC = b"PK\x03\x04"
 _KERAS_ZIP_CONFIG, _KERAS_ZIP_WEIGHTS, _KERAS_ZIP_METADATA = "config.json", "model.weights.h5", "metadata.json"
 _ZIP_WEIGHT_ROOTS = ("layers", "_layer_checkpoint_dependencies")
 _CELL_WEIGHTS = ("kernel", "recurrent_kernel", "bias")  # an LSTM's or GRU's, in set_weights order
+CLASS_NAMES_ATTR = "edge_lstm_class_names"  # a bundle's model.h5: its softmax head's class names (JSON list)
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,7 @@ def read_model_file(path: Path, max_len: int | None = None) -> ModelFile:
     kind = _sniff(path)
     with _open(path, kind) as (config, keras_version, weights_root):
         spec = check_config(config, kind, keras_version, max_len)
+        spec = dataclasses.replace(spec, class_names=_class_names(weights_root.file, spec))
         weights = _read_weights(weights_root, kind, spec, chain_layers(config))
     vocabulary = _vocabulary(path, kind, spec) if spec.vectorizer else None
     if vocabulary is not None and len(vocabulary) + len(_SPECIAL_TOKENS) != spec.num_words:
@@ -109,6 +113,23 @@ def _vocabulary(path: Path, kind: str, spec: ModelSpec) -> tuple[str, ...]:
     if any(w in _SPECIAL_TOKENS for w in words) or len(set(words)) != len(words):
         raise ModelFileError("the TextVectorization vocabulary has empty, [UNK] or repeated words")
     return tuple(words)
+
+
+def _class_names(handle: h5py.File, spec: ModelSpec) -> tuple[str, ...]:
+    """The class names a bundle's model.h5 holds for its softmax head (none in users' files)."""
+    if CLASS_NAMES_ATTR not in handle.attrs:
+        return ()
+    if spec.head != "softmax":
+        raise ModelFileError(f"the file names classes ({CLASS_NAMES_ATTR}) but its head is Dense(1, {spec.head})")
+    if handle.attrs.get_id(CLASS_NAMES_ATTR).get_storage_size() > MAX_CONFIG_BYTES:
+        raise ModelFileError(f"the class names are over {_size(MAX_CONFIG_BYTES)}; refused")
+    return check_class_names(_parse_json_value(handle.attrs[CLASS_NAMES_ATTR], CLASS_NAMES_ATTR), spec.classes)
+
+
+def write_class_names(path: Path, names: tuple[str, ...]) -> None:
+    """Record a softmax head's class names in a model.h5 (the bundle's description of its head)."""
+    with h5py.File(path, "a") as handle:
+        handle.attrs[CLASS_NAMES_ATTR] = json.dumps(list(names), ensure_ascii=False)
 
 
 def build_model(model_file: ModelFile) -> Any:
@@ -267,16 +288,20 @@ def _zip_member(archive: zipfile.ZipFile, name: str, limit: int) -> bytes:
 
 
 def _parse_json(raw: Any, what: str) -> dict:
+    data = _parse_json_value(raw, what)
+    if not isinstance(data, dict):
+        raise ModelFileError(f"{what} is not a JSON object")
+    return data
+
+
+def _parse_json_value(raw: Any, what: str) -> Any:
     text = _text(raw)
     if len(text) > MAX_CONFIG_BYTES:
         raise ModelFileError(f"{what} is over {_size(MAX_CONFIG_BYTES)}; refused")
     try:
-        data = json.loads(text)
+        return json.loads(text)
     except (json.JSONDecodeError, RecursionError) as err:
         raise ModelFileError(f"{what} is not valid JSON: {_one_line(err)}") from err
-    if not isinstance(data, dict):
-        raise ModelFileError(f"{what} is not a JSON object")
-    return data
 
 
 def _text(raw: Any) -> str:
