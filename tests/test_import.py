@@ -504,6 +504,8 @@ def test_labels_file_and_defaults(tmp_path: Path) -> None:
     assert read_model_file(tmp_path / "b" / "model.h5").spec.labels == ("low", "middle", "high")
     assert _invoke("import", path, "--out", tmp_path / "c", *tokenizer).exit_code == 0
     assert read_model_file(tmp_path / "c" / "model.h5").spec.labels == ("class_0", "class_1", "class_2")
+    assert _invoke("import", path, "--out", tmp_path / "e", *tokenizer, "--labels", " very low, mid ,high").exit_code == 0
+    assert read_model_file(tmp_path / "e" / "model.h5").spec.labels == ("very low", "mid", "high")
     result = _invoke("import", REFERENCE / "model.h5", "--out", tmp_path / "d", *tokenizer, "--labels", "bad,good")
     assert result.exit_code == 1 and "whose labels are negative and positive" in result.output, result.output
     assert result.output.count("\n") == 1 and not (tmp_path / "d").exists()

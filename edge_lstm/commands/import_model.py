@@ -83,7 +83,7 @@ def _named(model_file: Any, labels: str | None) -> Any:
     if spec.head != "softmax":
         raise click.ClickException(f"--labels names the classes of a Dense(k, softmax) head; this model's head is "
                                    f"{spec.dense[-1].label()}, whose labels are negative and positive")
-    names = [n.rstrip("\r") for n in _parse_labels(labels)]
+    names = [n.strip() for n in _parse_labels(labels)]  # "a, b, c" and CRLF files: spaces around names go
     try:
         names = check_class_names(names, spec.classes)
     except ModelFileError as err:
