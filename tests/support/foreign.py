@@ -183,23 +183,30 @@ def arm_python(cache_root: Path, flavour: str = "litert", arch: str = "arm64",
     target = Path(cache_root) / f"{arch}-{flavour}-{_digest(rootfs.name, reqs, flags)}"
 
     def build(dest: Path) -> str:
-        wheels, site, stubs = dest / "wheels", dest / "site", dest / "debian-stubs"
-        stubs.mkdir()
-        for name, version in debian.items():
-            _stub_wheel(stubs, name, version)
-        _check([sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check",
-                "-d", str(wheels), "--find-links", str(stubs), *flags, *reqs])
-        for whl in sorted(wheels.glob("*.whl")):
-            if _project(whl.name.split("-")[0]) not in debian:
-                with zipfile.ZipFile(whl) as zf:
-                    zf.extractall(site)
-        shutil.rmtree(wheels)
-        shutil.rmtree(stubs)
+        site = _unpack_wheels(dest, [*flags, *reqs], debian)
         dists = (dist, "numpy", *(_project(r) for r in extra))
         return _describe(ForeignPython(command, dest, module, "", (site,)), dists, f"under qemu ({spec.cpu})")
 
     description = _cached(target, build)
     return ForeignPython(command, target, module, description, (target / "site",))
+
+
+def _unpack_wheels(dest: Path, pip_args: Sequence[str], debian: dict[str, str]) -> Path:
+    """``pip download`` into ``dest``, resolved against ``debian``'s projects (name -> version,
+    stand-in wheels), and every wheel but those unpacked into ``dest/site``."""
+    wheels, site, stubs = dest / "wheels", dest / "site", dest / "debian-stubs"
+    stubs.mkdir()
+    for name, version in debian.items():
+        _stub_wheel(stubs, name, version)
+    _check([sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check",
+            "-d", str(wheels), "--find-links", str(stubs), *pip_args])
+    for whl in sorted(wheels.glob("*.whl")):
+        if _project(whl.name.split("-")[0]) not in debian:
+            with zipfile.ZipFile(whl) as zf:
+                zf.extractall(site)
+    shutil.rmtree(wheels)
+    shutil.rmtree(stubs)
+    return site
 
 
 def _project(requirement: str) -> str:
