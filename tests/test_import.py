@@ -416,6 +416,41 @@ def test_keras_io_example_at_real_size(tmp_path: Path) -> None:
     assert labels == list(model.predict(tokenizer.encode_batch(texts), verbose=0)[:, 0] >= 0.5)
 
 
+@pytest.mark.slow
+def test_input_length_none_reads_whole_reviews_unpadded(tmp_path: Path) -> None:
+    """A Functional Input(shape=(None,)) model imported without --max-len reads whole reviews, as
+    Keras reads a review given unpadded: the window covers 2,500 ids and the leading pads are skipped
+    (no fused forms); parity --original runs the original on each review unpadded, and the device's
+    labels equal those."""
+    import keras
+
+    from edge_lstm.evaluate.backends import predict_unpadded
+    from edge_lstm.importing.keras_index import tokenizer_from_word_index
+    from edge_lstm.train.data import load_imdb
+    from tests.conftest import imdb_data
+
+    reviews = load_imdb(imdb_data(), ("train",))["train"].balanced(2000, 0)
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input(shape=(None,), dtype="int32")
+    x = keras.layers.Embedding(10000, 16)(inputs)
+    x = keras.layers.Bidirectional(keras.layers.LSTM(8))(x)
+    model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(x))
+    model.compile(optimizer="adam", loss="binary_crossentropy")
+    train_ids = tokenizer_from_word_index(word_index(), 10000, 200).encode_batch(reviews.texts)
+    model.fit(train_ids, reviews.labels.astype("float32"), epochs=2, batch_size=64, verbose=0)
+    path, out = tmp_path / "unpadded.keras", tmp_path / "bundle"
+    model.save(path)
+    _chain(path, "--word-index", word_index(), out=out, original=path)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["model"]["max_len"] == 2500 and manifest["model"]["whole_reviews"] is True
+    assert "float_tflite" in manifest["not_exported"] and manifest["device_order"][0].endswith("loop_tflite")
+    assert json.loads((out / "import.json").read_text())["architecture"]["max_len_from"] == "whole reviews"
+    texts, labels = _device_labels(out, tmp_path)
+    whole = tokenizer_from_word_index(word_index(), 10000, 2500).encode_batch(texts)
+    assert labels == list(predict_unpadded(model, whole)[:, 0] >= 0.5)
+    assert predict_unpadded(model, whole)[:, 0].tolist() != model.predict(whole, verbose=0)[:, 0].tolist()  # pads matter
+
+
 # ------------------------------------------------------------------ multi-class heads: Dense(k, softmax)
 
 RATING_CLASSES = ("negative", "good", "excellent")  # ratings 1-4, 7-8, 9-10 (aclImdb's file names: id_rating.txt)

@@ -165,10 +165,12 @@ def test_named_layers_and_tf_keras_zip(tmp_path: Path) -> None:
 
 
 def test_input_length_from_the_caller_when_the_model_leaves_it_open(tmp_path: Path) -> None:
+    """Length None: whole reviews, unpadded, by default (a 2,500-id window); --max-len fixes one."""
     path = _keras3(tmp_path / "open.keras", with_input=False)
-    with pytest.raises(ModelFileError, match="does not fix its input length"):
-        read_model_file(path)
-    assert read_model_file(path, max_len=37).spec.max_len == 37
+    whole = read_model_file(path).spec
+    assert (whole.max_len, whole.max_len_from, whole.whole_reviews, whole.skips_pads) == (2500, "whole reviews", True, True)
+    given = read_model_file(path, max_len=37).spec
+    assert (given.max_len, given.max_len_from, given.whole_reviews, given.skips_pads) == (37, "caller", False, False)
     fixed = _keras3(tmp_path / "fixed.keras")
     with pytest.raises(ModelFileError, match=f"reads {LEN} tokens per review, not 37"):
         read_model_file(fixed, max_len=37)

@@ -175,7 +175,7 @@ def _prove_equal(model_path: Path, spec: Any, model: Any, tokenizer: Any) -> tup
         rows = tokenizer.encode_batch(texts)
         max_diff = _equivalence(model, reference, rows, text_input(reference, texts))
     else:
-        max_diff = _equivalence(model, reference, rows)
+        max_diff = _equivalence(model, reference, rows, unpadded=spec.whole_reviews)
     status(f"outputs against {loader} on {len(rows)} rows: max |Δp| {max_diff:.2g} (tolerance {TOLERANCE:g})")
     if max_diff > TOLERANCE:
         raise click.ClickException(f"the rebuilt model differs from the original by {max_diff:.3g} "
@@ -183,10 +183,18 @@ def _prove_equal(model_path: Path, spec: Any, model: Any, tokenizer: Any) -> tup
     return loader, max_diff, len(rows)
 
 
-def _equivalence(model: Any, reference: Any, rows: np.ndarray, reference_input: Any = None) -> float:
+def _equivalence(model: Any, reference: Any, rows: np.ndarray, reference_input: Any = None,
+                 unpadded: bool = False) -> float:
+    """max |Δ| of the rebuilt model's outputs against the original's (on each review unpadded, for
+    a model that reads whole reviews)."""
+    from edge_lstm.evaluate.backends import predict_unpadded
+
     ours = model.predict(rows, batch_size=len(rows), verbose=0)
-    theirs = np.asarray(reference.predict(rows if reference_input is None else reference_input,
-                                          batch_size=len(rows), verbose=0))
+    if unpadded:
+        theirs = predict_unpadded(reference, rows)
+    else:
+        theirs = np.asarray(reference.predict(rows if reference_input is None else reference_input,
+                                              batch_size=len(rows), verbose=0))
     if theirs.shape != ours.shape:
         raise click.ClickException(f"the original model answers with shape {theirs.shape}, expected {ours.shape}")
     return float(np.max(np.abs(ours.astype(np.float64) - theirs.astype(np.float64))))
@@ -204,7 +212,8 @@ def _record(model_path: Path, spec: Any, tok_kind: str, tok_path: Path, tokenize
         "architecture": {"layers": spec.architecture, "num_words": spec.num_words,
                          "embedding_dim": spec.embedding_dim, "cell": spec.cell, "units": spec.units,
                          "mask_zero": spec.mask_zero, "head": spec.head, "max_len": spec.max_len,
-                         "max_len_from": spec.max_len_from, "functional": spec.functional,
+                         "max_len_from": spec.max_len_from, "whole_reviews": spec.whole_reviews,
+                         "functional": spec.functional,
                          "recurrent": [asdict(r) for r in spec.recurrent], "dense": [asdict(d) for d in spec.dense],
                          **({"labels": list(spec.labels)} if spec.labels else {})},
         "tokenizer": {"from": {"word-index": "Keras IMDB word index (ids rank + 3)", "tokenizer": "edge-lstm tokenizer",
@@ -221,7 +230,7 @@ def _write(out: Path, model: Any, model_file: Any, tokenizer: Any, record: dict)
     from edge_lstm_device.files import atomic_write_json
 
     from edge_lstm import bundle
-    from edge_lstm.importing.modelfile import ModelFileError, read_model_file, write_class_names
+    from edge_lstm.importing.modelfile import ModelFileError, read_model_file, write_bundle_attrs
 
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -232,14 +241,13 @@ def _write(out: Path, model: Any, model_file: Any, tokenizer: Any, record: dict)
         config = {k: record["architecture"][k] for k in ("num_words", "max_len", "embedding_dim", "cell", "units", "mask_zero")}
         model.compile(loss="binary_crossentropy")  # as training saves it (else tf-keras warns on save)
         bundle.write_trained(staging, model, tokenizer, {"config": config, "import": record})
-        if model_file.spec.labels:
-            write_class_names(staging / bundle.MODEL_FILE, model_file.spec.labels)
+        write_bundle_attrs(staging / bundle.MODEL_FILE, model_file.spec)
         atomic_write_json(staging / IMPORT_FILE, record)
         written = read_model_file(staging / bundle.MODEL_FILE)
         if not all(np.array_equal(a, b) for a, b in zip(written.weights, model_file.weights)):
             raise click.ClickException("the written model.h5 does not hold the imported weights")
-        if written.spec.labels != model_file.spec.labels:
-            raise click.ClickException("the written model.h5 does not hold the class names")
+        if (written.spec.labels, written.spec.whole_reviews) != (model_file.spec.labels, model_file.spec.whole_reviews):
+            raise click.ClickException("the written model.h5 does not hold the class names or the window's reading")
         os.chmod(staging, 0o755)
         _swap(staging, out)
         return sorted(p.name for p in out.iterdir())
@@ -275,7 +283,9 @@ def _swap(staging: Path, out: Path) -> None:
 @click.option("--tokenizer", "tokenizer_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               default=None, help="An edge-lstm tokenizer.json instead of a Keras word index.")
 @click.option("--max-len", type=click.IntRange(1, 100_000), default=None,
-              help="Tokens per review, for a model that does not fix its input length (the lecture: 200).")
+              help="Tokens per review, for a model that does not fix its input length (the lecture: 200) "
+                   "[default: whole reviews, read unpadded as Keras reads them: a 2,500-id window whose "
+                   "leading pads are skipped].")
 @click.option("--labels", default=None, metavar="NAMES|@FILE",
               help="Class names of a Dense(k, softmax) head, in output order: 'a,b,c', or @FILE with one name "
                    "per line [default: class_0 ... class_{k-1}]. A binary model's labels are negative and positive.")

@@ -71,10 +71,10 @@ def parity_command(bundle_dir: Path, data: Path | None, limit: int | None, seed:
         classes = tuple(read_manifest(bundle_dir)["model"].get("labels", ()))
         reviews, source = parity_reviews(data, limit, seed)
         rows = tokenizer.encode_batch(reviews.texts)
-        reference_name, reference_input = "keras_float", rows
+        reference_name, reference_input, unpadded = "keras_float", rows, False
         if original is not None:  # the user's own model is the reference; the rebuilt one is judged too
             backends.insert(0, (KerasBackend(model, name="rebuilt_keras_float"), "float32", False))
-            model, loader, reads_text = original_model(original, bundle_dir)
+            model, loader, reads_text, unpadded = original_model(original, bundle_dir)
             reference_input = text_input(model, reviews.texts) if reads_text else rows
             reference_name = f"original ({original.name})"
             status(f"reference: {original.name} ({loader})")
@@ -83,7 +83,7 @@ def parity_command(bundle_dir: Path, data: Path | None, limit: int | None, seed:
     except (BundleError, DataError, ReviewTooLongError, ModelFileError) as err:
         raise click.ClickException(str(err)) from err
     status(f"scoring {len(rows)} reviews with {reference_name} (reference)")
-    reference = KerasBackend(model, name=reference_name).score(reference_input)
+    reference = KerasBackend(model, name=reference_name, unpadded=unpadded).score(reference_input)
     result = run_parity(reviews, rows, reference, backends, thresholds, source, log=status,
                         reference_name=reference_name, classes=classes)
     try:

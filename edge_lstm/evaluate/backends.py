@@ -31,13 +31,33 @@ class KerasBackend:
     name: str = "keras_float"
     batch_size: int = 256
     batched: bool = True
+    unpadded: bool = False  # give the model each review without its leading pads (an input length None)
 
     def score(self, rows: np.ndarray) -> np.ndarray:
         """Probabilities; a logit head's outputs through the sigmoid, as every exported form gives them."""
-        parts = [as_scores(np.asarray(self.model.predict_on_batch(rows[i : i + self.batch_size])))
-                 for i in range(0, len(rows), self.batch_size)]
-        scores = np.concatenate(parts) if parts else np.empty(0, np.float32)
+        if self.unpadded:
+            scores = as_scores(predict_unpadded(self.model, rows, self.batch_size))
+        else:
+            parts = [as_scores(np.asarray(self.model.predict_on_batch(rows[i : i + self.batch_size])))
+                     for i in range(0, len(rows), self.batch_size)]
+            scores = np.concatenate(parts) if parts else np.empty(0, np.float32)
         return (1 / (1 + np.exp(-scores.astype(np.float64)))).astype(np.float32) if head_is_logits(self.model) else scores
+
+
+def predict_unpadded(model: Any, rows: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """A Keras model's outputs for pre-padded ``rows``, each given without its leading pad ids (as
+    a model with input length None reads a review alone); rows with as many pads go together."""
+    starts = np.minimum(np.argmax(rows != 0, axis=1) + (rows == 0).all(axis=1) * rows.shape[1], rows.shape[1] - 1)
+    outputs: np.ndarray | None = None
+    for start in np.unique(starts):
+        group = np.flatnonzero(starts == start)
+        for i in range(0, len(group), batch_size):
+            part = group[i : i + batch_size]
+            answer = np.asarray(model.predict_on_batch(rows[part, start:]))
+            if outputs is None:
+                outputs = np.empty((len(rows), *answer.shape[1:]), answer.dtype)
+            outputs[part] = answer
+    return outputs if outputs is not None else np.empty((0, 1), np.float32)
 
 
 def head_is_logits(model: Any) -> bool:

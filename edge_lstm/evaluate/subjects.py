@@ -41,10 +41,11 @@ def load_subjects(bundle_dir: Path, only: tuple[str, ...], threads: int) -> tupl
     return bundle.load_tokenizer(bundle_dir), bundle.load_model(bundle_dir), backends
 
 
-def original_model(path: Path, bundle_dir: Path) -> tuple[Any, str, bool]:
+def original_model(path: Path, bundle_dir: Path) -> tuple[Any, str, bool, bool]:
     """The model file an imported bundle came from, checked as data first (the same architecture
     as the bundle's model), then loaded by the Keras that wrote it; a description of that loader;
-    whether it reads raw text (a TextVectorization layer first)."""
+    whether it reads raw text (a TextVectorization layer first); whether it reads each review
+    unpadded (input length None, the bundle's window covering whole reviews)."""
     from edge_lstm.importing.modelfile import ModelFileError, load_with_its_keras, read_model_file
 
     ours = read_model_file(bundle_dir / bundle.MODEL_FILE).spec
@@ -52,7 +53,7 @@ def original_model(path: Path, bundle_dir: Path) -> tuple[Any, str, bool]:
     spec = original.spec
     if spec.architecture.removeprefix("TextVectorization -> ") != ours.architecture:
         raise ModelFileError(f"{path} is not the model this bundle was imported from ({spec.architecture})")
-    return (*load_with_its_keras(path, spec, original.vocabulary), spec.vectorizer is not None)
+    return (*load_with_its_keras(path, spec, original.vocabulary), spec.vectorizer is not None, ours.whole_reviews)
 
 
 def text_input(model: Any, texts: list[str]) -> Any:

@@ -111,6 +111,8 @@ def not_exported(config: dict, options: ExportOptions = ExportOptions()) -> dict
         why = "TFLite's fused forms are for one unidirectional LSTM layer (the loop form runs this one)"
     elif layers[0]["cells"][0] != "LSTM":
         why = f"TFLite has no fused {layers[0]['cells'][0]} op (the loop form runs it)"
+    elif config.get("whole_reviews"):
+        why = "the model reads each review unpadded; TFLite's fused LSTM would run the pad steps (the loop form skips them)"
     elif config.get("masked"):
         why = "TFLite's fused LSTM has no mask (the loop form skips the pad steps)"
     elif config.get("head") == "softmax" and options.tflite_scheme != "dynamic-range":
@@ -143,6 +145,7 @@ def check_model(model: Any, tokenizer: Tokenizer, spec: Any) -> dict:
                **({"merge_mode": layer.merge_mode} if len(layer.cells) > 1 else {})} for layer in loop.layers]
     return {"num_words": embedding.input_dim, "max_len": max_len, "embedding_dim": embedding.output_dim,
             "cell": layers[0]["cells"][0], "units": layers[0]["units"], "masked": loop.masked, "layers": layers,
+            **({"whole_reviews": True} if spec.whole_reviews else {}),
             "head": spec.head, **({"labels": list(spec.labels)} if spec.labels else {}),
             "step_macs": loop.step_macs(), "architecture": spec.architecture}
 

@@ -93,7 +93,7 @@ class ModelSpec:
     num_words: int  # Embedding input_dim (vocabulary, ids 0..num_words-1)
     embedding_dim: int
     max_len: int  # tokens per review
-    max_len_from: str  # "model" (fixed by the file) or "caller"
+    max_len_from: str  # "model" (fixed by the file), "caller" (--max-len) or "whole reviews" (WHOLE_REVIEWS)
     embedding_name: str
     recurrent: tuple[RecurrentSpec, ...]
     dense: tuple[DenseSpec, ...]  # hidden layers, then the head
@@ -101,6 +101,7 @@ class ModelSpec:
     functional: bool = False
     vectorizer: VectorizerSpec | None = None
     class_names: tuple[str, ...] = ()  # a softmax head's classes, in output order (empty: the defaults)
+    whole_reviews: bool = False  # input length None and no window given: each review is read unpadded, whole
 
     @property
     def units(self) -> int:
@@ -113,6 +114,11 @@ class ModelSpec:
     @property
     def reset_after(self) -> bool:
         return self.recurrent[0].reset_after
+
+    @property
+    def skips_pads(self) -> bool:
+        """Pad ids leave the state as it is: masked (``mask_zero``), or read as a review given unpadded."""
+        return self.mask_zero or self.whole_reviews
 
     @property
     def layer_names(self) -> tuple[str, ...]:
@@ -188,6 +194,9 @@ def check_config(config: dict, kind: str, keras_version: str, max_len: int | Non
     if len(set(names)) != len(names):
         raise ModelFileError(f"the layers' names are not unique: {', '.join(names)}")
     fixed = vectorizer.output_sequence_length if vectorizer else _fixed_length(config, layers)
+    whole = fixed is None and max_len is None and not vectorizer  # as Keras reads a review given unpadded
+    if whole:
+        max_len = WHOLE_REVIEWS  # the leading pads are skipped: a long window costs nothing
     if vectorizer and fixed is None:
         if not embedding.get("mask_zero", False):
             raise ModelFileError("TextVectorization has output_sequence_length=None and the Embedding no mask_zero: "
@@ -197,7 +206,8 @@ def check_config(config: dict, kind: str, keras_version: str, max_len: int | Non
         format=kind, keras_version=keras_version,
         num_words=_int(embedding, "input_dim", "Embedding", 4, MAX_PARAMETERS),
         embedding_dim=_int(embedding, "output_dim", "Embedding", 1, MAX_UNITS),
-        max_len=_resolve_length(fixed, max_len), max_len_from="model" if fixed else "caller",
+        max_len=_resolve_length(fixed, max_len),
+        max_len_from="model" if fixed else "whole reviews" if whole else "caller", whole_reviews=whole,
         embedding_name=_name(embedding), recurrent=recurrent, dense=dense,
         mask_zero=embedding.get("mask_zero", False), functional=config.get("class_name") != "Sequential",
         vectorizer=vectorizer,

@@ -53,6 +53,7 @@ _KERAS_ZIP_CONFIG, _KERAS_ZIP_WEIGHTS, _KERAS_ZIP_METADATA = "config.json", "mod
 _ZIP_WEIGHT_ROOTS = ("layers", "_layer_checkpoint_dependencies")
 _CELL_WEIGHTS = ("kernel", "recurrent_kernel", "bias")  # an LSTM's or GRU's, in set_weights order
 CLASS_NAMES_ATTR = "edge_lstm_class_names"  # a bundle's model.h5: its softmax head's class names (JSON list)
+WHOLE_REVIEWS_ATTR = "edge_lstm_whole_reviews"  # a bundle's model.h5: its mask_zero stands for reading reviews unpadded
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,8 @@ def read_model_file(path: Path, max_len: int | None = None) -> ModelFile:
     with _open(path, kind) as (config, keras_version, weights_root):
         spec = check_config(config, kind, keras_version, max_len)
         spec = dataclasses.replace(spec, class_names=_class_names(weights_root.file, spec))
+        if weights_root.file.attrs.get(WHOLE_REVIEWS_ATTR, False):  # the mask is the bundle's, not the user's
+            spec = dataclasses.replace(spec, whole_reviews=True, mask_zero=False, max_len_from="whole reviews")
         weights = _read_weights(weights_root, kind, spec, chain_layers(config))
     vocabulary = _vocabulary(path, kind, spec) if spec.vectorizer else None
     if vocabulary is not None and len(vocabulary) + len(_SPECIAL_TOKENS) != spec.num_words:
@@ -126,14 +129,20 @@ def _class_names(handle: h5py.File, spec: ModelSpec) -> tuple[str, ...]:
     return check_class_names(_parse_json_value(handle.attrs[CLASS_NAMES_ATTR], CLASS_NAMES_ATTR), spec.classes)
 
 
-def write_class_names(path: Path, names: tuple[str, ...]) -> None:
-    """Record a softmax head's class names in a model.h5 (the bundle's description of its head)."""
+def write_bundle_attrs(path: Path, spec: ModelSpec) -> None:
+    """Record in a bundle's model.h5 what its Keras config cannot say: a softmax head's class names,
+    and that its ``mask_zero`` reads whole reviews unpadded (the user's model has no mask)."""
     with h5py.File(path, "a") as handle:
-        handle.attrs[CLASS_NAMES_ATTR] = json.dumps(list(names), ensure_ascii=False)
+        if spec.labels:
+            handle.attrs[CLASS_NAMES_ATTR] = json.dumps(list(spec.labels), ensure_ascii=False)
+        if spec.whole_reviews:
+            handle.attrs[WHOLE_REVIEWS_ATTR] = True
 
 
 def build_model(model_file: ModelFile) -> Any:
-    """A fresh tf-keras ``Sequential`` of the checked architecture holding the file's weights."""
+    """A fresh tf-keras ``Sequential`` of the checked architecture holding the file's weights. A
+    model that reads whole reviews gets ``mask_zero``: the leading pads then leave the zero state
+    as it is, so a padded review scores as the user's model scores it unpadded."""
     from edge_lstm.tf_setup import quiet_tensorflow
 
     quiet_tensorflow()
@@ -141,7 +150,7 @@ def build_model(model_file: ModelFile) -> Any:
 
     spec = model_file.spec
     model = keras.Sequential(
-        [keras.layers.Embedding(spec.num_words, spec.embedding_dim, input_length=spec.max_len, mask_zero=spec.mask_zero,
+        [keras.layers.Embedding(spec.num_words, spec.embedding_dim, input_length=spec.max_len, mask_zero=spec.skips_pads,
                                 name="embedding"),
          *(_recurrent_layer(keras, r, f"recurrent_{i}") for i, r in enumerate(spec.recurrent)),
          *(keras.layers.Dense(d.units, activation=d.activation, name=f"dense_{i}") for i, d in enumerate(spec.dense))],
