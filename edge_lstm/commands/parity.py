@@ -20,7 +20,9 @@ EXIT_THRESHOLD_FAILED = 3
 @click.option("--limit", type=click.IntRange(min=2), default=None, help="A balanced, deterministic subset of N reviews.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the --limit subset.")
 @click.option("--only", multiple=True, metavar="ARTIFACT", help="Check only these artifacts (repeatable).")
-@click.option("--float-min-agreement", type=click.FloatRange(0, 1), default=1.0, show_default=True)
+@click.option("--float-min-agreement", type=click.FloatRange(0, 1), default=1.0, show_default=True,
+              help="Labels float artifacts must share with the reference; a review the reference holds within "
+                   "2 × --float-max-diff of a tie (p near 0.5, or two classes) counts as agreeing.")
 @click.option("--float-max-diff", type=click.FloatRange(0), default=1e-5, show_default=True,
               help="Largest |Δp| allowed for float artifacts.")
 @click.option("--int8-min-agreement", type=click.FloatRange(0, 1), default=0.995, show_default=True)

@@ -47,6 +47,8 @@ class BackendResult:
     most_different: list[dict] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     max_abs_diff_per_class: dict[str, float] = field(default_factory=dict)  # multi-class only
+    tied_flips: int = 0  # labels that differ where the reference's top two are within 2 × float max |Δp|
+    reviews: int = 0
 
     @property
     def passed(self) -> bool:
@@ -80,6 +82,18 @@ def accuracy(scores: np.ndarray, labels: np.ndarray) -> float | None:
 
 def label_agreement(scores: np.ndarray, reference: np.ndarray) -> float:
     return float(np.mean(top_labels(scores) == top_labels(reference))) if len(scores) else 1.0
+
+
+def tied_flips(scores: np.ndarray, reference: np.ndarray, tolerance: float) -> int:
+    """Labels that differ where the reference is within ``2 × tolerance`` of a tie between its top
+    two labels (binary: p within ``tolerance`` of 0.5): a |Δp| within ``tolerance`` may swap them."""
+    reference = np.asarray(reference, np.float64)
+    if reference.ndim == 2:
+        top_two = np.sort(reference, axis=1)[:, -2:]
+        margin = top_two[:, 1] - top_two[:, 0]
+    else:
+        margin = np.abs(2 * reference - 1)
+    return int(np.sum((top_labels(scores) != top_labels(reference)) & (margin <= 2 * tolerance)))
 
 
 def _most_different(reviews: Reviews, reference: np.ndarray, scores: np.ndarray, diff: np.ndarray,
@@ -125,6 +139,7 @@ def evaluate(
         float(diff.max()), float(diff.mean()), order_dependent(backend, rows, scores),
         batch_dependent(backend, rows, scores), dynamic_scheme,
         _most_different(reviews, reference, scores, diff, top, classes), max_abs_diff_per_class=_per_class(diff, classes),
+        tied_flips=tied_flips(scores, reference, thresholds.float_max_abs_diff), reviews=len(scores),
     )
     result.failures = judge(result, thresholds)
     return result, scores
@@ -139,8 +154,10 @@ def judge(r: BackendResult, t: Thresholds) -> list[str]:
         if r.accuracy_change is not None and abs(r.accuracy_change) > t.int8_max_accuracy_change:
             failures.append(f"|Δaccuracy| {abs(r.accuracy_change) * 100:.2f} points > {t.int8_max_accuracy_change * 100:.2f}")
     else:
-        if r.label_agreement < t.float_min_agreement:
-            failures.append(f"label agreement {r.label_agreement:.2%} < {t.float_min_agreement:.2%}")
+        untied = (round(r.label_agreement * r.reviews) + r.tied_flips) / r.reviews if r.reviews else r.label_agreement
+        if untied < t.float_min_agreement:
+            failures.append(f"label agreement {r.label_agreement:.3%} < {t.float_min_agreement:.2%}" + (
+                f" ({r.tied_flips} labels tied within max |Δp| counted as agreeing)" if r.tied_flips else ""))
         if r.max_abs_diff > t.float_max_abs_diff:
             failures.append(f"max |Δp| {r.max_abs_diff:.3g} > {t.float_max_abs_diff:.3g}")
     expected = r.batch_dependent and r.batch_dependence_expected  # reordering changes batch mates too

@@ -36,6 +36,9 @@ def table(report: ParityReport) -> str:
     lines.insert(1, "  ".join("-" * w for w in widths))
     for b in report.backends:
         lines += [f"{b.name}: {failure}" for failure in b.failures]
+        if b.tied_flips and b.precision != "int8" and b.passed:
+            lines.append(f"{b.name}: {b.tied_flips} label(s) differ where the reference is tied within max |Δp| "
+                         "(counted as agreeing)")
     verdict = "all thresholds met" if report.passed else "THRESHOLDS FAILED"
     if report.classes:
         lines.append(f"multi-class: {report.judged_on}")
@@ -54,7 +57,8 @@ def markdown(report: ParityReport) -> str:
            "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     out += ["| " + " | ".join(r) + " |" for r in _rows(report)]
     t = report.thresholds
-    out.append(f"\nThresholds: float labels ≥ {t.float_min_agreement:.2%} and max |Δp| ≤ {t.float_max_abs_diff:g}; "
+    out.append(f"\nThresholds: float labels ≥ {t.float_min_agreement:.2%} (a review the reference holds within "
+               f"2 × {t.float_max_abs_diff:g} of a tie counts as agreeing) and max |Δp| ≤ {t.float_max_abs_diff:g}; "
                f"int8 labels ≥ {t.int8_min_agreement:.2%} and |Δaccuracy| ≤ {t.int8_max_accuracy_change * 100:g} points.\n")
     if report.classes:
         out.append(f"Multi-class: {report.judged_on}.\n")
