@@ -507,6 +507,9 @@ def test_multiclass_import_export_parity_and_device_labels(tmp_path: Path) -> No
                == max(r["probabilities"].values()) for r in records)
     bench = _invoke("bench", "--bundle", out, "--reviews", "10", "--batch", "8", "--rounds", "1", "--json")
     assert bench.exit_code == 0, bench.output
+    info = subprocess.run([sys.executable, "-m", "edge_lstm_device", "info", "--bundle", str(out), "--json"],
+                          capture_output=True, text=True, timeout=300)
+    assert info.returncode == 0 and json.loads(info.stdout)["labels"] == list(RATING_CLASSES), info.stderr
 
 
 @pytest.mark.parametrize("labels, message", [

@@ -197,6 +197,7 @@ def info(args: argparse.Namespace) -> int:
         return EXIT_FATAL
     dist = model.scorer.interpreter_dist
     entry = model.manifest["artifacts"][model.name]
+    labels = model.manifest["model"].get("labels")  # a softmax head's classes
     data = {
         "bundle": str(args.bundle or "reference (shipped with edge-lstm-device)"),
         "model": model.name, "why": model.choice.reason, "file": entry["file"], "bytes": entry["bytes"],
@@ -206,6 +207,7 @@ def info(args: argparse.Namespace) -> int:
         "skipped": model.choice.skipped,
         "verified_in": [f"{v['interpreter']} {v['version']} ({v['machine']})" for v in entry.get("verified_in", [])],
         "vocabulary": model.tokenizer.num_words, "max_len": model.tokenizer.max_len,
+        **({"labels": labels} if labels else {}),
         "signature": f"valid, by the trusted key {trusted.key_id}" if trusted else "not checked (no --trust)",
     }
     _out(json.dumps(data, indent=2) if args.json else "\n".join(f"{k:<13}{_plain(v)}" for k, v in data.items()))

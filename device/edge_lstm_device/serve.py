@@ -431,6 +431,7 @@ def info_payload(pool: ModelPool, args: argparse.Namespace, limits: Limits) -> d
         "model": model.name, "file": entry["file"], "interpreter": f"{dist} {interpreter_version(dist)}",
         "workers": pool.workers, "threads": args.threads, "max_batch": args.max_batch,
         "batch_window_ms": args.batch_window_ms, "version": __version__, "limits": asdict(limits),
+        **({"labels": manifest["model"]["labels"]} if manifest["model"].get("labels") else {}),
         "sha256": {"model": entry["sha256"], "tokenizer": manifest["tokenizer"]["sha256"],
                    "source_model": manifest.get("source_model", {}).get("sha256")},
     }
