@@ -49,6 +49,7 @@ PUBLIC = {"/"}  # answered without the bearer token (the page asks for it, for t
 IDLE_TIMEOUT_S = 30  # a connection silent this long (idle keep-alive, stalled upload) is closed
 HEAD_TIMEOUT_S = 5.0  # a new connection must send its request line and headers within this
 SPARE_THREADS = 8  # connection threads beyond --max-connections: those of evicted connections, finishing
+ACCEPT_BURST = 256  # connections accepted per wakeup at most (then the deadlines are checked)
 REAP_EVERY_S = 0.25  # how often connections past their deadline are looked for
 DEMO_PAGE = Path(__file__).resolve().parent / "demo.html"
 DRAIN_TIMEOUT_S = 60  # on SIGTERM, the longest wait for the requests in flight
@@ -175,7 +176,7 @@ class Server(ThreadingHTTPServer):
     requests in flight so that a shutdown can wait for them."""
 
     daemon_threads = True  # idle keep-alive connections do not hold the exit
-    request_queue_size = 128  # listen() backlog; socketserver's 5 resets a burst of new connections
+    request_queue_size = 1024  # listen() backlog (the kernel caps it at net.core.somaxconn)
 
     def __init__(self, address: tuple[str, int], services: Services, options: ServerOptions = ServerOptions()) -> None:
         self.services, self.options = services, options
@@ -189,6 +190,21 @@ class Server(ThreadingHTTPServer):
         self._changed = threading.Condition()
         self._reaped_at = 0.0
         super().__init__(address, Handler)
+
+    def server_activate(self) -> None:
+        super().server_activate()
+        self.socket.setblocking(False)  # accept until none is waiting (see _handle_request_noblock)
+
+    def _handle_request_noblock(self) -> None:
+        """Accept every connection waiting, not one per wakeup of serve_forever's poll: under a burst
+        of connections the listen backlog would fill, and the kernel drop new ones for a second."""
+        for _ in range(ACCEPT_BURST):
+            try:
+                request, client_address = self.socket.accept()
+            except OSError:  # BlockingIOError: none is waiting (or the listening socket is closed)
+                return
+            request.setblocking(True)
+            self.process_request(request, client_address)
 
     def process_request(self, request: socket.socket, client_address: tuple) -> None:  # type: ignore[override]
         """A thread for the connection if it gets a slot, else a quick 503."""
