@@ -275,7 +275,7 @@ def report(held: dict, flood: dict, reload: dict, args: argparse.Namespace) -> s
         **(a) {args.half_open:,} half-open connections** for {args.seconds:g} s, opened from 16 threads, each
         sending part of a request head and then nothing. *Held*: each opened once (the server closes most
         of them to make room). *Flood*: the client opens a new one for every connection the server closes,
-        as fast as it can; then a new connection competes with the flood for the listen backlog (128), and
+        as fast as it can; then a new connection competes with the flood for the listen backlog (1024), and
         a connection the kernel drops is retried by the client's TCP after 1 s.
 
         | figure | held | flood | target |
