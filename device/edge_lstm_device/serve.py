@@ -446,6 +446,7 @@ def info_payload(pool: ModelPool, args: argparse.Namespace, limits: Limits) -> d
         "bundle": str(Path(args.bundle).resolve()) if args.bundle else "reference (shipped with edge-lstm-device)",
         "model": model.name, "file": entry["file"], "interpreter": f"{dist} {interpreter_version(dist)}",
         "workers": pool.workers, "threads": args.threads, "max_batch": args.max_batch,
+        "max_connections": args.max_connections,
         "batch_window_ms": args.batch_window_ms, "version": __version__, "limits": asdict(limits),
         **({"labels": manifest["model"]["labels"]} if manifest["model"].get("labels") else {}),
         "sha256": {"model": entry["sha256"], "tokenizer": manifest["tokenizer"]["sha256"],

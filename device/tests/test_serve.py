@@ -6,6 +6,7 @@ Every server is started with ``--port 0`` (the port is read from its start line)
 
 from __future__ import annotations
 
+import calendar
 import http.client
 import json
 import re
@@ -230,7 +231,8 @@ def test_health_and_info(server: Served, expected: tuple) -> None:
                               "source_model": manifest["source_model"]["sha256"]}
     assert re.match(r"(ai-edge-litert|tflite-runtime|tensorflow) \S+$", info["interpreter"])
     assert info["limits"] == {"max_body_bytes": 1 << 20, "max_texts": 64, "max_chars": 100_000}
-    assert info["max_batch"] == MAX_BATCH and info["batch_window_ms"] == 1.0
+    assert info["max_batch"] == MAX_BATCH and info["batch_window_ms"] == 1.0 and info["max_connections"] == 128
+    assert time.time() - 600 < calendar.timegm(time.strptime(info["loaded_at"], "%Y-%m-%dT%H:%M:%SZ")) <= time.time()
     assert predict(server.port, ["great", "awful"])[0] == 200
     batches = info_batches(server.port)
     assert set(batches) == {"calls", "reviews"} and 1 <= batches["calls"] <= batches["reviews"] >= 2
