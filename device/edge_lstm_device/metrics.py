@@ -57,9 +57,6 @@ class Counter(Metric):
         with self._lock:
             self._values[key] = self._values.get(key, 0) + amount
 
-    def value(self, **labels: str) -> float:
-        return self._values.get(tuple(sorted(labels.items())), 0)
-
     def lines(self) -> list[str]:
         with self._lock:
             items = sorted(self._values.items())

@@ -180,11 +180,11 @@ class Server(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], services: Services, options: ServerOptions = ServerOptions()) -> None:
         self.services, self.options = services, options
-        self.limits, self.quiet = options.limits, options.quiet
         self.expected_auth = f"Bearer {options.token}".encode("ascii") if options.token else None
         self.slots = ConnectionSlots(options.max_connections, options.head_timeout_s, IDLE_TIMEOUT_S)
         self.handlers = HandlerThreads(self.process_request_thread, options.max_connections + SPARE_THREADS)
-        self.metrics = ServeMetrics(self)
+        self.metrics = ServeMetrics(self, ROUTES)
+        services.on_batch = self.metrics.batches.observe
         self.draining = False
         self._in_flight = 0
         self._changed = threading.Condition()
@@ -288,12 +288,11 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return False
         if parsed:
-            has_body = "Transfer-Encoding" in self.headers or self.headers.get("Content-Length", "0") != "0"
-            self.server.slots.mark(self.connection, READING if has_body else BUSY)
+            self._body_pending = "Transfer-Encoding" in self.headers or self.headers.get("Content-Length", "0") != "0"
+            self.server.slots.mark(self.connection, READING if self._body_pending else BUSY)
         return parsed
 
     def _dispatch(self) -> None:
-        self._body_pending = "Transfer-Encoding" in self.headers or self.headers.get("Content-Length", "0") != "0"
         with self.server.request_in_flight():
             headers: dict[str, str] = {}
             try:
@@ -333,7 +332,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _predict(self, body: bytes) -> dict:
         with self.server.services.use() as service:  # in flight on this model, even if a reload swaps it
-            ids = parse_predict(body, self.server.limits, service.pool.first.tokenizer)
+            ids = parse_predict(body, self.server.options.limits, service.pool.first.tokenizer)
             try:
                 predictions = service.batcher.predict_ids(ids)  # tokenized in this thread, scored in a batch
             except BatcherClosed:  # a keep-alive request that came after the drain
@@ -361,8 +360,9 @@ class Handler(BaseHTTPRequestHandler):
         if lengths or not (length.isascii() and length.isdigit()):
             raise RequestError("bad Content-Length header")
         size = int(length)
-        if size > self.server.limits.max_body_bytes:
-            raise TooLarge(f"the body has {size} bytes: at most {self.server.limits.max_body_bytes}")
+        most = self.server.options.limits.max_body_bytes
+        if size > most:
+            raise TooLarge(f"the body has {size} bytes: at most {most}")
         try:
             body = self.rfile.read(size)
         except TimeoutError:
@@ -404,7 +404,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         """The access log: one line per request on stderr (off with --quiet)."""
-        if self.server.quiet:
+        if self.server.options.quiet:
             return
         took = f"{(time.perf_counter() - self._start) * 1000:.1f}ms" if self._start else "-"
         log(f"{self.client_address[0]} {json.dumps(self.requestline)} {int(code)} {self._sent} {took}")
@@ -469,11 +469,14 @@ def _usage_problems(args: argparse.Namespace, limits: Limits, workers: int) -> l
     return problems
 
 
-def load_service(args: argparse.Namespace, limits: Limits, observer: ServeMetrics | None = None) -> Service:
-    """The bundle of ``args`` loaded, its scoring threads started, and one review scored through
-    them; raises :class:`BundleError` (or ``ImportError``, ``ValueError``) if it cannot serve."""
-    workers = default_workers() if args.workers is None else args.workers
-    pool = ModelPool.load(args.bundle, args.model, workers, args.threads, args.interpreter, trust=args.trust)
+def _workers(args: argparse.Namespace) -> int:
+    return default_workers() if args.workers is None else args.workers
+
+
+def load_service(args: argparse.Namespace, limits: Limits) -> Service:
+    """The bundle of ``args`` loaded, its scoring threads started, and one review scored; raises
+    :class:`BundleError` (or ``ImportError``, ``ValueError``) if it cannot serve."""
+    pool = ModelPool.load(args.bundle, args.model, _workers(args), args.threads, args.interpreter, trust=args.trust)
     batcher = Batcher(pool, args.max_batch, args.batch_window_ms / 1000)
     service = Service(pool, batcher, info_payload(pool, args, limits))
     try:
@@ -481,8 +484,6 @@ def load_service(args: argparse.Namespace, limits: Limits, observer: ServeMetric
     except (ValueError, RuntimeError) as err:  # ModelRunError, the interpreter failing on the file
         service.close()
         raise BundleError(f"the model does not score: {err}") from err
-    if observer is not None:
-        batcher.on_batch = observer.batches.observe
     return service
 
 
@@ -493,7 +494,7 @@ def reload(server: Server, args: argparse.Namespace) -> bool:
     started = time.perf_counter()
     log(f"reloading {args.bundle or 'the reference bundle'}")
     try:
-        new = load_service(args, server.limits, server.metrics)
+        new = load_service(args, server.options.limits)
     except (BundleError, ImportError, ValueError, OSError) as err:
         server.metrics.reload_failures.inc()
         log(f"reload failed, still serving {old.name} (sha256 {old.info['sha256']['model'][:12]}): {err}")
@@ -557,8 +558,7 @@ def run_serve(args: argparse.Namespace) -> int:
 def _start(args: argparse.Namespace) -> Server | int:
     """The listening server with its model loaded, or the exit code of why not."""
     limits = Limits(args.max_body_bytes, args.max_texts, args.max_chars)
-    workers = default_workers() if args.workers is None else args.workers
-    problems = _usage_problems(args, limits, workers)
+    problems = _usage_problems(args, limits, _workers(args))
     if problems:
         print(f"edge-lstm-device serve: error: {'; '.join(problems)}", file=sys.stderr)
         return EXIT_USAGE
@@ -579,7 +579,6 @@ def _start(args: argparse.Namespace) -> Server | int:
         service.close()
         print(f"error: cannot listen on {args.host}:{args.port}: {err.strerror or err}", file=sys.stderr)
         return EXIT_FATAL
-    service.batcher.on_batch = server.metrics.batches.observe
     _announce(args, server, service)
     return server
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Collection
 from typing import TYPE_CHECKING
 
 from edge_lstm_device.metrics import Counter, Gauge, Histogram, Labels, Metric, render, resident_bytes
@@ -18,8 +19,8 @@ OTHER_PATH = "other"  # the label of every path the server does not answer (keep
 class ServeMetrics:
     """The counters a server updates, and the gauges it reads when scraped."""
 
-    def __init__(self, server: Server) -> None:
-        self.server = server
+    def __init__(self, server: Server, paths: Collection[str]) -> None:
+        self.server, self.paths = server, paths  # paths: those answered (any other is OTHER_PATH)
         self.requests = Counter("edge_lstm_http_requests_total", "HTTP requests answered, by path and status.")
         self.latency = Histogram("edge_lstm_http_request_duration_seconds",
                                  "Time from a request's first line to its answer, by path.", LATENCY_BUCKETS)
@@ -30,9 +31,7 @@ class ServeMetrics:
                                        "SIGHUP reloads that failed (the previous model kept serving).")
 
     def answered(self, path: str, status: int, seconds: float) -> None:
-        from edge_lstm_device.serve import ROUTES  # (serve imports this module)
-
-        path = path if path in ROUTES else OTHER_PATH
+        path = path if path in self.paths else OTHER_PATH
         self.requests.inc(path=path, status=str(status))
         self.latency.observe(seconds, path=path)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -50,6 +50,16 @@ class Services:
     def __init__(self, current: Service) -> None:
         self._current = current
         self._lock = threading.Lock()
+        self._on_batch: Callable[[int], None] | None = None
+
+    @property
+    def on_batch(self) -> Callable[[int], None] | None:
+        """Told each batch's size, by the current service's batcher and every later one."""
+        return self._on_batch
+
+    @on_batch.setter
+    def on_batch(self, observe: Callable[[int], None] | None) -> None:
+        self._on_batch = self._current.batcher.on_batch = observe
 
     @property
     def current(self) -> Service:
@@ -72,6 +82,7 @@ class Services:
 
     def swap(self, new: Service) -> Service:
         """Make ``new`` current; the old one (returned) stops after its last request."""
+        new.batcher.on_batch = self._on_batch
         with self._lock:
             old, self._current = self._current, new
             old.retired = True
