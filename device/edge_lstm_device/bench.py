@@ -23,7 +23,7 @@ from edge_lstm_device.interpreter import interpreter_class, interpreter_version
 from edge_lstm_device.model import MODEL_ENV, REFERENCE_BUNDLE, BundleError, SentimentModel, device_order
 from edge_lstm_device.pool import ModelPool, default_workers
 from edge_lstm_device.runtime import MAX_BATCH
-from edge_lstm_device.signing import read_trusted_manifest
+from edge_lstm_device.signing import read_trusted_manifest, resolve_trust
 from edge_lstm_device.timing import time_calls
 
 STARTUP_BUDGET_S = 0.35
@@ -61,7 +61,7 @@ def startup_and_memory(args: argparse.Namespace, model: str) -> tuple[float, flo
 
 def latency_ms(args: argparse.Namespace, model: str) -> dict:
     """Milliseconds per review (text in, prediction out) for the short and the long review."""
-    loaded = SentimentModel.load(args.bundle, model, 1, args.interpreter, trust=args.trust)
+    loaded = SentimentModel.load(args.bundle, model, 1, args.interpreter, trust=args.trusted)
     return {kind: time_calls(lambda _: loaded.predict(text), args.reviews).to_dict()
             for kind, text in (("short", TEXT), ("long", LONG_TEXT))}
 
@@ -79,7 +79,7 @@ def throughput(pool: ModelPool) -> float:
 def scaling(args: argparse.Namespace) -> dict:
     """Reviews/s of the default model (the one ``predict`` would run) with 1 and N workers."""
     with ModelPool.load(args.bundle, args.model, args.workers or default_workers(), 1, args.interpreter,
-                        trust=args.trust) as pool:
+                        trust=args.trusted) as pool:
         with ModelPool([pool.first]) as alone:
             one = throughput(alone)
         many = throughput(pool)
@@ -106,7 +106,8 @@ class BenchError(RuntimeError):
 def run_bench(args: argparse.Namespace) -> tuple[dict, str, int]:
     """The report, its table, and the exit code (3 when a budget is missed)."""
     bundle = args.bundle or REFERENCE_BUNDLE
-    manifest = read_trusted_manifest(bundle, args.trust)
+    args = argparse.Namespace(**vars(args), trusted=resolve_trust(args.trust))  # the key file read once
+    manifest = read_trusted_manifest(bundle, args.trusted)
     models = [args.model] if args.model else device_order(manifest, bundle)
     rows = sorted((measure(args, manifest, name) for name in models),
                   key=lambda r: r["latency_ms"]["long"]["median"] if "latency_ms" in r else float("inf"))

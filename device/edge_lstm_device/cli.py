@@ -20,7 +20,7 @@ from edge_lstm_device.model import MODEL_ENV
 from edge_lstm_device.pool import MAX_WORKERS as MAX_THREADS  # threads and workers share one range
 from edge_lstm_device.quiet import hide_native_stderr
 from edge_lstm_device.runtime import MAX_BATCH
-from edge_lstm_device.signing import TRUST_ENV
+from edge_lstm_device.signing import TRUST_ENV, resolve_trust
 
 if TYPE_CHECKING:
     from edge_lstm_device.tokenizer import Tokenizer
@@ -187,7 +187,6 @@ def predict(args: argparse.Namespace) -> int:
 def info(args: argparse.Namespace) -> int:
     from edge_lstm_device.interpreter import interpreter_version
     from edge_lstm_device.model import REFERENCE_BUNDLE, BundleError, SentimentModel, device_order
-    from edge_lstm_device.signing import resolve_trust
 
     try:
         trusted = resolve_trust(args.trust)
@@ -197,7 +196,7 @@ def info(args: argparse.Namespace) -> int:
         return EXIT_FATAL
     dist = model.scorer.interpreter_dist
     entry = model.manifest["artifacts"][model.name]
-    labels = model.manifest["model"].get("labels")  # a softmax head's classes
+    labels = list(model.labels)
     data = {
         "bundle": str(args.bundle or "reference (shipped with edge-lstm-device)"),
         "model": model.name, "why": model.choice.reason, "file": entry["file"], "bytes": entry["bytes"],

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
+
 from edge_lstm_device.bundle import (TOKENIZER_FILE, BundleError, class_names, device_order, read_manifest,
                                     read_verified, tflite_models)
 from edge_lstm_device.runtime import TFLiteScorer
@@ -53,6 +55,7 @@ class SentimentModel:
                  choice: ModelChoice | None = None) -> None:
         self.tokenizer, self.scorer, self.name, self.manifest = tokenizer, scorer, name, manifest
         self.choice = choice or ModelChoice(name, "asked for", {})
+        self.labels = class_names(manifest)  # a softmax head's classes; empty for positive/negative
 
     @classmethod
     def load(
@@ -123,9 +126,8 @@ class SentimentModel:
 
     def _class_prediction(self, ids: Sequence[int], p: Sequence[float]) -> Prediction:
         """The top class (the first of equals) and every class's probability."""
-        names = class_names(self.manifest)
-        probabilities = {name: round(float(v), 6) for name, v in zip(names, p)}
-        label = names[max(range(len(names)), key=lambda i: p[i])]  # as numpy's argmax (parity's top label)
+        probabilities = {name: round(float(v), 6) for name, v in zip(self.labels, p)}
+        label = self.labels[int(np.argmax(p))]  # the first of equals, as parity's top label
         top = probabilities[label]
         truncated = len(ids) > self.tokenizer.max_len
         return Prediction(label, top, top, self.tokenizer.word_count(ids), truncated, probabilities)

@@ -68,13 +68,12 @@ class TFLiteScorer:
 
     def _probabilities(self, raw: np.ndarray) -> np.ndarray:
         """A call's outputs as probabilities (dequantized if the output is int8): ``(n,)``, or ``(n, k)``."""
-        values = raw.reshape(len(raw), -1).astype(np.float32)
-        values = values[:, 0] if self.classes == 1 else values
+        values = as_scores(raw).astype(np.float32)
         if self._scale:  # quantized output: dequantize
             values = (values - self._zero_point) * np.float32(self._scale)
         bad = ~((values >= 0.0) & (values <= 1.0))  # also NaN: the model's last layer is not a sigmoid
         if bad.any():
-            raise ModelRunError(f"the model's output {values[bad][0]:.4g} is not a probability (expected a sigmoid output)")
+            raise ModelRunError(f"the model's output {values[bad][0]:.4g} is not a probability (expected a sigmoid or softmax output)")
         return values
 
     def _invoke(self, rows: np.ndarray) -> np.ndarray:

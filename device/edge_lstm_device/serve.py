@@ -448,7 +448,7 @@ def info_payload(pool: ModelPool, args: argparse.Namespace, limits: Limits) -> d
         "workers": pool.workers, "threads": args.threads, "max_batch": args.max_batch,
         "max_connections": args.max_connections,
         "batch_window_ms": args.batch_window_ms, "version": __version__, "limits": asdict(limits),
-        **({"labels": manifest["model"]["labels"]} if manifest["model"].get("labels") else {}),
+        **({"labels": list(model.labels)} if model.labels else {}),
         "sha256": {"model": entry["sha256"], "tokenizer": manifest["tokenizer"]["sha256"],
                    "source_model": manifest.get("source_model", {}).get("sha256")},
     }
