@@ -152,9 +152,9 @@ def _reference(path: Path, spec: Any, vocabulary: Any = None) -> tuple[Any, str]
         raise click.ClickException(str(err)) from err
 
 
-def _max_len_hint(tok_kind: str, tok_path: Path, max_len: int | None) -> int | None:
+def _max_len_hint(tok_path: Path, max_len: int | None) -> int | None:
     """--max-len, else the length of an edge-lstm tokenizer (used only if the model leaves it open)."""
-    if max_len is not None or tok_kind != "tokenizer":
+    if max_len is not None:
         return max_len
     from edge_lstm_device.tokenizer import Tokenizer, TokenizerError
 
@@ -166,7 +166,6 @@ def _max_len_hint(tok_kind: str, tok_path: Path, max_len: int | None) -> int | N
 
 def _prove_equal(model_path: Path, spec: Any, model: Any, tokenizer: Any) -> tuple[str, float, int]:
     """(reference loader, max |Δp|, rows) of the rebuilt model against the user's original."""
-    rows = _check_rows(tokenizer)
     reference, loader = _reference(model_path, spec, getattr(tokenizer, "words", None) if spec.vectorizer else None)
     if spec.vectorizer:  # the original reads raw text: this proves the tokenizer equals its layer too
         from edge_lstm.evaluate.subjects import text_input
@@ -175,6 +174,7 @@ def _prove_equal(model_path: Path, spec: Any, model: Any, tokenizer: Any) -> tup
         rows = tokenizer.encode_batch(texts)
         max_diff = _equivalence(model, reference, rows, text_input(reference, texts))
     else:
+        rows = _check_rows(tokenizer)
         max_diff = _equivalence(model, reference, rows, unpadded=spec.whole_reviews)
     status(f"outputs against {loader} on {len(rows)} rows: max |Δp| {max_diff:.2g} (tolerance {TOLERANCE:g})")
     if max_diff > TOLERANCE:
@@ -204,8 +204,6 @@ def _record(model_path: Path, spec: Any, tok_kind: str, tok_path: Path, tokenize
             loader: str, max_diff: float, rows: int) -> dict:
     from edge_lstm_device.files import file_sha256
 
-    from dataclasses import asdict
-
     return {
         "source": {"file": model_path.name, "sha256": file_sha256(model_path), "bytes": model_path.stat().st_size,
                    "format": spec.description, "keras_version": spec.keras_version},
@@ -214,7 +212,8 @@ def _record(model_path: Path, spec: Any, tok_kind: str, tok_path: Path, tokenize
                          "mask_zero": spec.mask_zero, "head": spec.head, "max_len": spec.max_len,
                          "max_len_from": spec.max_len_from, "whole_reviews": spec.whole_reviews,
                          "functional": spec.functional,
-                         "recurrent": [asdict(r) for r in spec.recurrent], "dense": [asdict(d) for d in spec.dense],
+                         "recurrent": [dataclasses.asdict(r) for r in spec.recurrent],
+                         "dense": [dataclasses.asdict(d) for d in spec.dense],
                          **({"labels": list(spec.labels)} if spec.labels else {})},
         "tokenizer": {"from": {"word-index": "Keras IMDB word index (ids rank + 3)", "tokenizer": "edge-lstm tokenizer",
                                "text-vectorization": "the model's TextVectorization layer"}[tok_kind],
@@ -316,7 +315,7 @@ def import_command(model_path: Path, out: Path, word_index: Path | None, tokeniz
     """
     _check_out(out, force)
     quiet_tensorflow()
-    hint = _max_len_hint("tokenizer", tokenizer_path, max_len) if tokenizer_path else max_len
+    hint = _max_len_hint(tokenizer_path, max_len) if tokenizer_path else max_len
     model_file = _named(_read_model(model_path, hint), labels)
     spec = model_file.spec
     status(f"{model_path.name}: {spec.description}, {spec.architecture}, {spec.max_len} tokens; read as data")

@@ -64,13 +64,14 @@ def parity_command(bundle_dir: Path, data: Path | None, limit: int | None, seed:
     from edge_lstm.evaluate.parity import Thresholds, run_parity
     from edge_lstm.evaluate.subjects import UnknownArtifactError, load_subjects, original_model, parity_reviews, text_input
     from edge_lstm.importing.modelfile import ModelFileError
+    from edge_lstm_device.bundle import class_names
     from edge_lstm_device.model import BundleError, read_manifest
     from edge_lstm_device.tokenizer import ReviewTooLongError
 
     thresholds = Thresholds(float_min_agreement, float_max_diff, int8_min_agreement, int8_max_accuracy_change)
     try:
         tokenizer, model, backends = load_subjects(bundle_dir, only, threads)
-        classes = tuple(read_manifest(bundle_dir)["model"].get("labels", ()))
+        classes = class_names(read_manifest(bundle_dir))
         reviews, source = parity_reviews(data, limit, seed)
         rows = tokenizer.encode_batch(reviews.texts)
         reference_name, reference_input, unpadded = "keras_float", rows, False

@@ -162,6 +162,11 @@ def pad_state_table(m: LoopModel, max_len: int, tolerance: float = TABLE_TOLERAN
     return PadTable(tuple(np.array(column, np.float32) for column in zip(*rows)), tolerance, change)
 
 
+def _padded_len(max_len: int, block: int) -> int:
+    """``max_len`` rounded up to whole blocks of steps."""
+    return -(-max_len // block) * block
+
+
 def loop_function(m: LoopModel, max_len: int, form: LoopForm = LoopForm()) -> Any:
     """A ``tf.function`` over ``(B, max_len)`` int32 ids giving positive probabilities ``(B, 1)``."""
     import tensorflow as tf
@@ -169,7 +174,7 @@ def loop_function(m: LoopModel, max_len: int, form: LoopForm = LoopForm()) -> An
     if not m.single:
         return stacked_function(m, max_len, form)
     block = form.steps_per_iteration
-    padded_len = -(-max_len // block) * block  # the graph pre-pads the input to whole blocks
+    padded_len = _padded_len(max_len, block)  # the graph pre-pads the input to whole blocks
     blocks = padded_len // block
     table = pad_state_table(m, padded_len if form.length_aware else 0)
     kernel, bias = (tf.constant(a) for a in m.cell.projection())
@@ -266,7 +271,7 @@ def stacked_function(m: LoopModel, max_len: int, form: LoopForm = LoopForm()) ->
     import tensorflow as tf
 
     block = form.steps_per_iteration
-    padded_len = -(-max_len // block) * block
+    padded_len = _padded_len(max_len, block)
     blocks = padded_len // block
     embedding = tf.constant(m.embedding)
     head = dense_stack(m.dense)
@@ -339,7 +344,7 @@ def stacked_function(m: LoopModel, max_len: int, form: LoopForm = LoopForm()) ->
 def describe(model: Any, max_len: int, form: LoopForm = LoopForm()) -> dict:
     """The manifest's record of a loop-form file: how the loop runs and how the pad-state table was made."""
     loop_model = LoopModel.from_model(model)
-    padded_len = -(-max_len // form.steps_per_iteration) * form.steps_per_iteration
+    padded_len = _padded_len(max_len, form.steps_per_iteration)
     record = {**form.describe(), "cell": loop_model.cell.kind, "masked": loop_model.masked,
               "layers": [{"cells": [c.kind for c in layer.cells], "merge_mode": layer.merge_mode if len(layer.cells) > 1 else None}
                          for layer in loop_model.layers]}

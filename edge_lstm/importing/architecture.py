@@ -14,6 +14,7 @@ SpatialDropout1D (no-ops at inference) anywhere after the Embedding. Anything el
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -180,9 +181,11 @@ def check_class_names(names: Any, k: int) -> tuple[str, ...]:
     return tuple(names)
 
 
-def check_config(config: dict, kind: str, keras_version: str, max_len: int | None) -> ModelSpec:
-    """Accept only a supported architecture; return its description (``kind``: h5 or keras)."""
-    layers = chain_layers(config)
+def check_config(config: dict, kind: str, keras_version: str, max_len: int | None,
+                 layers: list[dict] | None = None) -> ModelSpec:
+    """Accept only a supported architecture; return its description (``kind``: h5 or keras).
+    ``layers``: ``chain_layers(config)``, when the caller has it already."""
+    layers = chain_layers(config) if layers is None else layers
     body = [layer for layer in layers if layer.get("class_name") != "InputLayer"]
     vectorizer = _vectorizer(body.pop(0)["config"]) if body and body[0].get("class_name") == "TextVectorization" else None
     if not body or body[0].get("class_name") != "Embedding":
@@ -235,14 +238,7 @@ def weight_shapes(spec: ModelSpec) -> list[tuple[str, list[tuple[str, tuple[int,
 
 
 def parameter_count(spec: ModelSpec) -> int:
-    return sum(int(_product(shape)) for _, weights in weight_shapes(spec) for _, shape in weights)
-
-
-def _product(shape: tuple[int, ...]) -> int:
-    total = 1
-    for n in shape:
-        total *= n
-    return total
+    return sum(math.prod(shape) for _, weights in weight_shapes(spec) for _, shape in weights)
 
 
 # ---------------------------------------------------------------- the chain of layers

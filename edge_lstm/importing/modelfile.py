@@ -31,7 +31,6 @@ import numpy as np
 
 from edge_lstm.importing.architecture import (  # noqa: F401 (the description's names, re-exported)
     RECURRENT_KINDS,
-    SUPPORTED_ARCHITECTURE,
     ModelFileError,
     ModelSpec,
     RecurrentSpec,
@@ -81,11 +80,12 @@ def read_model_file(path: Path, max_len: int | None = None) -> ModelFile:
     path = Path(path)
     kind = _sniff(path)
     with _open(path, kind) as (config, keras_version, weights_root):
-        spec = check_config(config, kind, keras_version, max_len)
+        layers = chain_layers(config)
+        spec = check_config(config, kind, keras_version, max_len, layers)
         spec = dataclasses.replace(spec, class_names=_class_names(weights_root.file, spec))
         if weights_root.file.attrs.get(WHOLE_REVIEWS_ATTR, False):  # the mask is the bundle's, not the user's
             spec = dataclasses.replace(spec, whole_reviews=True, mask_zero=False, max_len_from="whole reviews")
-        weights = _read_weights(weights_root, kind, spec, chain_layers(config))
+        weights = _read_weights(weights_root, kind, spec, layers)
     vocabulary = _vocabulary(path, kind, spec) if spec.vectorizer else None
     if vocabulary is not None and len(vocabulary) + len(_SPECIAL_TOKENS) != spec.num_words:
         raise ModelFileError(f"TextVectorization has {len(vocabulary) + 2} ids but the Embedding reads {spec.num_words}")
@@ -209,8 +209,8 @@ def _keras3_with_vocabulary(path: Path, vocabulary: tuple[str, ...] | None) -> t
     import keras
 
     with zipfile.ZipFile(path) as archive:
-        config = json.loads(archive.read(_KERAS_ZIP_CONFIG))
-        weights = archive.read(_KERAS_ZIP_WEIGHTS)
+        config = _parse_json(_zip_member(archive, _KERAS_ZIP_CONFIG, MAX_CONFIG_BYTES), _KERAS_ZIP_CONFIG)
+        weights = _zip_member(archive, _KERAS_ZIP_WEIGHTS, MAX_FILE_BYTES)
     for layer in config["config"]["layers"]:
         if layer["class_name"] == "TextVectorization" and vocabulary is not None:
             layer["config"]["vocabulary"] = list(vocabulary)
