@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import importlib
-import signal
 
 import click
 
-from edge_lstm import __version__
+from edge_lstm import __version__, termination
 
 # verb -> (module, attribute, one-line help shown in ``edge-lstm --help``)
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -59,16 +58,11 @@ def main(ctx: click.Context, verbose: bool) -> None:
     """
     if ctx.invoked_subcommand is None:
         return
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    termination.install()
     if not verbose:
         from edge_lstm.tf_setup import hide_native_stderr
 
         ctx.call_on_close(hide_native_stderr())
-
-
-def _exit_on_sigterm(signum: int, frame: object) -> None:
-    """SIGTERM unwinds like Ctrl-C does, so staging folders and partial files are cleaned up."""
-    raise SystemExit(128 + signum)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -14,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_lstm import bundle
+from edge_lstm import bundle, termination
 from edge_lstm.export import exporter
 from edge_lstm.export import lstm_loop, quantize
 from edge_lstm.export.exporter import ExportError, ExportOptions, export_bundle
@@ -253,6 +254,34 @@ def test_killed_export_leaves_previous_files_and_no_staging(bundle_copy: Path, s
     else:
         export_bundle(bundle_copy, ExportOptions(int8=False), log=lambda _: None)
         assert not list(bundle_copy.glob(exporter.STAGING_PREFIX + "*"))
+
+
+def test_a_sigterm_that_a_converter_swallows_still_stops_the_export(bundle_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """tf2onnx has bare ``except:`` clauses: a SIGTERM caught there still ends the export before
+    it commits anything, with the handler's exit status."""
+    before = _hashes(bundle_copy)
+    real = exporter.convert.to_onnx_float
+
+    def swallowing(*args: object) -> object:
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler raises here
+        except BaseException:  # noqa: BLE001 (what a bare except in a converter does)
+            pass
+        return real(*args)
+
+    monkeypatch.setattr(exporter.convert, "to_onnx_float", swallowing)
+    monkeypatch.setattr(termination, "_received", None)
+    previous = signal.getsignal(signal.SIGTERM)
+    termination.install()
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            export_bundle(bundle_copy, ExportOptions(int8=False), log=lambda _: None)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert stopped.value.code == 128 + signal.SIGTERM
+    assert _hashes(bundle_copy) == before
+    assert not list(bundle_copy.glob(exporter.STAGING_PREFIX + "*"))
 
 
 def test_an_onnx_file_that_fails_is_left_out_and_named(bundle_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:

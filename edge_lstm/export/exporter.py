@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from edge_lstm import bundle
+from edge_lstm import bundle, termination
 from edge_lstm.export import convert
 from edge_lstm.export import lstm_loop
 from edge_lstm.export import manifest
@@ -224,6 +224,7 @@ def _commit(bundle_dir: Path, staging: Path, files: list[str], new_manifest: dic
              if (bundle_dir / name).is_file() and not (bundle_dir / name).is_symlink()]
     signature = _signature_status(bundle_dir, staging / bundle.MANIFEST_FILE)
     with _signals_held():
+        termination.check()  # a SIGTERM a converter swallowed: nothing is committed
         for name in files:
             os.replace(staging / name, bundle_dir / name)
         os.replace(staging / REPORT_FILE, bundle_dir / REPORT_FILE)
@@ -324,6 +325,7 @@ def export_bundle(
                     raise
                 skipped[art.name] = f"tf2onnx: {' '.join(str(err).split())[:200]}"  # ONNX where it converts
                 log(f"  {art.file} left out: {skipped[art.name]}")
+            termination.check()
         entries = {name: entry for name, (entry, _) in built.items()}
         measured = {name: m for name, (_, m) in built.items()}
         _add_size_ratios(entries)
