@@ -87,20 +87,30 @@ def review_limits() -> tuple[int, int]:
     return _env_limit(MAX_CHARS_ENV, MAX_REVIEW_CHARS), _env_limit(MAX_WORDS_ENV, MAX_REVIEW_WORDS)
 
 
-def review_words(text: str) -> list[str]:
-    """``split_words`` within the review limits, else ``ReviewTooLongError``."""
+def check_review_chars(text: str) -> int:
+    """``ReviewTooLongError`` if ``text`` is over the character limit; returns the word limit."""
     max_chars, max_words = review_limits()
     if len(text) > max_chars:
         raise ReviewTooLongError(
             f"review is {len(text):,} characters long; the limit is {max_chars:,} "
             f"(set {MAX_CHARS_ENV} to raise it)"
         )
-    words = split_words(text)
+    return max_words
+
+
+def check_review_words(words: list[str], max_words: int) -> list[str]:
+    """``words``, or ``ReviewTooLongError`` if there are more than ``max_words``."""
     if len(words) > max_words:
         raise ReviewTooLongError(
             f"review has {len(words):,} words; the limit is {max_words:,} (set {MAX_WORDS_ENV} to raise it)"
         )
     return words
+
+
+def review_words(text: str) -> list[str]:
+    """``split_words`` within the review limits, else ``ReviewTooLongError``."""
+    max_words = check_review_chars(text)
+    return check_review_words(split_words(text), max_words)
 
 
 class TokenizerFile:

@@ -22,13 +22,13 @@ from edge_lstm_device.tokenizer import (
     FORMAT_VERSION,
     MAX_MAX_LEN,
     MAX_NUM_WORDS,
-    ReviewTooLongError,
     TokenizerError,
     TokenizerFile,
     _int_field,
     _short,
     _words_field,
-    review_limits,
+    check_review_chars,
+    check_review_words,
 )
 
 PAD_ID, OOV_ID, FIRST_WORD_ID = 0, 1, 2
@@ -63,17 +63,12 @@ class VectorizerTokenizer(TokenizerFile):
 
     def tokens(self, text: str) -> list[str]:
         """The layer's tokens of ``text``, within the review limits (``ReviewTooLongError``)."""
-        max_chars, max_words = review_limits()
-        if len(text) > max_chars:
-            raise ReviewTooLongError(f"review is {len(text):,} characters long; the limit is {max_chars:,}")
+        max_words = check_review_chars(text)
         if self.standardize is not None:
             text = text.translate(_ASCII_LOWER)
         if self.standardize == "lower_and_strip_punctuation":
             text = text.translate(_PUNCTUATION)
-        tokens = [t for t in _ASCII_WHITESPACE.split(text) if t]
-        if len(tokens) > max_words:
-            raise ReviewTooLongError(f"review has {len(tokens):,} words; the limit is {max_words:,}")
-        return tokens
+        return check_review_words([t for t in _ASCII_WHITESPACE.split(text) if t], max_words)
 
     def ids(self, text: str) -> list[int]:
         return list(map(self._index.get, self.tokens(text), repeat(OOV_ID)))

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from edge_lstm_device.tokenizer import Tokenizer, TokenizerError
+from edge_lstm_device.tokenizer import MAX_CHARS_ENV, MAX_WORDS_ENV, ReviewTooLongError, Tokenizer, TokenizerError
 from edge_lstm_device.vectorizer import VectorizerTokenizer
 
 
@@ -24,6 +24,17 @@ def test_keras_rules_ascii_case_punctuation_and_whitespace() -> None:
 def test_lower_keeps_punctuation_and_none_keeps_case() -> None:
     assert _tokenizer("lower").ids("The film!") == [2, 1]
     assert _tokenizer(None).ids("the Film") == [2, 6]
+
+
+def test_length_limits_name_the_variable_that_raises_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(MAX_WORDS_ENV, "3")
+    monkeypatch.setenv(MAX_CHARS_ENV, "30")
+    tok = _tokenizer()
+    assert tok.ids("the film great") == [2, 3, 5]
+    with pytest.raises(ReviewTooLongError, match=f"review has 4 words; the limit is 3 \\(set {MAX_WORDS_ENV}"):
+        tok.ids("the film, great film")
+    with pytest.raises(ReviewTooLongError, match=f"31 characters long; the limit is 30 \\(set {MAX_CHARS_ENV}"):
+        tok.ids("x" * 31)
 
 
 def test_rows_are_post_padded_and_keep_the_first_ids() -> None:
