@@ -22,7 +22,7 @@ from collections import Counter
 from itertools import repeat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -87,19 +87,16 @@ def review_limits() -> tuple[int, int]:
     return _env_limit(MAX_CHARS_ENV, MAX_REVIEW_CHARS), _env_limit(MAX_WORDS_ENV, MAX_REVIEW_WORDS)
 
 
-def check_review_chars(text: str) -> int:
-    """``ReviewTooLongError`` if ``text`` is over the character limit; returns the word limit."""
+def words_within_limits(text: str, split: Callable[[str], list[str]]) -> list[str]:
+    """``split(text)`` within the review limits, else ``ReviewTooLongError`` (the characters are
+    counted before splitting, the words after)."""
     max_chars, max_words = review_limits()
     if len(text) > max_chars:
         raise ReviewTooLongError(
             f"review is {len(text):,} characters long; the limit is {max_chars:,} "
             f"(set {MAX_CHARS_ENV} to raise it)"
         )
-    return max_words
-
-
-def check_review_words(words: list[str], max_words: int) -> list[str]:
-    """``words``, or ``ReviewTooLongError`` if there are more than ``max_words``."""
+    words = split(text)
     if len(words) > max_words:
         raise ReviewTooLongError(
             f"review has {len(words):,} words; the limit is {max_words:,} (set {MAX_WORDS_ENV} to raise it)"
@@ -109,8 +106,7 @@ def check_review_words(words: list[str], max_words: int) -> list[str]:
 
 def review_words(text: str) -> list[str]:
     """``split_words`` within the review limits, else ``ReviewTooLongError``."""
-    max_words = check_review_chars(text)
-    return check_review_words(split_words(text), max_words)
+    return words_within_limits(text, split_words)
 
 
 class TokenizerFile:

@@ -27,8 +27,7 @@ from edge_lstm_device.tokenizer import (
     _int_field,
     _short,
     _words_field,
-    check_review_chars,
-    check_review_words,
+    words_within_limits,
 )
 
 PAD_ID, OOV_ID, FIRST_WORD_ID = 0, 1, 2
@@ -63,12 +62,14 @@ class VectorizerTokenizer(TokenizerFile):
 
     def tokens(self, text: str) -> list[str]:
         """The layer's tokens of ``text``, within the review limits (``ReviewTooLongError``)."""
-        max_words = check_review_chars(text)
+        return words_within_limits(text, self._split)
+
+    def _split(self, text: str) -> list[str]:
         if self.standardize is not None:
             text = text.translate(_ASCII_LOWER)
         if self.standardize == "lower_and_strip_punctuation":
             text = text.translate(_PUNCTUATION)
-        return check_review_words([t for t in _ASCII_WHITESPACE.split(text) if t], max_words)
+        return [t for t in _ASCII_WHITESPACE.split(text) if t]
 
     def ids(self, text: str) -> list[int]:
         return list(map(self._index.get, self.tokens(text), repeat(OOV_ID)))
