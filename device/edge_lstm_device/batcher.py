@@ -1,6 +1,7 @@
 """Group concurrent callers' reviews into one interpreter call (``serve``'s ``/v1/predict``).
 
-A caller submits its reviews' token ids as one job and blocks for its predictions. Each of the
+A caller submits its reviews' token ids as one job and blocks for its predictions
+(:meth:`Batcher.predict_ids`), or is called back with them (:meth:`Batcher.submit`). Each of the
 pool's ``workers`` scoring threads takes the first waiting job, then waits up to ``window_s`` for
 more until the batch holds ``max_batch`` reviews, borrows a model and scores the whole batch in one
 ``predict_ids`` call. A review's score does not depend on its batch mates, so each caller gets what
@@ -27,17 +28,27 @@ class BatcherClosed(RuntimeError):
     """A job was submitted after :meth:`Batcher.close`."""
 
 
+Done = Callable[[list[Prediction], "BaseException | None"], None]  # told a job's predictions, or its error
+
+
 class _Job:
-    """One caller's reviews, and where its predictions or its error are left."""
+    """One caller's reviews, and where its predictions or its error go."""
 
-    __slots__ = ("ids", "done", "predictions", "error")
+    __slots__ = ("ids", "done", "predictions", "error", "callback")
 
-    def __init__(self, ids: Sequence[Sequence[int]]) -> None:
-        self.ids = ids
-        self.done = threading.Lock()  # held until the job is done (lighter than an Event: one waiter)
+    def __init__(self, ids: Sequence[Sequence[int]], callback: Done | None = None) -> None:
+        self.ids, self.callback = ids, callback
+        self.done = threading.Lock()  # without a callback: held until the job is done (one waiter)
         self.done.acquire()
         self.predictions: list[Prediction] = []
         self.error: BaseException | None = None
+
+    def finish(self, predictions: list[Prediction], error: BaseException | None = None) -> None:
+        self.predictions, self.error = predictions, error
+        if self.callback is not None:
+            self.callback(predictions, error)
+        else:
+            self.done.release()
 
 
 class Batcher:
@@ -65,18 +76,26 @@ class Batcher:
         scoring raised (e.g. ``ModelRunError``), or :class:`BatcherClosed`."""
         if not ids:
             return []
-        job = _Job(ids)
-        with self._changed:
-            if self._closed:
-                raise BatcherClosed("the batcher is closed")
-            self._jobs.append(job)
-            self._queued += len(ids)
-            if self._queued >= self._wanted:
-                self._changed.notify()
+        job = self._enqueue(_Job(ids))
         job.done.acquire()
         if job.error is not None:
             raise job.error
         return job.predictions
+
+    def submit(self, ids: Sequence[Sequence[int]], done: Done) -> None:
+        """Score ``ids`` without waiting: a scoring thread calls ``done(predictions, None)``, or
+        ``done([], error)`` with what scoring raised; :class:`BatcherClosed` is raised here."""
+        self._enqueue(_Job(ids, done))
+
+    def _enqueue(self, job: _Job) -> _Job:
+        with self._changed:
+            if self._closed:
+                raise BatcherClosed("the batcher is closed")
+            self._jobs.append(job)
+            self._queued += len(job.ids)
+            if self._queued >= self._wanted:
+                self._changed.notify()
+        return job
 
     @property
     def queued(self) -> int:
@@ -139,8 +158,7 @@ class Batcher:
                 for job in batch:
                     self._score([job])
                 return
-            batch[0].error = err
-            batch[0].done.release()
+            batch[0].finish([], err)
             return
         with self._changed:
             self.calls += 1
@@ -149,6 +167,5 @@ class Batcher:
             self.on_batch(len(ids))
         start = 0
         for job in batch:
-            job.predictions = predictions[start : start + len(job.ids)]
+            job.finish(predictions[start : start + len(job.ids)])
             start += len(job.ids)
-            job.done.release()

@@ -1,5 +1,8 @@
 """Bounded connections for ``serve``: at most ``limit`` open at once, each with a deadline.
 
+A connection is anything with ``shutdown(how)``: a socket, or ``serve``'s connection of its event
+loop.
+
 A connection is *waiting* (new, or kept alive between requests: it may be closed without losing
 anything), *reading* (its request head has arrived, its body is being read) or *busy* (being
 answered). When all slots are taken, a new connection takes the slot of the waiting connection
@@ -11,17 +14,15 @@ of connecting and its body within ``idle_timeout_s``.
 
 from __future__ import annotations
 
-import queue
 import socket
 import threading
 import time
 import weakref
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
 
 WAITING, READING, BUSY = "waiting", "reading", "busy"
-DEFAULT_MAX_CONNECTIONS = 128  # sized for a Raspberry Pi: a thread each, ~30 kB of memory per thread
+DEFAULT_MAX_CONNECTIONS = 128  # sized for a Raspberry Pi: each holds a socket and its buffers
 MAX_CONNECTIONS = 10_000
 
 
@@ -61,10 +62,10 @@ class ConnectionSlots:
         """``sock`` is now ``state``: WAITING for its next request (after an answer), READING its
         body, or BUSY being answered."""
         now = time.monotonic()
-        deadline = None if state == BUSY else now + self.idle_timeout_s
         with self._lock:
-            if sock in self._slots:
-                self._slots[sock] = _Slot(state, now, deadline)
+            slot = self._slots.get(sock)
+            if slot is not None:
+                slot.state, slot.since, slot.deadline = state, now, None if state == BUSY else now + self.idle_timeout_s
 
     def was_shut(self, sock: socket.socket) -> bool:
         """Whether the server shut ``sock`` down (evicted or late): whatever its thread read is cut."""
@@ -91,7 +92,7 @@ class ConnectionSlots:
         return True
 
     def _close(self, sock: socket.socket, reason: str) -> None:
-        """Shut ``sock`` down: the thread reading it sees the end of the stream and ends."""
+        """Shut ``sock`` down: whoever reads it sees the end of the stream."""
         del self._slots[sock]
         self._shut.add(sock)
         self.closed[reason] += 1
@@ -99,32 +100,3 @@ class ConnectionSlots:
             sock.shutdown(socket.SHUT_RDWR)
         except OSError:  # already closed by the client
             pass
-
-
-class HandlerThreads:
-    """Threads that run ``handle(request, client_address)`` for accepted connections, made when
-    none is idle and reused after: accepting a connection does not wait for a thread to start.
-    Connections wait in order when ``most`` threads are busy."""
-
-    def __init__(self, handle: Callable[[socket.socket, tuple], None], most: int) -> None:
-        self.handle, self.most = handle, most
-        self.threads = self._idle = 0
-        self._waiting: queue.SimpleQueue[tuple[socket.socket, tuple]] = queue.SimpleQueue()
-        self._lock = threading.Lock()
-
-    def submit(self, request: socket.socket, client_address: tuple) -> None:
-        self._waiting.put((request, client_address))
-        with self._lock:
-            grow = self._idle == 0 and self.threads < self.most
-            if grow:
-                self.threads += 1
-            else:
-                self._idle -= 1  # (may go below 0 while connections wait: the next to finish takes one)
-        if grow:
-            threading.Thread(target=self._run, name=f"edge-lstm-conn-{self.threads}", daemon=True).start()
-
-    def _run(self) -> None:
-        while True:
-            self.handle(*self._waiting.get())
-            with self._lock:
-                self._idle += 1

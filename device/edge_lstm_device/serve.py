@@ -14,6 +14,7 @@ finishes the requests in flight and exits 0.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import functools
 import hmac
 import ipaddress
@@ -21,23 +22,21 @@ import json
 import math
 import signal
 import socket
-import socketserver
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from edge_lstm_device import __version__, metrics
+from edge_lstm_device import __version__, http1, metrics
 from edge_lstm_device.batcher import Batcher, BatcherClosed
 from edge_lstm_device.connections import (BUSY, DEFAULT_MAX_CONNECTIONS, MAX_CONNECTIONS, READING, WAITING,
-                                         ConnectionSlots, HandlerThreads)
+                                         ConnectionSlots)
 from edge_lstm_device.interpreter import interpreter_version
-from edge_lstm_device.model import BundleError
+from edge_lstm_device.model import BundleError, Prediction
 from edge_lstm_device.pool import MAX_WORKERS, ModelPool, default_workers
 from edge_lstm_device.runtime import MAX_BATCH
 from edge_lstm_device.serve_metrics import ServeMetrics
@@ -48,8 +47,10 @@ ROUTES = {"/v1/predict": "POST", "/v1/health": "GET", "/v1/info": "GET", "/metri
 PUBLIC = {"/"}  # answered without the bearer token (the page asks for it, for the API calls it makes)
 IDLE_TIMEOUT_S = 30  # a connection silent this long (idle keep-alive, stalled upload) is closed
 HEAD_TIMEOUT_S = 5.0  # a new connection must send its request line and headers within this
-SPARE_THREADS = 8  # connection threads beyond --max-connections: those of evicted connections, finishing
-ACCEPT_BURST = 256  # connections accepted per wakeup at most (then the deadlines are checked)
+LISTEN_BACKLOG = 1024  # listen() backlog (the kernel caps it at net.core.somaxconn); also accepts per wakeup
+STOP_TIMEOUT_S = 10.0  # the longest wait for the loop's thread to stop accepting, or to stop
+SERVER_NAME = f"edge-lstm-device/{__version__}"  # the Server header
+PAUSE_BUFFER_BYTES = 1 << 16  # a connection's unread bytes while its request is scored, at most (then reading pauses)
 REAP_EVERY_S = 0.25  # how often connections past their deadline are looked for
 DEMO_PAGE = Path(__file__).resolve().parent / "demo.html"
 DRAIN_TIMEOUT_S = 60  # on SIGTERM, the longest wait for the requests in flight
@@ -171,87 +172,132 @@ class Page:
     content_type: str
 
 
-class Server(ThreadingHTTPServer):
-    """A thread per connection, at most ``max_connections`` (:class:`ConnectionSlots`); counts the
-    requests in flight so that a shutdown can wait for them."""
-
-    daemon_threads = True  # idle keep-alive connections do not hold the exit
-    request_queue_size = 1024  # listen() backlog (the kernel caps it at net.core.somaxconn)
+class Server:
+    """One event loop thread answers every connection (at most ``max_connections``,
+    :class:`ConnectionSlots`); the batcher's scoring threads run the model. Counts the requests in
+    flight so that a shutdown can wait for them. ``serve_forever`` runs the loop; ``shutdown`` stops
+    accepting (requests in flight go on); ``server_close`` stops the loop."""
 
     def __init__(self, address: tuple[str, int], services: Services, options: ServerOptions = ServerOptions()) -> None:
         self.services, self.options = services, options
         self.expected_auth = f"Bearer {options.token}".encode("ascii") if options.token else None
         self.slots = ConnectionSlots(options.max_connections, options.head_timeout_s, IDLE_TIMEOUT_S)
-        self.handlers = HandlerThreads(self.process_request_thread, options.max_connections + SPARE_THREADS)
         self.metrics = ServeMetrics(self, ROUTES)
         services.on_batch = self.metrics.batches.observe
         self.draining = False
+        self.connections: set[Connection] = set()
         self._in_flight = 0
         self._changed = threading.Condition()
-        self._reaped_at = 0.0
-        super().__init__(address, Handler)
+        self._scored: deque[tuple[Connection, list[Prediction], BaseException | None]] = deque()
+        self._wakeup_sent = False
+        self._listener: asyncio.base_events.Server | None = None
+        self._stopped = threading.Event()
+        self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.socket.bind(address)
+            self.socket.listen(LISTEN_BACKLOG)
+        except OSError:
+            self.socket.close()
+            raise
+        self.socket.setblocking(False)
+        self.server_address = self.socket.getsockname()[:2]
+        self.server_port = int(self.server_address[1])
+        self.loop = asyncio.new_event_loop()
 
-    def server_activate(self) -> None:
-        super().server_activate()
-        self.socket.setblocking(False)  # accept until none is waiting (see _handle_request_noblock)
+    def serve_forever(self) -> None:
+        """Answer connections until :meth:`server_close`."""
+        loop = self.loop
+        asyncio.set_event_loop(loop)
+        loop.set_exception_handler(_loop_error)
+        self._listener = loop.run_until_complete(
+            loop.create_server(lambda: Connection(self), sock=self.socket, backlog=LISTEN_BACKLOG))
+        loop.call_later(REAP_EVERY_S, self._reap)
+        try:
+            loop.run_forever()
+        finally:
+            loop.run_until_complete(self._close_connections())
+            loop.close()
+            self._stopped.set()
 
-    def _handle_request_noblock(self) -> None:
-        """Accept every connection waiting, not one per wakeup of serve_forever's poll: under a burst
-        of connections the listen backlog would fill, and the kernel drop new ones for a second."""
-        for _ in range(ACCEPT_BURST):
+    async def _close_connections(self) -> None:
+        """Close every connection, letting the answers already written leave (for a second at most)."""
+        for connection in list(self.connections):
+            if connection.transport is not None:
+                connection.transport.close()
+        deadline = time.monotonic() + 1.0
+        while self.connections and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        for connection in list(self.connections):
+            connection.abort()
+        await asyncio.sleep(0)
+
+    def shutdown(self) -> None:
+        """Stop accepting connections and close the idle ones; the requests in flight go on."""
+        self._in_loop(self._stop_accepting)
+
+    def server_close(self) -> None:
+        """Stop the loop (closing every connection) and the listening socket."""
+        if self.loop.is_running():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._stopped.wait(STOP_TIMEOUT_S)
+        self.socket.close()
+
+    def _in_loop(self, call: Callable[[], None]) -> None:
+        """Run ``call`` in the loop's thread and wait for it (run here if the loop is not running)."""
+        if not self.loop.is_running():
+            call()
+            return
+        done = threading.Event()
+
+        def run() -> None:
             try:
-                request, client_address = self.socket.accept()
-            except OSError:  # BlockingIOError: none is waiting (or the listening socket is closed)
-                return
-            request.setblocking(True)
-            self.process_request(request, client_address)
+                call()
+            finally:
+                done.set()
 
-    def process_request(self, request: socket.socket, client_address: tuple) -> None:  # type: ignore[override]
-        """A thread for the connection if it gets a slot, else a quick 503."""
-        if self.slots.admit(request):
-            self.handlers.submit(request, client_address)
-            return
-        _refuse(request)
-        self.shutdown_request(request)
+        self.loop.call_soon_threadsafe(run)
+        done.wait(STOP_TIMEOUT_S)
 
-    def shutdown_request(self, request: socket.socket) -> None:  # type: ignore[override]
-        self.slots.release(request)
-        super().shutdown_request(request)
+    def _stop_accepting(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+        else:
+            self.socket.close()
+        for connection in list(self.connections):
+            connection.close_if_idle()
 
-    def service_actions(self) -> None:
-        """Between accepts (and at least every poll interval): close connections past their deadline."""
-        now = time.monotonic()
-        if now - self._reaped_at >= REAP_EVERY_S:
-            self._reaped_at = now
-            self.slots.reap()
+    def _reap(self) -> None:
+        """Close connections past their deadline, every REAP_EVERY_S."""
+        self.slots.reap()
+        self.loop.call_later(REAP_EVERY_S, self._reap)
 
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind also looks the host name up (socket.getfqdn): slow on a Pi without DNS
-        socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = str(self.server_address[0]), int(self.server_address[1])
+    def scored(self, connection: Connection, predictions: list[Prediction], error: BaseException | None) -> None:
+        """(A scoring thread.) Hand ``connection`` its predictions in the loop's thread; one wakeup
+        of the loop serves every job of a batch."""
+        self._scored.append((connection, predictions, error))
+        if not self._wakeup_sent:
+            self._wakeup_sent = True
+            self.loop.call_soon_threadsafe(self._deliver)
 
-    def handle_error(self, request: object, client_address: tuple) -> None:
-        """One line instead of a traceback, e.g. for a client that hung up before its answer; nothing
-        for a connection the server shut down itself (counted in /metrics)."""
-        if self.slots.was_shut(request):
-            return
-        err = sys.exc_info()[1]
-        log(f"{client_address[0]} connection error: {type(err).__name__}: {err}")
+    def _deliver(self) -> None:
+        self._wakeup_sent = False
+        while self._scored:
+            connection, predictions, error = self._scored.popleft()
+            connection.answer_scored(predictions, error)
 
     @property
     def in_flight(self) -> int:
         return self._in_flight
 
-    @contextmanager
-    def request_in_flight(self) -> Iterator[None]:
+    def request_started(self) -> None:
         with self._changed:
             self._in_flight += 1
-        try:
-            yield
-        finally:
-            with self._changed:
-                self._in_flight -= 1
-                self._changed.notify_all()
+
+    def request_ended(self) -> None:
+        with self._changed:
+            self._in_flight -= 1
+            self._changed.notify_all()
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until no request is in flight; False if ``timeout`` passed first."""
@@ -259,158 +305,295 @@ class Server(ThreadingHTTPServer):
             return self._changed.wait_for(lambda: self._in_flight == 0, timeout)
 
 
-class Handler(BaseHTTPRequestHandler):
-    """Routes, checks and answers one connection's requests, all in JSON."""
+class Connection(asyncio.Protocol):
+    """One client connection: its requests are answered one at a time, in order. A request's state:
+    its head is parsed (``request``), its body awaited (``body_size`` bytes), then it is routed; a
+    prediction waits for its batch (``scoring``) with reading paused."""
 
-    protocol_version = "HTTP/1.1"  # keep-alive; every answer carries its Content-Length
-    default_request_version = "HTTP/1.0"  # a garbled request line still gets a status line and headers
-    server_version = f"edge-lstm-device/{__version__}"
-    timeout = IDLE_TIMEOUT_S
-    wbufsize = -1  # buffer the answer: headers and body leave in one send
-    disable_nagle_algorithm = True  # else a small answer can wait ~40 ms for the client's delayed ACK
-    server: Server
-    _start: float | None = None  # per request: when its request line was read
-    _body_pending = False  # the request announced a body that has not been read
-    _sent = 0  # bytes of the answer's body
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self.client = "-"
+        self.buffer = bytearray()
+        self.request: http1.Request | None = None  # the request being answered
+        self.body_size = 0  # bytes of its body still to come into the buffer (a prediction's)
+        self.body_pending = False  # it announced a body that will not be read
+        self.scoring: Service | None = None  # the service scoring its reviews
+        self.started = 0.0
+        self.eof = False
+        self.write_paused = False  # the transport's buffer of answers is full
 
-    def version_string(self) -> str:  # the Server header, without Python's version
-        return self.server_version
+    # --- transport events
 
-    def handle_one_request(self) -> None:
-        self._start, self._body_pending, self._sent = None, False, 0
-        super().handle_one_request()
-        self.server.slots.mark(self.connection, WAITING)
-
-    def parse_request(self) -> bool:
-        self._start = time.perf_counter()
-        parsed = super().parse_request()  # reads the headers
-        if self.server.slots.was_shut(self.connection):  # evicted or late: the headers were cut short
-            self.close_connection = True
-            return False
-        if parsed:
-            self._body_pending = "Transfer-Encoding" in self.headers or self.headers.get("Content-Length", "0") != "0"
-            self.server.slots.mark(self.connection, READING if self._body_pending else BUSY)
-        return parsed
-
-    def _dispatch(self) -> None:
-        with self.server.request_in_flight():
-            headers: dict[str, str] = {}
-            try:
-                status, payload = HTTPStatus.OK, self._route()
-            except RequestError as err:
-                status, payload, headers = err.status, {"error": str(err), "status": err.status}, err.headers
-            except ConnectionError:
-                raise  # the client is gone: nothing to answer (Server.handle_error logs one line)
-            except Exception as err:  # noqa: BLE001 -- last resort: a bug answers 500 (logged in one line), the server stays up
-                log(f"error: {self.command} {json.dumps(self.path)}: {type(err).__name__}: {err}")
-                status = HTTPStatus.INTERNAL_SERVER_ERROR
-                payload = {"error": "internal error (see the server's log)", "status": status}
-            self._send(status, payload, headers)
-
-    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD = _dispatch
-
-    def _route(self) -> dict | Page:
-        path = self.path.split("?", 1)[0]
-        if path not in PUBLIC:
-            self._authorize()
-        allowed = ROUTES.get(path)
-        if allowed is None:
-            raise NotFound(f"no such path; the API is {', '.join(f'{m} {p}' for p, m in ROUTES.items())}")
-        if self.command != allowed and (self.command, allowed) != ("HEAD", "GET"):
-            raise MethodNotAllowed(allowed)
-        if path == "/":
-            return demo_page()
-        if path == "/metrics":
-            return Page(self.server.metrics.render().encode("utf-8"), metrics.CONTENT_TYPE)
-        service = self.server.services.current
-        if path == "/v1/health":
-            return {"status": "ok", "model": service.name, "workers": service.pool.workers,
-                    "in_flight": self.server.in_flight}
-        if path == "/v1/info":
-            return {**service.info, "loaded_at": _iso(service.loaded_at), "batches": service.batcher.counts()}
-        return self._predict(self._body())
-
-    def _predict(self, body: bytes) -> dict:
-        with self.server.services.use() as service:  # in flight on this model, even if a reload swaps it
-            ids = parse_predict(body, self.server.options.limits, service.pool.first.tokenizer)
-            try:
-                predictions = service.batcher.predict_ids(ids)  # tokenized in this thread, scored in a batch
-            except BatcherClosed:  # a keep-alive request that came after the drain
-                raise Unavailable("the server is stopping") from None
-        self.server.metrics.reviews.inc(len(ids))
-        return {"model": service.name, "predictions": [p.to_dict() for p in predictions]}
-
-    def _authorize(self) -> None:
-        expected = self.server.expected_auth
-        if expected is None:
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        self.client = str(peer[0]) if peer else "-"
+        if not self.server.slots.admit(self):
+            transport.write(REFUSAL)  # type: ignore[attr-defined]
+            transport.close()
             return
-        given = self.headers.get("Authorization", "").encode("latin-1")  # headers are decoded as latin-1
-        if not hmac.compare_digest(given, expected):
-            raise Unauthorized("missing or wrong bearer token (Authorization: Bearer <token>)")
+        self.server.connections.add(self)
 
-    def _body(self) -> bytes:
-        if "Transfer-Encoding" in self.headers:
-            raise LengthRequired("chunked bodies are not supported: send a Content-Length")
-        if "Content-Type" in self.headers and self.headers.get_content_type() != "application/json":
-            raise UnsupportedMediaType("the body must be application/json")
-        lengths = set(self.headers.get_all("Content-Length") or [])
-        if not lengths:
-            raise LengthRequired("a Content-Length header is required")
-        length = lengths.pop()
-        if lengths or not (length.isascii() and length.isdigit()):
-            raise RequestError("bad Content-Length header")
-        size = int(length)
-        most = self.server.options.limits.max_body_bytes
-        if size > most:
-            raise TooLarge(f"the body has {size} bytes: at most {most}")
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server.slots.release(self)
+        self.server.connections.discard(self)
+        if self.request is not None and self.scoring is None:  # gone while its body was awaited
+            self._end_request()
+        self.transport = None
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if self.scoring is None:
+            self._advance()
+        elif len(self.buffer) > PAUSE_BUFFER_BYTES:  # more requests while one is scored: hold them back
+            self.transport.pause_reading()  # type: ignore[union-attr]
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        self._advance()
+        return True  # keep the transport: an answer may still be written
+
+    def shutdown(self, how: int) -> None:
+        """Closed by :class:`ConnectionSlots` (evicted, or past its deadline): a body that did not
+        come in time is answered 408 first."""
+        if self.request is not None and self.scoring is None and self.body_size:
+            self._answer_error(RequestTimeout(f"the body did not arrive within {IDLE_TIMEOUT_S} s"))  # and closes
+        else:
+            self.abort()
+
+    def pause_writing(self) -> None:
+        """The client does not read its answers: read no more requests until it does."""
+        self.write_paused = True
+        self.transport.pause_reading()  # type: ignore[union-attr]
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self.transport is not None:
+            self.transport.resume_reading()
+            self._advance()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    def close_if_idle(self) -> None:
+        """Close the connection if no request is under way (the server is stopping)."""
+        if self.request is None and self.transport is not None:
+            self.transport.close()
+
+    # --- requests
+
+    @property
+    def open(self) -> bool:
+        return self.transport is not None and not self.transport.is_closing()
+
+    def _advance(self) -> None:
+        """Answer the requests in the buffer, in order, until one must wait for bytes or for its batch."""
+        while self.open and self.scoring is None and not self.write_paused:
+            if self.request is None and not self._take_head():
+                break
+            if self.request is not None and not self._take_body():
+                break
+        if self.eof and self.request is None and self.open:
+            self.transport.close()  # type: ignore[union-attr]
+
+    def _take_head(self) -> bool:
+        """Parse the next request head and route it; False if it has not all arrived."""
+        while self.buffer[:2] == b"\r\n" or self.buffer[:1] == b"\n":  # empty lines between requests
+            del self.buffer[: 2 if self.buffer[:1] == b"\r" else 1]
+        end, body_at = http1.head_end(self.buffer)
+        if end < 0:
+            error = http1.incomplete_head_error(self.buffer)
+            if error is None and self.eof and self.buffer:  # the last bytes the client will send
+                end = body_at = len(self.buffer)
+            elif error is not None:
+                self._fail(error, bytes(self.buffer[:200]))
+                return False
+            else:
+                return False
+        head = bytes(self.buffer[:end])
+        del self.buffer[:body_at]
+        self.started = time.perf_counter()
         try:
-            body = self.rfile.read(size)
-        except TimeoutError:
-            raise RequestTimeout(f"the body did not arrive within {IDLE_TIMEOUT_S} s") from None
-        if len(body) < size:
-            raise RequestError("the body is shorter than its Content-Length")
-        self._body_pending = False
-        self.server.slots.mark(self.connection, BUSY)
-        return body
+            request = http1.parse_head(head)
+        except http1.HttpError as err:
+            self._fail(err, head)
+            return False
+        self.request, self.body_size = request, 0
+        self.body_pending = "transfer-encoding" in request.headers or request.header("content-length", "0") != "0"
+        self.server.request_started()
+        self.server.slots.mark(self, READING if self.body_pending else BUSY)
+        self._route(request)
+        return True
 
-    def _send(self, status: int, payload: dict | Page, headers: dict[str, str]) -> None:
+    def _take_body(self) -> bool:
+        """Once the prediction's body is in, submit its reviews; False if it must wait."""
+        if len(self.buffer) < self.body_size:
+            if self.eof:
+                self._answer_error(RequestError("the body is shorter than its Content-Length"))
+            return False
+        body = bytes(self.buffer[: self.body_size])
+        del self.buffer[: self.body_size]
+        self.body_size, self.body_pending = 0, False
+        self.server.slots.mark(self, BUSY)
+        self._guarded(lambda: self._submit(body))
+        return True
+
+    def _route(self, request: http1.Request) -> None:
+        """Answer ``request`` now, or (a prediction) wait for its body."""
+        def route() -> None:
+            answer = _route(self.server, request)
+            if answer is None:  # POST /v1/predict: its body is checked, to be read
+                self.body_size = _body_size(request, self.server.options.limits)
+                if request.expects_continue and self.body_size > len(self.buffer):
+                    self.transport.write(http1.CONTINUE)  # type: ignore[union-attr]
+                return
+            self._answer(HTTPStatus.OK, answer, {})
+
+        self._guarded(route)
+
+    def _submit(self, body: bytes) -> None:
+        service = self.server.services.acquire()
+        try:
+            ids = parse_predict(body, self.server.options.limits, service.pool.first.tokenizer)
+            service.batcher.submit(ids, lambda predictions, error: self.server.scored(self, predictions, error))
+        except BatcherClosed:  # a keep-alive request that came after the drain
+            self.server.services.release(service)
+            raise Unavailable("the server is stopping") from None
+        except BaseException:
+            self.server.services.release(service)
+            raise
+        self.scoring = service
+        if len(self.buffer) > PAUSE_BUFFER_BYTES and self.transport is not None:  # a client sending on and on
+            self.transport.pause_reading()
+
+    def answer_scored(self, predictions: list[Prediction], error: BaseException | None) -> None:
+        """(The loop's thread.) The batch of this connection's prediction is done."""
+        service, self.scoring = self.scoring, None
+        if service is not None:
+            self.server.services.release(service)
+        if self.transport is None:  # the client left meanwhile
+            self._end_request()
+            return
+        if not self.write_paused:
+            self.transport.resume_reading()  # (if paused: a client sending on while it was scored)
+        if error is None:
+            self.server.metrics.reviews.inc(len(predictions))
+            payload = {"model": service.name if service else "", "predictions": [p.to_dict() for p in predictions]}
+            self._answer(HTTPStatus.OK, payload, {})
+        else:
+            self._answer_bug(error)
+        self._advance()
+
+    def _guarded(self, step: Callable[[], None]) -> None:
+        """Run ``step``; a refusal or a bug is answered (a bug: 500 and one log line)."""
+        try:
+            step()
+        except RequestError as err:
+            self._answer_error(err)
+        except Exception as err:  # noqa: BLE001 -- last resort: a bug answers 500 (logged in one line), the server stays up
+            self._answer_bug(err)
+
+    def _answer_bug(self, err: BaseException) -> None:
+        request = self.request
+        log(f"error: {request.method if request else '-'} {json.dumps(request.target if request else '-')}: "
+            f"{type(err).__name__}: {err}")
+        status = HTTPStatus.INTERNAL_SERVER_ERROR
+        self._answer(status, {"error": "internal error (see the server's log)", "status": status}, {})
+
+    def _answer_error(self, err: RequestError) -> None:
+        self._answer(err.status, {"error": str(err), "status": err.status}, err.headers)
+
+    def _fail(self, err: http1.HttpError, head: bytes) -> None:
+        """A head that cannot be parsed: answered, then the connection closes."""
+        self.started = time.perf_counter()
+        line = head.split(b"\n", 1)[0].rstrip(b"\r").decode("iso-8859-1")[:200]
+        self.request = http1.Request("-", "-", line, {}, keep_alive=False)
+        self.body_pending = True  # what follows cannot be read as a request
+        self.server.request_started()
+        self._answer(err.status, {"error": str(err), "status": err.status}, {})
+
+    def _answer(self, status: int, payload: dict | Page, headers: dict[str, str]) -> None:
+        """Send the answer to the current request and end it."""
+        request = self.request
+        assert request is not None
         if not isinstance(payload, Page):
             payload = Page(json.dumps(payload).encode("utf-8") + b"\n", "application/json")
-        body = payload.body
-        if self._body_pending or self.server.draining:  # unread bytes would be taken for the next request
-            self.close_connection = True
-        self._sent = len(body)
-        self.send_response(status)
-        self.send_header("Content-Type", payload.content_type)
-        self.send_header("Content-Length", str(len(body)))
-        for name, value in headers.items():
-            self.send_header(name, value)
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        took = time.perf_counter() - self._start if self._start else 0.0
-        path = getattr(self, "path", "")  # (none when the request line could not be parsed)
-        self.server.metrics.answered(path.split("?", 1)[0], int(status), took)  # before the client has it
-        if self.command != "HEAD":
-            self.wfile.write(body)
-        self.wfile.flush()  # now, while the request still counts as in flight (a shutdown waits for it)
+        server = self.server
+        close = self.body_pending or server.draining or not request.keep_alive or self.eof
+        data = http1.answer_bytes(status, payload.content_type, payload.body, headers, server=SERVER_NAME,
+                                  close=close, head_only=request.method == "HEAD")
+        took = time.perf_counter() - self.started
+        server.metrics.answered(request.path, int(status), took)
+        if self.transport is not None:
+            self.transport.write(data)
+            if close:
+                self.transport.close()
+        if not server.options.quiet:
+            log(f"{self.client} {json.dumps(request.line)} {int(status)} {len(payload.body)} {took * 1000:.1f}ms")
+        self._end_request()
 
-    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        """What the standard library refuses itself (bad request line, long headers, unknown method),
-        as JSON too; the connection is closed, as the standard library does."""
-        self.close_connection = True
-        status = HTTPStatus(code)
-        self._send(status, {"error": message or status.phrase, "status": status}, {})
+    def _end_request(self) -> None:
+        self.request, self.body_size, self.body_pending = None, 0, False
+        self.server.slots.mark(self, WAITING)
+        self.server.request_ended()
 
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        """The access log: one line per request on stderr (off with --quiet)."""
-        if self.server.options.quiet:
-            return
-        took = f"{(time.perf_counter() - self._start) * 1000:.1f}ms" if self._start else "-"
-        log(f"{self.client_address[0]} {json.dumps(self.requestline)} {int(code)} {self._sent} {took}")
 
-    def log_error(self, format: str, *args: object) -> None:  # the standard library's argument names
-        pass  # refusals are in the access log; a timed-out connection is just closed
+def _route(server: Server, request: http1.Request) -> dict | Page | None:
+    """The answer to ``request``; None for a prediction (its body is read next)."""
+    path = request.path
+    if path not in PUBLIC:
+        _authorize(server, request)
+    allowed = ROUTES.get(path)
+    if allowed is None:
+        raise NotFound(f"no such path; the API is {', '.join(f'{m} {p}' for p, m in ROUTES.items())}")
+    if request.method != allowed and (request.method, allowed) != ("HEAD", "GET"):
+        raise MethodNotAllowed(allowed)
+    if path == "/":
+        return demo_page()
+    if path == "/metrics":
+        return Page(server.metrics.render().encode("utf-8"), metrics.CONTENT_TYPE)
+    service = server.services.current
+    if path == "/v1/health":
+        return {"status": "ok", "model": service.name, "workers": service.pool.workers, "in_flight": server.in_flight}
+    if path == "/v1/info":
+        return {**service.info, "loaded_at": _iso(service.loaded_at), "batches": service.batcher.counts()}
+    return None
+
+
+def _authorize(server: Server, request: http1.Request) -> None:
+    expected = server.expected_auth
+    if expected is None:
+        return
+    given = request.header("authorization").encode("latin-1")
+    if not hmac.compare_digest(given, expected):
+        raise Unauthorized("missing or wrong bearer token (Authorization: Bearer <token>)")
+
+
+def _body_size(request: http1.Request, limits: Limits) -> int:
+    """The size of a prediction's body, from its headers; a :class:`RequestError` if it is not one
+    to read."""
+    if "transfer-encoding" in request.headers:
+        raise LengthRequired("chunked bodies are not supported: send a Content-Length")
+    if "content-type" in request.headers and request.content_type != "application/json":
+        raise UnsupportedMediaType("the body must be application/json")
+    lengths = set(request.headers.get("content-length", []))
+    if not lengths:
+        raise LengthRequired("a Content-Length header is required")
+    length = lengths.pop()
+    if lengths or not (length.isascii() and length.isdigit()):
+        raise RequestError("bad Content-Length header")
+    size = int(length)
+    if size > limits.max_body_bytes:
+        raise TooLarge(f"the body has {size} bytes: at most {limits.max_body_bytes}")
+    return size
+
+
+def _loop_error(loop: asyncio.AbstractEventLoop, context: dict) -> None:
+    """What the event loop could not handle, in one log line (no traceback)."""
+    err = context.get("exception")
+    log(f"error: {context.get('message', 'event loop error')}" + (f": {type(err).__name__}: {err}" if err else ""))
 
 
 def log(line: str) -> None:
@@ -505,16 +688,15 @@ def reload(server: Server, args: argparse.Namespace) -> bool:
     return True
 
 
-def _refuse(request: socket.socket) -> None:
-    """A quick 503 to a connection that gets no slot (the client should retry)."""
+def _refusal() -> bytes:
+    """The quick 503 a connection that gets no slot is sent (the client should retry)."""
     body = json.dumps({"error": "too many connections: retry later", "status": 503}).encode("utf-8") + b"\n"
     head = (f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
             "Retry-After: 1\r\nConnection: close\r\n\r\n")
-    try:
-        request.settimeout(0.1)  # never let the accepting thread wait on a client
-        request.sendall(head.encode("ascii") + body)
-    except OSError:
-        pass
+    return head.encode("ascii") + body
+
+
+REFUSAL = _refusal()
 
 
 @functools.cache
@@ -597,12 +779,12 @@ def _announce(args: argparse.Namespace, server: Server, service: Service) -> Non
 def _drain(server: Server) -> int:
     """Stop accepting, wait for the requests in flight, stop the scoring threads."""
     server.draining = True
-    server.shutdown()  # stop accepting (serve_forever returns), then close the listening socket
-    server.server_close()
+    server.shutdown()  # stop accepting, close the idle connections; the requests in flight go on
     log(f"stopping: {server.in_flight} requests in flight")
     if not server.wait_idle(DRAIN_TIMEOUT_S):
         log(f"stopped with {server.in_flight} requests unfinished after {DRAIN_TIMEOUT_S} s")
         return EXIT_FATAL
     server.services.close()  # no job is left: the scoring threads end
+    server.server_close()
     log("stopped")
     return 0

@@ -68,17 +68,25 @@ class Services:
     @contextmanager
     def use(self) -> Iterator[Service]:
         """The current service; it keeps running until the block ends, even if swapped meanwhile."""
-        with self._lock:
-            service = self._current
-            service.users += 1
+        service = self.acquire()
         try:
             yield service
         finally:
-            with self._lock:
-                service.users -= 1
-                done = service.retired and service.users == 0
-            if done:
-                _close_in_background(service)
+            self.release(service)
+
+    def acquire(self) -> Service:
+        """The current service, in use (it keeps running, even if swapped) until :meth:`release`."""
+        with self._lock:
+            service = self._current
+            service.users += 1
+        return service
+
+    def release(self, service: Service) -> None:
+        with self._lock:
+            service.users -= 1
+            done = service.retired and service.users == 0
+        if done:
+            _close_in_background(service)
 
     def swap(self, new: Service) -> Service:
         """Make ``new`` current; the old one (returned) stops after its last request."""

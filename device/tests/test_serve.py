@@ -9,6 +9,7 @@ from __future__ import annotations
 import calendar
 import http.client
 import json
+import queue
 import re
 import signal
 import socket
@@ -445,6 +446,25 @@ def test_batcher_close_finishes_the_jobs_submitted_then_stops() -> None:
     assert not closing.is_alive()
     assert first.join().probabilities() == [0.001] and second.join().probabilities() == [0.002]
     assert not [t for t in threading.enumerate() if t not in before and t.name.startswith("edge-lstm-batcher")]
+
+
+def test_submit_calls_back_with_the_predictions_or_the_error() -> None:
+    model = GatedModel()
+    model.gate.set()
+    batcher = Batcher(ModelPool([model]), window_s=0)
+    answers: queue.Queue[tuple[list[float], BaseException | None]] = queue.Queue()
+    try:
+        for ids in ([[1, 7], [1, 8]], [[1, POISON]]):
+            batcher.submit(ids, lambda predictions, error: answers.put(([p.probability for p in predictions], error)))
+            probabilities, error = answers.get(timeout=CALL_TIMEOUT_S)
+            if POISON in ids[0]:
+                assert probabilities == [] and isinstance(error, ModelRunError)
+            else:
+                assert probabilities == [0.007, 0.008] and error is None
+    finally:
+        batcher.close()
+    with pytest.raises(BatcherClosed):
+        batcher.submit([[1, 9]], lambda predictions, error: None)
 
 
 # --- refusals -------------------------------------------------------------------------------------

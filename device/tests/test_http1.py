@@ -1,0 +1,127 @@
+"""``serve``'s HTTP/1.1 wire format: request heads parsed as ``http.server`` parses them, and the
+same rules met over a real connection (pipelining, pieces, ``Expect: 100-continue``, HTTP/1.0)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from http import HTTPStatus
+
+import pytest
+from edge_lstm_device import http1
+
+from test_serve import CALL_TIMEOUT_S, HOST, Served, server  # noqa: F401 -- (server: the fixture)
+
+
+def test_a_request_head_is_parsed() -> None:
+    request = http1.parse_head(b"POST //v1/predict?x=1 HTTP/1.1\r\nHost: a\r\nContent-Type: Application/JSON; charset=utf-8\r\n"
+                               b"X-Folded: one\r\n two\r\nContent-Length: 5\r\ncontent-length: 6")
+    assert (request.method, request.target, request.path) == ("POST", "/v1/predict?x=1", "/v1/predict")
+    assert request.keep_alive and not request.expects_continue
+    assert request.content_type == "application/json" and request.header("x-folded") == "one two"
+    assert request.headers["content-length"] == ["5", "6"]  # both kept: the server refuses two
+
+
+@pytest.mark.parametrize("head, keep_alive", [
+    (b"GET / HTTP/1.1", True), (b"GET / HTTP/1.1\r\nConnection: close", False),
+    (b"GET / HTTP/1.0", False), (b"GET / HTTP/1.0\r\nConnection: keep-alive", True), (b"GET /", False),
+])
+def test_keep_alive_follows_the_version_and_the_connection_header(head: bytes, keep_alive: bool) -> None:
+    assert http1.parse_head(head).keep_alive is keep_alive
+
+
+@pytest.mark.parametrize("head, status", [
+    (b"GARBAGE", HTTPStatus.BAD_REQUEST),
+    (b"POST /", HTTPStatus.BAD_REQUEST),  # HTTP/0.9 knows GET only
+    (b"GET / HTTP/x.y", HTTPStatus.BAD_REQUEST),
+    (b"GET / FTP/1.1", HTTPStatus.BAD_REQUEST),
+    (b"GET / HTTP/2.0", HTTPStatus.HTTP_VERSION_NOT_SUPPORTED),
+    (b"BREW / HTTP/1.1", HTTPStatus.NOT_IMPLEMENTED),
+    (b"GET / HTTP/1.1\r\nno colon here", HTTPStatus.BAD_REQUEST),
+    (b"GET / HTTP/1.1\r\n" + b"".join(b"X-%d: y\r\n" % i for i in range(101)), HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE),
+    (b"GET / HTTP/1.1\r\nX: " + b"y" * http1.MAX_LINE, HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE),
+    (b"GET /" + b"a" * http1.MAX_LINE + b" HTTP/1.1", HTTPStatus.REQUEST_URI_TOO_LONG),
+])
+def test_bad_heads_are_refused_with_http_servers_status(head: bytes, status: HTTPStatus) -> None:
+    with pytest.raises(http1.HttpError) as refused:
+        http1.parse_head(head)
+    assert refused.value.status == status
+
+
+def test_the_head_ends_at_the_first_empty_line() -> None:
+    assert http1.head_end(b"GET / HTTP/1.1\r\nA: b\r\n\r\nbody") == (20, 24)
+    assert http1.head_end(b"GET / HTTP/1.1\nA: b\n\nbody") == (19, 21)
+    assert http1.head_end(b"GET / HTTP/1.1\r\nA: b\r\n") == (-1, -1)
+    assert http1.incomplete_head_error(b"x" * (http1.MAX_HEAD + 1)).status == HTTPStatus.REQUEST_URI_TOO_LONG
+
+
+# --- over a connection ----------------------------------------------------------------------------
+
+
+def _answers(sock: socket.socket, count: int) -> list[tuple[int, dict[str, str], bytes]]:
+    """``count`` answers read from ``sock`` in order: (status, headers, body)."""
+    data, answers = b"", []
+    deadline = time.monotonic() + CALL_TIMEOUT_S
+    while len(answers) < count:
+        end = data.find(b"\r\n\r\n")
+        if end >= 0:
+            lines = data[:end].decode("latin-1").split("\r\n")
+            headers = dict(line.split(": ", 1) for line in lines[1:])
+            size = int(headers.get("Content-Length", 0))
+            if len(data) >= end + 4 + size:
+                answers.append((int(lines[0].split()[1]), headers, data[end + 4 : end + 4 + size]))
+                data = data[end + 4 + size :]
+                continue
+        assert time.monotonic() < deadline, f"{len(answers)} of {count} answers"
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return answers
+
+
+def _predict_request(text: str, extra: bytes = b"") -> bytes:
+    body = json.dumps({"texts": [text]}).encode()
+    return (b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%b\r\n"
+            % (len(body), extra)) + body
+
+
+def test_pipelined_requests_are_answered_in_order(server: Served) -> None:
+    texts = ["a wonderful film", "dull and awful", "great", "the worst"]
+    with socket.create_connection((HOST, server.port), timeout=CALL_TIMEOUT_S) as sock:
+        sock.sendall(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n" + b"".join(map(_predict_request, texts))
+                     + b"GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n")
+        answers = _answers(sock, 6)
+    assert [status for status, _, _ in answers] == [200] * 5 + [404]
+    assert [json.loads(body)["predictions"][0]["words"] for _, _, body in answers[1:5]] == [3, 3, 1, 2]
+    assert all("Connection" not in headers for _, headers, _ in answers[:5])
+
+
+def test_a_request_in_pieces_is_answered(server: Served) -> None:
+    with socket.create_connection((HOST, server.port), timeout=CALL_TIMEOUT_S) as sock:
+        for byte in _predict_request("a wonderful film"):
+            sock.send(bytes([byte]))
+        [(status, _, body)] = _answers(sock, 1)
+    assert status == 200 and json.loads(body)["predictions"][0]["label"] in ("positive", "negative")
+
+
+def test_expect_100_continue_gets_the_interim_answer(server: Served) -> None:
+    request = _predict_request("a wonderful film", b"Expect: 100-continue\r\n")
+    head, body = request.split(b"\r\n\r\n", 1)
+    with socket.create_connection((HOST, server.port), timeout=CALL_TIMEOUT_S) as sock:
+        sock.sendall(head + b"\r\n\r\n")
+        assert sock.recv(64) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(body)
+        [(status, _, _)] = _answers(sock, 1)
+    assert status == 200
+
+
+@pytest.mark.parametrize("request_head", [b"GET /v1/health HTTP/1.0\r\n\r\n",
+                                          b"GET /v1/health HTTP/1.1\r\nConnection: close\r\n\r\n"])
+def test_the_server_closes_when_the_client_asks_or_speaks_http_1_0(server: Served, request_head: bytes) -> None:
+    with socket.create_connection((HOST, server.port), timeout=CALL_TIMEOUT_S) as sock:
+        sock.sendall(request_head)
+        [(status, headers, _)] = _answers(sock, 1)
+        assert status == 200 and headers["Connection"] == "close"
+        assert sock.recv(1) == b""  # closed by the server
