@@ -47,7 +47,8 @@ ROUTES = {"/v1/predict": "POST", "/v1/health": "GET", "/v1/info": "GET", "/metri
 PUBLIC = {"/"}  # answered without the bearer token (the page asks for it, for the API calls it makes)
 IDLE_TIMEOUT_S = 30  # a connection silent this long (idle keep-alive, stalled upload) is closed
 HEAD_TIMEOUT_S = 5.0  # a new connection must send its request line and headers within this
-LISTEN_BACKLOG = 1024  # listen() backlog (the kernel caps it at net.core.somaxconn); also accepts per wakeup
+LISTEN_BACKLOG = 1024  # listen() backlog (the kernel caps it at net.core.somaxconn)
+ACCEPT_BURST = 32  # connections accepted per wakeup at most: the new ones are read before many more come
 STOP_TIMEOUT_S = 10.0  # the longest wait for the loop's thread to stop accepting, or to stop
 SERVER_NAME = f"edge-lstm-device/{__version__}"  # the Server header
 PAUSE_BUFFER_BYTES = 1 << 16  # a connection's unread bytes while its request is scored, at most (then reading pauses)
@@ -210,8 +211,9 @@ class Server:
         loop = self.loop
         asyncio.set_event_loop(loop)
         loop.set_exception_handler(_loop_error)
-        self._listener = loop.run_until_complete(
-            loop.create_server(lambda: Connection(self), sock=self.socket, backlog=LISTEN_BACKLOG))
+        self._listener = loop.run_until_complete(  # (asyncio accepts at most `backlog` per wakeup)
+            loop.create_server(lambda: Connection(self), sock=self.socket, backlog=ACCEPT_BURST))
+        self.socket.listen(LISTEN_BACKLOG)  # the kernel's queue stays long
         loop.call_later(REAP_EVERY_S, self._reap)
         try:
             loop.run_forever()
