@@ -280,7 +280,10 @@ class Server:
         self._scored.append((connection, predictions, error))
         if not self._wakeup_sent:
             self._wakeup_sent = True
-            self.loop.call_soon_threadsafe(self._deliver)
+            try:
+                self.loop.call_soon_threadsafe(self._deliver)
+            except RuntimeError:  # the loop is closed: the server has stopped, nobody waits for the answer
+                self._scored.clear()
 
     def _deliver(self) -> None:
         self._wakeup_sent = False
