@@ -312,7 +312,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="how long a batch waits for more requests after its first (default: 1.0; "
                         "0: only those already waiting)")
     s.add_argument("--max-connections", type=int, default=DEFAULT_MAX_CONNECTIONS, metavar="N",
-                   help=f"open connections at most, a thread each (default: {DEFAULT_MAX_CONNECTIONS}); when all are "
+                   help=f"open connections at most (default: {DEFAULT_MAX_CONNECTIONS}); when all are "
                         "taken, a new one replaces the connection idle longest, else gets a quick 503")
     s.add_argument("--quiet", action="store_true", help="no access log (one line per request on stderr)")
     s.set_defaults(run=serve)
