@@ -17,7 +17,6 @@ from __future__ import annotations
 import socket
 import threading
 import time
-import weakref
 from collections import Counter
 from dataclasses import dataclass
 
@@ -40,7 +39,6 @@ class ConnectionSlots:
         self.limit, self.head_timeout_s, self.idle_timeout_s = limit, head_timeout_s, idle_timeout_s
         self.closed = Counter()  # closed by the server: "evicted", "timeout", "refused"
         self._slots: dict[socket.socket, _Slot] = {}
-        self._shut: weakref.WeakSet[socket.socket] = weakref.WeakSet()  # shut down by the server
         self._lock = threading.Lock()
 
     @property
@@ -51,12 +49,17 @@ class ConnectionSlots:
         """Take a slot for a new connection (evicting the longest-waiting one if all are taken);
         False if every slot is reading or busy."""
         now = time.monotonic()
+        evicted = None
         with self._lock:
-            if len(self._slots) >= self.limit and not self._evict_oldest_waiting():
-                self.closed["refused"] += 1
-                return False
+            if len(self._slots) >= self.limit:
+                evicted = self._take_oldest_waiting()
+                if evicted is None:
+                    self.closed["refused"] += 1
+                    return False
             self._slots[sock] = _Slot(WAITING, now, now + self.head_timeout_s)
-            return True
+        if evicted is not None:
+            _shut_down(evicted)
+        return True
 
     def mark(self, sock: socket.socket, state: str) -> None:
         """``sock`` is now ``state``: WAITING for its next request (after an answer), READING its
@@ -66,10 +69,6 @@ class ConnectionSlots:
             slot = self._slots.get(sock)
             if slot is not None:
                 slot.state, slot.since, slot.deadline = state, now, None if state == BUSY else now + self.idle_timeout_s
-
-    def was_shut(self, sock: socket.socket) -> bool:
-        """Whether the server shut ``sock`` down (evicted or late): whatever its thread read is cut."""
-        return sock in self._shut
 
     def release(self, sock: socket.socket) -> None:
         with self._lock:
@@ -81,22 +80,28 @@ class ConnectionSlots:
         with self._lock:
             late = [s for s, slot in self._slots.items() if slot.deadline is not None and slot.deadline < now]
             for sock in late:
-                self._close(sock, "timeout")
+                self._forget(sock, "timeout")
+        for sock in late:
+            _shut_down(sock)
         return len(late)
 
-    def _evict_oldest_waiting(self) -> bool:
+    def _take_oldest_waiting(self) -> socket.socket | None:
         waiting = [(slot.since, id(sock), sock) for sock, slot in self._slots.items() if slot.state == WAITING]
         if not waiting:
-            return False
-        self._close(min(waiting)[2], "evicted")
-        return True
+            return None
+        sock = min(waiting)[2]
+        self._forget(sock, "evicted")
+        return sock
 
-    def _close(self, sock: socket.socket, reason: str) -> None:
-        """Shut ``sock`` down: whoever reads it sees the end of the stream."""
+    def _forget(self, sock: socket.socket, reason: str) -> None:
         del self._slots[sock]
-        self._shut.add(sock)
         self.closed[reason] += 1
-        try:
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError:  # already closed by the client
-            pass
+
+
+def _shut_down(sock: socket.socket) -> None:
+    """Shut ``sock`` down, so whoever reads it sees the end of the stream. Called outside the lock:
+    a connection's own ``shutdown`` may answer its request and mark its slot."""
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:  # already closed by the client
+        pass

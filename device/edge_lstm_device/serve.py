@@ -163,6 +163,7 @@ class ServerOptions:
     quiet: bool = False  # no access log
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     head_timeout_s: float = HEAD_TIMEOUT_S
+    idle_timeout_s: float = IDLE_TIMEOUT_S  # for a body, or between keep-alive requests
 
 
 @dataclass(frozen=True)
@@ -182,7 +183,7 @@ class Server:
     def __init__(self, address: tuple[str, int], services: Services, options: ServerOptions = ServerOptions()) -> None:
         self.services, self.options = services, options
         self.expected_auth = f"Bearer {options.token}".encode("ascii") if options.token else None
-        self.slots = ConnectionSlots(options.max_connections, options.head_timeout_s, IDLE_TIMEOUT_S)
+        self.slots = ConnectionSlots(options.max_connections, options.head_timeout_s, options.idle_timeout_s)
         self.metrics = ServeMetrics(self, ROUTES)
         services.on_batch = self.metrics.batches.observe
         self.draining = False
@@ -363,7 +364,8 @@ class Connection(asyncio.Protocol):
         """Closed by :class:`ConnectionSlots` (evicted, or past its deadline): a body that did not
         come in time is answered 408 first."""
         if self.request is not None and self.scoring is None and self.body_size:
-            self._answer_error(RequestTimeout(f"the body did not arrive within {IDLE_TIMEOUT_S} s"))  # and closes
+            limit = self.server.options.idle_timeout_s
+            self._answer_error(RequestTimeout(f"the body did not arrive within {limit:g} s"))  # and closes
         else:
             self.abort()
 

@@ -624,6 +624,30 @@ def test_a_request_after_the_scoring_threads_stopped_answers_503() -> None:
         server.server_close()
 
 
+def test_a_body_late_answers_408_and_an_idle_connection_is_closed() -> None:
+    """In process, with a 0.3 s idle timeout: a body that stops coming is answered 408 (and the
+    connection closed); a kept-alive connection with no next request is closed."""
+    batcher = Batcher(ModelPool([SentimentModel.load()]))
+    options = ServerOptions(quiet=True, idle_timeout_s=0.3)
+    server = Server((HOST, 0), Services(Service(batcher.pool, batcher, {"model": "m"})), options)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with socket.create_connection((HOST, server.server_port), timeout=CALL_TIMEOUT_S) as sock:
+            sock.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"texts\"")
+            response = http.client.HTTPResponse(sock)
+            response.begin()
+            answer = assert_json_error(response.status, response.headers, response.read(), 408)
+            assert "within 0.3 s" in answer["error"] and response.headers["Connection"] == "close"
+        conn = http.client.HTTPConnection(HOST, server.server_port, timeout=CALL_TIMEOUT_S)
+        conn.request("GET", "/v1/health")
+        assert conn.getresponse().read() and not conn.sock.recv(1)  # closed by the server once idle
+        conn.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+        batcher.close()
+
+
 def test_exposed_hosts() -> None:
     assert not any(map(is_exposed, ["127.0.0.1", "127.0.0.2", "::1", "localhost"]))
     assert all(map(is_exposed, ["0.0.0.0", "::", "192.168.1.20", "raspberrypi.local"]))
