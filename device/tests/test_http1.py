@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
 from http import HTTPStatus
 
@@ -125,3 +126,34 @@ def test_the_server_closes_when_the_client_asks_or_speaks_http_1_0(server: Serve
         [(status, headers, _)] = _answers(sock, 1)
         assert status == 200 and headers["Connection"] == "close"
         assert sock.recv(1) == b""  # closed by the server
+
+
+def test_a_client_that_reads_its_answers_late_gets_them_all_in_order(server: Served) -> None:
+    """3,000 pipelined requests for the demo page (33 MB of answers, more than the sockets buffer)
+    sent before any answer is read: the server stops reading while its answers wait, then answers
+    every one, in order, once they are read."""
+    count = 3_000
+    probe = b"GET /?n=%d HTTP/1.1\r\nHost: x\r\n\r\n"
+    with socket.create_connection((HOST, server.port), timeout=CALL_TIMEOUT_S) as sock:
+        sender = threading.Thread(target=lambda: sock.sendall(b"".join(probe % i for i in range(count - 1))
+                                                              + b"GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n"), daemon=True)
+        sender.start()
+        time.sleep(1.0)  # the answers pile up unread
+        answers = _answers(sock, count)
+        sender.join(CALL_TIMEOUT_S)
+    assert [status for status, _, _ in answers] == [200] * (count - 1) + [404]
+
+
+def test_a_client_gone_before_its_answer_leaves_nothing_in_flight(server: Served) -> None:
+    for _ in range(20):
+        with socket.create_connection((HOST, server.port), timeout=CALL_TIMEOUT_S) as sock:
+            sock.sendall(_predict_request("a wonderful film " * 100))
+    deadline = time.monotonic() + CALL_TIMEOUT_S
+    while True:
+        with socket.create_connection((HOST, server.port), timeout=CALL_TIMEOUT_S) as sock:
+            sock.sendall(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+            [(status, _, body)] = _answers(sock, 1)
+        if json.loads(body)["in_flight"] == 1 or time.monotonic() > deadline:  # itself only
+            break
+        time.sleep(0.05)
+    assert status == 200 and json.loads(body)["in_flight"] == 1
