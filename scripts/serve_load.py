@@ -269,8 +269,8 @@ def report(runs: dict[tuple[str, str], list[Run]], args: argparse.Namespace, ser
     max_growth = max(r.rss_growth_pct for group in runs.values() for r in group if r.rss_growth_pct is not None)
     lines += [
         "",
-        "The load tester is Python (a thread and an `http.client` connection per client) and needs more CPU per "
-        f"request than hey (Go, Debian's {hey_version}), so it leaves less of the 2 cores to the server. hey sends "
+        "The load tester is Python: its clients are tasks of one asyncio loop, each over one keep-alive connection; "
+        f"hey is Go (Debian's {hey_version}). Each takes its share of the 2 cores from the server. hey sends "
         "one body over and over: for (c) and (d) it posts one review of median length "
         f"({len(median_review(texts).split())} words), while the load tester cycles through all {len(texts)} reviews "
         "of the sample (short and long mixed in one batch: a batch runs as many steps as its longest review). "

@@ -1,9 +1,11 @@
-"""Load-test a running ``edge-lstm-device serve``: keep-alive clients in threads, standard library only.
+"""Load-test a running ``edge-lstm-device serve``: keep-alive clients on one event loop, standard library only.
 
     python -m edge_lstm_device.loadtest --url http://127.0.0.1:8080 --clients 32 --requests 10000 --pid PID
 
 Each client holds one HTTP/1.1 connection and posts one review per request, one request after the
-other (a closed loop: with C clients, about C requests wait or run at any time); ``--texts-file``
+other (a closed loop: with C clients, about C requests wait or run at any time). The clients are
+tasks of one asyncio loop that write prepared requests and read answers by their
+``Content-Length``, so the tester costs the machine little next to the server; ``--texts-file``
 sends its lines in turn instead of one fixed review, ``--path /v1/health`` GETs that path instead.
 Reports requests/s, latency percentiles, errors and, with ``--pid`` (the server's process id, same
 machine), the server's peak RSS and its RSS after the first and the last thousand requests.
@@ -12,10 +14,9 @@ machine), the server's peak RSS and its RSS after the first and the last thousan
 from __future__ import annotations
 
 import argparse
-import http.client
+import asyncio
 import json
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -42,11 +43,10 @@ def read_rss_kib(pid: int) -> dict[str, int]:
 
 
 class _Run:
-    """What the client threads share: the next request's number, the results, the RSS samples."""
+    """What the clients share: the next request's number, the results, the RSS samples."""
 
     def __init__(self, requests: int, pid: int | None) -> None:
         self.requests, self.pid = requests, pid
-        self.lock = threading.Lock()
         self.issued = self.done = 0  # requests sent (the next one's number), answered
         self.latencies_ms: list[float] = []
         self.errors: Counter[str] = Counter()
@@ -54,53 +54,89 @@ class _Run:
 
     def take(self) -> int | None:
         """The number of the next request to send, or None when all are sent."""
-        with self.lock:
-            if self.issued >= self.requests:
-                return None
-            self.issued += 1
-            return self.issued - 1
+        if self.issued >= self.requests:
+            return None
+        self.issued += 1
+        return self.issued - 1
 
     def record(self, ms: float, error: str | None) -> None:
-        with self.lock:
-            self.done += 1
-            if error:
-                self.errors[error] += 1
-            else:
-                self.latencies_ms.append(ms)
-            if self.pid and self.done == min(RSS_WINDOW, self.requests):
-                self.rss_first = read_rss_kib(self.pid).get("VmRSS")
+        self.done += 1
+        if error:
+            self.errors[error] += 1
+        else:
+            self.latencies_ms.append(ms)
+        if self.pid and self.done == min(RSS_WINDOW, self.requests):
+            self.rss_first = read_rss_kib(self.pid).get("VmRSS")
 
 
-def _client(run: _Run, host: str, port: int, path: str, bodies: Sequence[bytes] | None,
-            headers: dict[str, str], timeout: float) -> None:
-    """Send requests until all are sent: POST ``bodies`` in turn (by request number), or GET ``path``."""
-    conn: http.client.HTTPConnection | None = None
+class _Answer(Exception):
+    """An answer that is not a well-formed HTTP/1.1 response."""
+
+
+async def _response(reader: asyncio.StreamReader) -> tuple[int, bool, bytes]:
+    """The next answer on ``reader``: status, whether the server closes, body."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    words = lines[0].split(" ", 2)
+    if len(words) < 2 or not words[0].startswith("HTTP/") or not words[1].isdigit():
+        raise _Answer(f"bad status line {lines[0][:60]!r}")
+    headers = {name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in lines[1:] if line)}
+    length = headers.get("content-length", "")
+    if not length.isdigit():
+        raise _Answer("no Content-Length")
+    return int(words[1]), headers.get("connection", "").lower() == "close", await reader.readexactly(int(length))
+
+
+async def _client(run: _Run, host: str, port: int, requests: Sequence[bytes], check: bool, timeout: float) -> None:
+    """Send requests until all are sent (``requests`` in turn, by request number) over one
+    keep-alive connection, opened again after the server closes it."""
+    loop = asyncio.get_running_loop()
+    reader: asyncio.StreamReader | None = None
+    writer: asyncio.StreamWriter | None = None
     for number in iter(run.take, None):
         start = time.perf_counter()
         error = None
+        late = []  # set by the watchdog: the answer did not come within ``timeout``
+        watchdog = None
         try:
-            conn = conn or http.client.HTTPConnection(host, port, timeout=timeout)
-            if bodies:
-                conn.request("POST", path, bodies[number % len(bodies)], headers)
-            else:
-                conn.request("GET", path, headers=headers)
-            response = conn.getresponse()
-            answer = response.read()
-            if response.status != 200:
-                error = f"HTTP {response.status}"
-            elif bodies and len(json.loads(answer)["predictions"]) != 1:
+            if writer is None:
+                reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+            watchdog = loop.call_later(timeout, lambda w=writer: (late.append(True), w.transport.abort()))
+            writer.write(requests[number % len(requests)])
+            status, close, answer = await _response(reader)  # type: ignore[arg-type]
+            if status != 200:
+                error = f"HTTP {status}"
+            elif check and len(json.loads(answer)["predictions"]) != 1:
                 error = "wrong answer"
-            if response.will_close:
-                conn.close()
-                conn = None
-        except (OSError, http.client.HTTPException, ValueError, KeyError) as err:
-            error = type(err).__name__
-            if conn is not None:
-                conn.close()
-            conn = None
+            if close:
+                writer.close()
+                writer = None
+        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, _Answer,
+                ValueError, KeyError) as err:
+            error = "TimeoutError" if late else type(err).__name__
+            if writer is not None:
+                writer.transport.abort()
+            writer = None
+        finally:
+            if watchdog is not None:
+                watchdog.cancel()
         run.record((time.perf_counter() - start) * 1000, error)
-    if conn is not None:
-        conn.close()
+    if writer is not None:
+        writer.close()
+
+
+def _requests(host: str, path: str, bodies: Sequence[bytes] | None, token: str | None) -> list[bytes]:
+    """Each request as the bytes sent: POSTs of ``bodies``, or one GET of ``path``."""
+    auth = f"Authorization: Bearer {token}\r\n" if token else ""
+    if not bodies:
+        return [f"GET {path} HTTP/1.1\r\nHost: {host}\r\n{auth}\r\n".encode("latin-1")]
+    return [f"POST {path} HTTP/1.1\r\nHost: {host}\r\n{auth}Content-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n".encode("latin-1") + body for body in bodies]
+
+
+async def _clients(run: _Run, host: str, port: int, requests: Sequence[bytes], check: bool, clients: int,
+                   timeout: float) -> None:
+    await asyncio.gather(*(_client(run, host, port, requests, check, timeout) for _ in range(clients)))
 
 
 def run_load(url: str, clients: int = 32, requests: int = 10_000, texts: str | Sequence[str] = DEFAULT_TEXT,
@@ -121,16 +157,11 @@ def run_load(url: str, clients: int = 32, requests: int = 10_000, texts: str | S
         raise ValueError(f"expected a path starting with '/', got {path!r}")
     base = parts.path.rstrip("/")
     path = (base[: -len(PREDICT_PATH)] if base.endswith(PREDICT_PATH) else base) + path
-    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
     bodies = [json.dumps({"texts": [text]}).encode("utf-8") for text in texts] if path.endswith(PREDICT_PATH) else None
     run = _Run(requests, pid)
-    threads = [threading.Thread(target=_client, args=(run, parts.hostname, parts.port or 80, path, bodies, headers,
-                                                      timeout), daemon=True) for _ in range(clients)]
+    prepared = _requests(parts.netloc, path, bodies, token)
     start = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    asyncio.run(_clients(run, parts.hostname, parts.port or 80, prepared, bodies is not None, clients, timeout))
     seconds = time.perf_counter() - start
     summary = summarize(run.latencies_ms) if run.latencies_ms else None
     report: dict = {

@@ -768,6 +768,20 @@ def test_loadtest_texts_file_and_other_paths(server: Served, tmp_path: Path) -> 
     assert done.returncode == 2 and "has no review" in done.stderr
 
 
+def test_run_load_counts_a_server_that_does_not_answer() -> None:
+    """A server that accepts and never answers: every request is a TimeoutError, none hangs."""
+    with socket.create_server((HOST, 0)) as silent:
+        held: list[socket.socket] = []
+        accepting = threading.Thread(target=lambda: [held.append(silent.accept()[0]) for _ in range(4)], daemon=True)
+        accepting.start()
+        started = time.monotonic()
+        report = run_load(f"http://{HOST}:{silent.getsockname()[1]}", clients=2, requests=4, timeout=0.3)
+        assert time.monotonic() - started < 10
+        for sock in held:
+            sock.close()
+    assert report["errors"] == 4 and report["error_kinds"] == {"TimeoutError": 4}
+
+
 @pytest.mark.parametrize("command", [["edge_lstm_device.loadtest", "--url"], ["edge_lstm_device", "bench", "--serve"]])
 def test_loadtest_command(server: Served, command: list[str]) -> None:
     done = subprocess.run([sys.executable, "-m", *command, f"http://{HOST}:{server.port}",
