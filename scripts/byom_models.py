@@ -3,6 +3,7 @@
 ``edge-lstm bench``; rewrites docs/byom_report.md.
 
     python3 scripts/byom_models.py ../shared/data/aclImdb_train_test.tar.gz --word-index ../shared/data/imdb_word_index.json
+        [--only NAME ...] [--reuse: the models trained before in --work, measured again]
 
 Models (Keras 3, trained here for ``--epochs`` on the 25,000 training reviews):
 - keras.io "Bidirectional LSTM on IMDB": Functional, Input(None), Embedding(20000, 128) ->
@@ -63,8 +64,18 @@ def _rating_classes(ids: list[str]):
     return np.where(ratings <= 4, 0, np.where(ratings <= 8, 1, 2))
 
 
-def train(name: str, data: Path, word_index: Path, folder: Path, epochs: int) -> tuple[Path, list[str]]:
-    """Train one model; returns its .keras file and the extra arguments its import needs."""
+def import_args(name: str, word_index: Path) -> list[str]:
+    """The arguments ``edge-lstm import`` needs besides the model file."""
+    if name == "keras_io_bidirectional":
+        return ["--word-index", str(word_index), "--max-len", "200"]
+    if name == "tutorial_text_vectorization":
+        return []
+    labels = ["--labels", ",".join(RATING_CLASSES)] if name == "lecture_ratings" else []
+    return ["--tokenizer", str(ROOT / "export" / "tokenizer.json"), *labels]
+
+
+def train(name: str, data: Path, word_index: Path, folder: Path, epochs: int) -> Path:
+    """Train one model; returns its .keras file."""
     quiet_tensorflow()
     import keras
     import tensorflow as tf
@@ -78,24 +89,23 @@ def train(name: str, data: Path, word_index: Path, folder: Path, epochs: int) ->
     labels = train_set.labels.astype("float32")
     if name == "keras_io_bidirectional":
         model, x = _keras_io(keras), tokenizer_from_word_index(word_index, 20000, 200).encode_batch(train_set.texts)
-        extra, batch = ["--word-index", str(word_index), "--max-len", "200"], 32
+        batch = 32
     elif name == "tutorial_text_vectorization":
-        model, x, extra, batch = _tutorial(keras, train_set.texts), tf.constant(train_set.texts)[:, None], [], 64
+        model, x, batch = _tutorial(keras, train_set.texts), tf.constant(train_set.texts)[:, None], 64
     else:
         recurrent = keras.layers.GRU(128) if name == "lecture_gru" else keras.layers.LSTM(128)
         classes = len(RATING_CLASSES) if name == "lecture_ratings" else 1
         model = _lecture(keras, recurrent, mask_zero=name == "lecture_mask_zero", classes=classes)
         x = Tokenizer.load(ROOT / "export" / "tokenizer.json").encode_batch(train_set.texts)
-        extra, batch = ["--tokenizer", str(ROOT / "export" / "tokenizer.json")], 64
+        batch = 64
     loss = keras.losses.BinaryCrossentropy(from_logits=name == "tutorial_text_vectorization")
     if name == "lecture_ratings":
         labels, loss = _rating_classes(train_set.ids), "sparse_categorical_crossentropy"
-        extra += ["--labels", ",".join(RATING_CLASSES)]
     model.compile(optimizer="adam", loss=loss)
     model.fit(x, labels, epochs=epochs, batch_size=batch, verbose=0)
     path = folder / f"{name}.keras"
     model.save(path)
-    return path, extra
+    return path
 
 
 MODELS = ("keras_io_bidirectional", "tutorial_text_vectorization", "lecture_gru", "lecture_mask_zero", "lecture_ratings")
@@ -125,14 +135,18 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "byom_report.md")
     parser.add_argument("--only", action="append", default=[])
+    parser.add_argument("--reuse", action="store_true",
+                        help="take a model already trained in --work (NAME.keras) instead of training it again")
     args = parser.parse_args()
     names = args.only or list(MODELS)
     args.work.mkdir(parents=True, exist_ok=True)
     rows = _previous_rows(args.out)  # --only re-measures some models; the others' rows stay
     for name in names:
-        print(f"training {name}", file=sys.stderr)
         started = time.perf_counter()
-        path, extra = train(name, args.data, args.word_index, args.work, args.epochs)
+        path, extra = args.work / f"{name}.keras", import_args(name, args.word_index)
+        if not (args.reuse and path.is_file()):
+            print(f"training {name}", file=sys.stderr)
+            train(name, args.data, args.word_index, args.work, args.epochs)
         bundle = args.work / f"{name}-bundle"
         _cli("import", str(path), "--out", str(bundle), "--force", *extra)
         _cli("export", "--int8", "--bundle", str(bundle))

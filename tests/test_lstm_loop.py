@@ -146,8 +146,9 @@ def test_softmax_head_gives_every_class_probability(stack: str, mask_zero: bool)
 
 @pytest.mark.parametrize("stack", ["stacked-bidirectional", "stacked-three"])
 def test_stacked_loops_over_whole_blocks_equal_keras(stack: str) -> None:
-    """A window of whole blocks (max_len a multiple of 4): an unmasked model holds no step at all."""
-    model = _stacked_model(stack, False, "sigmoid", max_len=12)
-    rows = _rows(12, seed=4)
-    scores = _float_loop(model, 12).score(rows)
+    """A window of whole blocks (max_len a multiple of the 10 steps per iteration of a stacked
+    model): an unmasked model holds no step at all."""
+    model = _stacked_model(stack, False, "sigmoid", max_len=20)
+    rows = _rows(20, seed=4)
+    scores = _float_loop(model, 20).score(rows)
     assert np.abs(scores - model.predict(rows, verbose=0).reshape(-1)).max() <= FLOAT_EXACT
