@@ -90,17 +90,22 @@ class GruCell:
         return self.recurrent.shape[0]
 
     def projection(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.kernel, self.bias[0] if self.reset_after else self.bias
+        """``(W, b)`` of the hoisted input projection; with ``reset_after`` the recurrent bias of the
+        update and reset gates is added there too (it is outside the reset gate: one add less a step)."""
+        if not self.reset_after:
+            return self.kernel, self.bias
+        u = self.units
+        return self.kernel, self.bias[0] + np.concatenate([self.bias[1][: 2 * u], np.zeros(u, self.bias.dtype)])
 
     def step64(self, projected: np.ndarray, state: State) -> State:
         (h,) = state
         u = self.units
         recurrent = self.recurrent.astype(np.float64)
-        if self.reset_after:
-            rec = h @ recurrent + self.bias[1]
+        if self.reset_after:  # (the gates' recurrent bias is in ``projected``)
+            rec = h @ recurrent
             z = _sigmoid(projected[..., :u] + rec[..., :u])
             r = _sigmoid(projected[..., u : 2 * u] + rec[..., u : 2 * u])
-            candidate = np.tanh(projected[..., 2 * u :] + r * rec[..., 2 * u :])
+            candidate = np.tanh(projected[..., 2 * u :] + r * (rec[..., 2 * u :] + self.bias[1][2 * u :]))
         else:
             zr = _sigmoid(projected[..., : 2 * u] + h @ recurrent[:, : 2 * u])
             z, r = zr[..., :u], zr[..., u:]
@@ -113,15 +118,12 @@ class GruCell:
         u = self.units
         gates_kernel, candidate_kernel = tf.constant(self.recurrent[:, : 2 * u]), tf.constant(self.recurrent[:, 2 * u :])
         if self.reset_after:
-            gates_bias, candidate_bias = tf.constant(self.bias[1][: 2 * u]), tf.constant(self.bias[1][2 * u :])
+            candidate_bias = tf.constant(self.bias[1][2 * u :])
 
         def step(projected: Any, state: State) -> State:
             (h,) = state
             x_zr, x_h = tf.split(projected, [2 * u, u], axis=1)
-            zr = x_zr + tf.matmul(h, gates_kernel)
-            if self.reset_after:
-                zr = zr + gates_bias
-            z, r = tf.split(tf.sigmoid(zr), 2, axis=1)
+            z, r = tf.split(tf.sigmoid(x_zr + tf.matmul(h, gates_kernel)), 2, axis=1)
             if self.reset_after:
                 candidate = tf.tanh(x_h + r * (tf.matmul(h, candidate_kernel) + candidate_bias))
             else:
