@@ -38,15 +38,17 @@ class _Job:
 
     def __init__(self, ids: Sequence[Sequence[int]], callback: Done | None = None) -> None:
         self.ids, self.callback = ids, callback
-        self.done = threading.Lock()  # without a callback: held until the job is done (one waiter)
-        self.done.acquire()
+        self.done: threading.Lock | None = None
+        if callback is None:  # a waiting caller: held until the job is done (one waiter)
+            self.done = threading.Lock()
+            self.done.acquire()
         self.predictions: list[Prediction] = []
         self.error: BaseException | None = None
 
     def finish(self, predictions: list[Prediction], error: BaseException | None = None) -> None:
         self.predictions, self.error = predictions, error
-        if self.callback is not None:
-            self.callback(predictions, error)
+        if self.done is None:
+            self.callback(predictions, error)  # type: ignore[misc]
         else:
             self.done.release()
 
@@ -77,7 +79,7 @@ class Batcher:
         if not ids:
             return []
         job = self._enqueue(_Job(ids))
-        job.done.acquire()
+        job.done.acquire()  # type: ignore[union-attr]
         if job.error is not None:
             raise job.error
         return job.predictions

@@ -84,24 +84,17 @@ def parse_head(head: bytes) -> Request:
     if len(line) > MAX_LINE:
         raise HttpError(HTTPStatus.REQUEST_URI_TOO_LONG, "the request line is too long")
     words = line.split()
-    keep_alive = False
-    if len(words) == 3:
-        version = _version(words[2])
-        keep_alive = version >= (1, 1)
-    elif len(words) != 2 or words[0] != "GET":  # two words: an HTTP/0.9 GET, answered and closed
+    if len(words) != 3 and (len(words) != 2 or words[0] != "GET"):  # two words: an HTTP/0.9 GET, answered and closed
         raise HttpError(HTTPStatus.BAD_REQUEST, f"bad request line {line[:100]!r}")
+    http_1_1 = len(words) == 3 and _version(words[2]) >= (1, 1)
     method, target = words[0], words[1]
     if target.startswith("//"):
         target = "/" + target.lstrip("/")
     headers = _headers(rest)
     connection = ",".join(headers.get("connection", [])).lower()
-    if "close" in connection:
-        keep_alive = False
-    elif "keep-alive" in connection:
-        keep_alive = True
-    request = Request(method, target, line, headers, keep_alive and len(words) == 3)
-    request.expects_continue = (len(words) == 3 and _version(words[2]) >= (1, 1)
-                                and request.header("expect").lower() == "100-continue")
+    keep_alive = len(words) == 3 and "close" not in connection and (http_1_1 or "keep-alive" in connection)
+    request = Request(method, target, line, headers, keep_alive)
+    request.expects_continue = http_1_1 and request.header("expect").lower() == "100-continue"
     if method not in METHODS:
         raise HttpError(HTTPStatus.NOT_IMPLEMENTED, f"unsupported method {method[:20]!r}")
     return request

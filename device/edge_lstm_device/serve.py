@@ -336,7 +336,7 @@ class Connection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.client = str(peer[0]) if peer else "-"
         if not self.server.slots.admit(self):
-            transport.write(REFUSAL)  # type: ignore[attr-defined]
+            transport.write(_refusal())  # type: ignore[attr-defined]
             transport.close()
             return
         self.server.connections.add(self)
@@ -698,12 +698,8 @@ def reload(server: Server, args: argparse.Namespace) -> bool:
 def _refusal() -> bytes:
     """The quick 503 a connection that gets no slot is sent (the client should retry)."""
     body = json.dumps({"error": "too many connections: retry later", "status": 503}).encode("utf-8") + b"\n"
-    head = (f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-            "Retry-After: 1\r\nConnection: close\r\n\r\n")
-    return head.encode("ascii") + body
-
-
-REFUSAL = _refusal()
+    return http1.answer_bytes(HTTPStatus.SERVICE_UNAVAILABLE, "application/json", body, {"Retry-After": "1"},
+                              server=SERVER_NAME, close=True)
 
 
 @functools.cache

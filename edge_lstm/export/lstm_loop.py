@@ -118,7 +118,7 @@ class LoopForm:
 
     steps_per_iteration: int = STEPS_PER_ITERATION
     # where a layer's outputs are kept for the next, every iteration copies them all (the loop's
-    # DYNAMIC_UPDATE_SLICE): fewer, longer iterations (keras.io bundle: 0.91x the time of 4 steps)
+    # DYNAMIC_UPDATE_SLICE): fewer, longer iterations (keras.io bundle: 0.87x the time of 4 steps)
     collecting_steps_per_iteration: int = COLLECTING_STEPS_PER_ITERATION
     length_aware: bool = True  # False: every row runs all max_len steps from the zero state
     hoist: bool = True  # False: each block's input projection inside the loop
@@ -354,8 +354,9 @@ def stacked_function(m: LoopModel, max_len: int, form: LoopForm = LoopForm()) ->
 def describe(model: Any, max_len: int, form: LoopForm = LoopForm()) -> dict:
     """The manifest's record of a loop-form file: how the loop runs and how the pad-state table was made."""
     loop_model = LoopModel.from_model(model)
-    padded_len = _padded_len(max_len, form.steps_per_iteration)
-    record = {**form.describe(), "steps_per_iteration": steps_per_iteration(loop_model, form), "cell": loop_model.cell.kind, "masked": loop_model.masked,
+    steps = steps_per_iteration(loop_model, form)
+    padded_len = _padded_len(max_len, steps)
+    record = {**form.describe(), "steps_per_iteration": steps, "cell": loop_model.cell.kind, "masked": loop_model.masked,
               "layers": [{"cells": [c.kind for c in layer.cells], "merge_mode": layer.merge_mode if len(layer.cells) > 1 else None}
                          for layer in loop_model.layers]}
     if loop_model.single:
