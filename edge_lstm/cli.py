@@ -16,7 +16,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "export": ("edge_lstm.commands.export", "export_command", "Export TFLite + ONNX (float, --int8) with a manifest."),
     "reference": ("edge_lstm.commands.reference", "reference_command",
                   "Refresh the shipped reference bundle and the device package's copy."),
-    "import": ("edge_lstm.commands.import_model", "import_command", "Import a lecture model trained elsewhere (Keras 3)."),
+    "import": ("edge_lstm.commands.import_model", "import_command",
+               "Import a Keras LSTM or GRU model (Bidirectional, stacked, TextVectorization)."),
     "keygen": ("edge_lstm.commands.keygen", "keygen_command", "Write an ed25519 key pair for signing bundles."),
     "sign": ("edge_lstm.commands.sign", "sign_command", "Sign a bundle's manifest (manifest.sig) for the devices."),
 }

@@ -1,5 +1,6 @@
-"""``edge-lstm import``: a lecture model trained elsewhere (Keras 3 ``.keras``/``.h5`` or tf-keras
-``.h5``, on ``keras.datasets.imdb`` ids) becomes a bundle that export, parity and bench accept."""
+"""``edge-lstm import``: an IMDB recurrent model trained elsewhere (Keras 3 ``.keras``/``.h5`` or
+tf-keras ``.h5``; LSTM or GRU layers, Bidirectional or stacked, TextVectorization inside or
+``keras.datasets.imdb`` ids) becomes a bundle that export, parity and bench accept."""
 
 from __future__ import annotations
 
