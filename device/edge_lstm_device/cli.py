@@ -313,7 +313,8 @@ def _parser() -> argparse.ArgumentParser:
                         "0: only those already waiting)")
     s.add_argument("--max-connections", type=int, default=DEFAULT_MAX_CONNECTIONS, metavar="N",
                    help=f"open connections at most (default: {DEFAULT_MAX_CONNECTIONS}); when all are "
-                        "taken, a new one replaces the connection idle longest, else gets a quick 503")
+                        "taken, a new one replaces the connection idle longest, else gets a quick 503; "
+                        "the open-files limit (ulimit -n) is raised to fit")
     s.add_argument("--quiet", action="store_true", help="no access log (one line per request on stderr)")
     s.set_defaults(run=serve)
     return parser

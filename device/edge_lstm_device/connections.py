@@ -10,6 +10,9 @@ that has waited longest, so half-open connections cannot lock out real clients; 
 the new one is refused with a quick 503. A waiting or reading connection past its deadline is shut
 down by :meth:`ConnectionSlots.reap`: a client must send its request head within ``head_timeout_s``
 of connecting and its body within ``idle_timeout_s``.
+
+Each open connection takes a file descriptor: :func:`fit_open_files` raises the process's soft
+limit to what ``limit`` connections need, or says why it cannot.
 """
 
 from __future__ import annotations
@@ -17,12 +20,13 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import dataclass
 
 WAITING, READING, BUSY = "waiting", "reading", "busy"
-DEFAULT_MAX_CONNECTIONS = 128  # sized for a Raspberry Pi: each holds a socket and its buffers
+DEFAULT_MAX_CONNECTIONS = 512  # ~4 kB and a file descriptor each, no thread: ~2 MB when all are open
 MAX_CONNECTIONS = 10_000
+OPEN_FILES_BESIDES = 64  # descriptors the server needs besides its connections (listener, loop, model, logs)
 
 
 @dataclass
@@ -39,6 +43,7 @@ class ConnectionSlots:
         self.limit, self.head_timeout_s, self.idle_timeout_s = limit, head_timeout_s, idle_timeout_s
         self.closed = Counter()  # closed by the server: "evicted", "timeout", "refused"
         self._slots: dict[socket.socket, _Slot] = {}
+        self._waiting: OrderedDict[socket.socket, None] = OrderedDict()  # the waiting ones, longest first
         self._lock = threading.Lock()
 
     @property
@@ -57,6 +62,7 @@ class ConnectionSlots:
                     self.closed["refused"] += 1
                     return False
             self._slots[sock] = _Slot(WAITING, now, now + self.head_timeout_s)
+            self._waiting[sock] = None
         if evicted is not None:
             _shut_down(evicted)
         return True
@@ -67,12 +73,17 @@ class ConnectionSlots:
         now = time.monotonic()
         with self._lock:
             slot = self._slots.get(sock)
-            if slot is not None:
-                slot.state, slot.since, slot.deadline = state, now, None if state == BUSY else now + self.idle_timeout_s
+            if slot is None:
+                return
+            slot.state, slot.since, slot.deadline = state, now, None if state == BUSY else now + self.idle_timeout_s
+            self._waiting.pop(sock, None)
+            if state == WAITING:
+                self._waiting[sock] = None  # the newest waiting
 
     def release(self, sock: socket.socket) -> None:
         with self._lock:
             self._slots.pop(sock, None)
+            self._waiting.pop(sock, None)
 
     def reap(self) -> int:
         """Shut down the connections past their deadline; how many."""
@@ -86,16 +97,34 @@ class ConnectionSlots:
         return len(late)
 
     def _take_oldest_waiting(self) -> socket.socket | None:
-        waiting = [(slot.since, id(sock), sock) for sock, slot in self._slots.items() if slot.state == WAITING]
-        if not waiting:
+        if not self._waiting:
             return None
-        sock = min(waiting)[2]
+        sock = next(iter(self._waiting))
         self._forget(sock, "evicted")
         return sock
 
     def _forget(self, sock: socket.socket, reason: str) -> None:
         del self._slots[sock]
+        self._waiting.pop(sock, None)
         self.closed[reason] += 1
+
+
+def fit_open_files(connections: int) -> str | None:
+    """Raise the soft limit on open files to what ``connections`` connections need (plus
+    ``OPEN_FILES_BESIDES``); None when it is enough, else why not (the hard limit is lower)."""
+    try:
+        import resource
+    except ImportError:  # not a Unix: no such limit to raise
+        return None
+    needed = connections + OPEN_FILES_BESIDES
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return None
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        return (f"--max-connections {connections} needs {needed} open files, and this process may open at most "
+                f"{hard} (ulimit -Hn): lower --max-connections, or raise the limit (systemd: LimitNOFILE=)")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+    return None
 
 
 def _shut_down(sock: socket.socket) -> None:

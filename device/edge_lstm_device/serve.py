@@ -34,7 +34,7 @@ from pathlib import Path
 from edge_lstm_device import __version__, http1, metrics
 from edge_lstm_device.batcher import Batcher, BatcherClosed
 from edge_lstm_device.connections import (BUSY, DEFAULT_MAX_CONNECTIONS, MAX_CONNECTIONS, READING, WAITING,
-                                         ConnectionSlots)
+                                         ConnectionSlots, fit_open_files)
 from edge_lstm_device.interpreter import interpreter_version
 from edge_lstm_device.model import BundleError, Prediction
 from edge_lstm_device.pool import MAX_WORKERS, ModelPool, default_workers
@@ -659,6 +659,12 @@ def _usage_problems(args: argparse.Namespace, limits: Limits, workers: int) -> l
     return problems
 
 
+def _open_files_problems(args: argparse.Namespace) -> list[str]:
+    """Why the open-files limit cannot take ``--max-connections`` (raising it where it can)."""
+    problem = fit_open_files(args.max_connections)
+    return [problem] if problem else []
+
+
 def _workers(args: argparse.Namespace) -> int:
     return default_workers() if args.workers is None else args.workers
 
@@ -743,7 +749,7 @@ def run_serve(args: argparse.Namespace) -> int:
 def _start(args: argparse.Namespace) -> Server | int:
     """The listening server with its model loaded, or the exit code of why not."""
     limits = Limits(args.max_body_bytes, args.max_texts, args.max_chars)
-    problems = _usage_problems(args, limits, _workers(args))
+    problems = _usage_problems(args, limits, _workers(args)) or _open_files_problems(args)
     if problems:
         print(f"edge-lstm-device serve: error: {'; '.join(problems)}", file=sys.stderr)
         return EXIT_USAGE

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 from edge_lstm_device.batcher import Batcher, BatcherClosed
+from edge_lstm_device.connections import DEFAULT_MAX_CONNECTIONS
 from edge_lstm_device.loadtest import run_load
 from edge_lstm_device.model import REFERENCE_BUNDLE, Prediction, SentimentModel
 from edge_lstm_device.pool import ModelPool
@@ -232,7 +233,7 @@ def test_health_and_info(server: Served, expected: tuple) -> None:
                               "source_model": manifest["source_model"]["sha256"]}
     assert re.match(r"(ai-edge-litert|tflite-runtime|tensorflow) \S+$", info["interpreter"])
     assert info["limits"] == {"max_body_bytes": 1 << 20, "max_texts": 64, "max_chars": 100_000}
-    assert info["max_batch"] == MAX_BATCH and info["batch_window_ms"] == 1.0 and info["max_connections"] == 128
+    assert info["max_batch"] == MAX_BATCH and info["batch_window_ms"] == 1.0 and info["max_connections"] == DEFAULT_MAX_CONNECTIONS
     assert time.time() - 600 < calendar.timegm(time.strptime(info["loaded_at"], "%Y-%m-%dT%H:%M:%SZ")) <= time.time()
     assert predict(server.port, ["great", "awful"])[0] == 200
     batches = info_batches(server.port)

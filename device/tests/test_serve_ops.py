@@ -6,16 +6,18 @@ import json
 import shutil
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from edge_lstm_device.connections import ConnectionSlots
+from edge_lstm_device.connections import DEFAULT_MAX_CONNECTIONS, OPEN_FILES_BESIDES, ConnectionSlots, fit_open_files
 from edge_lstm_device.model import REFERENCE_BUNDLE
 
-from test_serve import HOST, JSON, Served, call, predict, start, stop
+from test_serve import HOST, JSON, ROOT, Served, call, predict, start, stop
 
 prometheus_parser = pytest.importorskip("prometheus_client.parser")
 HEAD = b"POST /v1/predict HTTP/1.1\r\nHost: x\r\n"  # a request head that never ends
@@ -94,6 +96,60 @@ def test_slots_reap_connections_past_their_deadline() -> None:
     finally:
         for sock in (a, peer_a, b, peer_b):
             sock.close()
+
+
+def test_slots_evict_in_the_order_connections_began_to_wait() -> None:
+    """A connection that answered a request waits anew: it is evicted after those waiting since before."""
+    slots = ConnectionSlots(limit=3, head_timeout_s=60, idle_timeout_s=60)
+    pairs = [socket.socketpair() for _ in range(5)]
+    a, b, c, d, e = (p[0] for p in pairs)
+    try:
+        assert slots.admit(a) and slots.admit(b) and slots.admit(c)
+        slots.mark(a, "busy")
+        slots.mark(a, "waiting")  # a answered: now the newest waiting
+        assert slots.admit(d) and pairs[1][1].recv(1) == b""  # b went first
+        assert slots.admit(e) and pairs[2][1].recv(1) == b""  # then c
+        assert slots.open == 3 and slots.closed["evicted"] == 2
+        slots.release(a)
+        slots.release(d)
+        slots.release(e)
+        assert slots.open == 0 and slots.admit(b)
+    finally:
+        for left, right in pairs:
+            left.close()
+            right.close()
+
+
+def test_open_files_limit_is_raised_to_fit_the_connections() -> None:
+    resource = pytest.importorskip("resource")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 300
+    if hard != resource.RLIM_INFINITY and hard < wanted + OPEN_FILES_BESIDES:
+        pytest.skip(f"the hard open-files limit ({hard}) is too low to test raising the soft one")
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (100, hard))
+        assert fit_open_files(wanted) is None
+        assert resource.getrlimit(resource.RLIMIT_NOFILE) == (wanted + OPEN_FILES_BESIDES, hard)
+        assert fit_open_files(10) is None  # enough already: left as it is
+        assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == wanted + OPEN_FILES_BESIDES
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_serve_refuses_more_connections_than_the_process_may_open_files() -> None:
+    """A hard open-files limit below --max-connections: a one-line usage error, exit 2, before loading."""
+    resource = pytest.importorskip("resource")
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+
+    done = subprocess.run([sys.executable, "-m", "edge_lstm_device", "serve", "--port", "0", "--max-connections", "1000"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60, preexec_fn=limited)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert f"needs {1000 + OPEN_FILES_BESIDES} open files" in lines[0] and "at most 256" in lines[0], lines[0]
+    assert done.stdout == ""
 
 
 def test_half_open_connections_do_not_lock_out_clients(tmp_path: Path) -> None:
@@ -246,7 +302,7 @@ def test_metrics_parse_and_count_what_happened(tmp_path: Path) -> None:
                       sha256=info["sha256"]["model"]) == 1
         assert 10e6 < _value(families, "process_resident_memory_bytes", "process_resident_memory_bytes") < 2e9
         assert _value(families, "edge_lstm_http_requests_in_flight", "edge_lstm_http_requests_in_flight") >= 1  # this scrape
-        assert families["edge_lstm_connections_max"].samples[0].value == 128
+        assert families["edge_lstm_connections_max"].samples[0].value == DEFAULT_MAX_CONNECTIONS
     finally:
         stop(served.proc)
 
