@@ -21,19 +21,11 @@ import socket
 import threading
 import time
 from collections import Counter, OrderedDict
-from dataclasses import dataclass
 
 WAITING, READING, BUSY = "waiting", "reading", "busy"
 DEFAULT_MAX_CONNECTIONS = 512  # ~4 kB and a file descriptor each, no thread: ~2 MB when all are open
 MAX_CONNECTIONS = 10_000
 OPEN_FILES_BESIDES = 64  # descriptors the server needs besides its connections (listener, loop, model, logs)
-
-
-@dataclass
-class _Slot:
-    state: str
-    since: float  # when it entered its state (the oldest waiting connection is evicted first)
-    deadline: float | None  # shut down after this (time.monotonic()); None: no deadline
 
 
 class ConnectionSlots:
@@ -42,13 +34,13 @@ class ConnectionSlots:
     def __init__(self, limit: int, head_timeout_s: float, idle_timeout_s: float) -> None:
         self.limit, self.head_timeout_s, self.idle_timeout_s = limit, head_timeout_s, idle_timeout_s
         self.closed = Counter()  # closed by the server: "evicted", "timeout", "refused"
-        self._slots: dict[socket.socket, _Slot] = {}
+        self._deadlines: dict[socket.socket, float | None] = {}  # each open one's (time.monotonic()); None: none
         self._waiting: OrderedDict[socket.socket, None] = OrderedDict()  # the waiting ones, longest first
         self._lock = threading.Lock()
 
     @property
     def open(self) -> int:
-        return len(self._slots)
+        return len(self._deadlines)
 
     def admit(self, sock: socket.socket) -> bool:
         """Take a slot for a new connection (evicting the longest-waiting one if all are taken);
@@ -56,12 +48,12 @@ class ConnectionSlots:
         now = time.monotonic()
         evicted = None
         with self._lock:
-            if len(self._slots) >= self.limit:
+            if len(self._deadlines) >= self.limit:
                 evicted = self._take_oldest_waiting()
                 if evicted is None:
                     self.closed["refused"] += 1
                     return False
-            self._slots[sock] = _Slot(WAITING, now, now + self.head_timeout_s)
+            self._deadlines[sock] = now + self.head_timeout_s
             self._waiting[sock] = None
         if evicted is not None:
             _shut_down(evicted)
@@ -72,24 +64,23 @@ class ConnectionSlots:
         body, or BUSY being answered."""
         now = time.monotonic()
         with self._lock:
-            slot = self._slots.get(sock)
-            if slot is None:
+            if sock not in self._deadlines:
                 return
-            slot.state, slot.since, slot.deadline = state, now, None if state == BUSY else now + self.idle_timeout_s
+            self._deadlines[sock] = None if state == BUSY else now + self.idle_timeout_s
             self._waiting.pop(sock, None)
             if state == WAITING:
                 self._waiting[sock] = None  # the newest waiting
 
     def release(self, sock: socket.socket) -> None:
         with self._lock:
-            self._slots.pop(sock, None)
+            self._deadlines.pop(sock, None)
             self._waiting.pop(sock, None)
 
     def reap(self) -> int:
         """Shut down the connections past their deadline; how many."""
         now = time.monotonic()
         with self._lock:
-            late = [s for s, slot in self._slots.items() if slot.deadline is not None and slot.deadline < now]
+            late = [s for s, deadline in self._deadlines.items() if deadline is not None and deadline < now]
             for sock in late:
                 self._forget(sock, "timeout")
         for sock in late:
@@ -104,7 +95,7 @@ class ConnectionSlots:
         return sock
 
     def _forget(self, sock: socket.socket, reason: str) -> None:
-        del self._slots[sock]
+        del self._deadlines[sock]
         self._waiting.pop(sock, None)
         self.closed[reason] += 1
 
