@@ -32,25 +32,12 @@ Done = Callable[[list[Prediction], "BaseException | None"], None]  # told a job'
 
 
 class _Job:
-    """One caller's reviews, and where its predictions or its error go."""
+    """One caller's reviews, and whom to tell their predictions or their error."""
 
-    __slots__ = ("ids", "done", "predictions", "error", "callback")
+    __slots__ = ("ids", "finish")
 
-    def __init__(self, ids: Sequence[Sequence[int]], callback: Done | None = None) -> None:
-        self.ids, self.callback = ids, callback
-        self.done: threading.Lock | None = None
-        if callback is None:  # a waiting caller: held until the job is done (one waiter)
-            self.done = threading.Lock()
-            self.done.acquire()
-        self.predictions: list[Prediction] = []
-        self.error: BaseException | None = None
-
-    def finish(self, predictions: list[Prediction], error: BaseException | None = None) -> None:
-        self.predictions, self.error = predictions, error
-        if self.done is None:
-            self.callback(predictions, error)  # type: ignore[misc]
-        else:
-            self.done.release()
+    def __init__(self, ids: Sequence[Sequence[int]], finish: Done) -> None:
+        self.ids, self.finish = ids, finish
 
 
 class Batcher:
@@ -78,18 +65,26 @@ class Batcher:
         scoring raised (e.g. ``ModelRunError``), or :class:`BatcherClosed`."""
         if not ids:
             return []
-        job = self._enqueue(_Job(ids))
-        job.done.acquire()  # type: ignore[union-attr]
-        if job.error is not None:
-            raise job.error
-        return job.predictions
+        done = threading.Event()
+        outcome: list = []
+
+        def finish(predictions: list[Prediction], error: BaseException | None) -> None:
+            outcome[:] = [predictions, error]
+            done.set()
+
+        self.submit(ids, finish)
+        done.wait()
+        predictions, error = outcome
+        if error is not None:
+            raise error
+        return predictions
 
     def submit(self, ids: Sequence[Sequence[int]], done: Done) -> None:
         """Score ``ids`` without waiting: a scoring thread calls ``done(predictions, None)``, or
         ``done([], error)`` with what scoring raised; :class:`BatcherClosed` is raised here."""
         self._enqueue(_Job(ids, done))
 
-    def _enqueue(self, job: _Job) -> _Job:
+    def _enqueue(self, job: _Job) -> None:
         with self._changed:
             if self._closed:
                 raise BatcherClosed("the batcher is closed")
@@ -97,7 +92,6 @@ class Batcher:
             self._queued += len(job.ids)
             if self._queued >= self._wanted:
                 self._changed.notify()
-        return job
 
     @property
     def queued(self) -> int:
@@ -169,5 +163,5 @@ class Batcher:
             self.on_batch(len(ids))
         start = 0
         for job in batch:
-            job.finish(predictions[start : start + len(job.ids)])
+            job.finish(predictions[start : start + len(job.ids)], None)
             start += len(job.ids)

@@ -352,8 +352,8 @@ class Connection(asyncio.Protocol):
         self.buffer += data
         if self.scoring is None:
             self._advance()
-        elif len(self.buffer) > PAUSE_BUFFER_BYTES:  # more requests while one is scored: hold them back
-            self.transport.pause_reading()  # type: ignore[union-attr]
+        else:
+            self._hold_back_if_flooded()
 
     def eof_received(self) -> bool:
         self.eof = True
@@ -472,7 +472,11 @@ class Connection(asyncio.Protocol):
             self.server.services.release(service)
             raise
         self.scoring = service
-        if len(self.buffer) > PAUSE_BUFFER_BYTES and self.transport is not None:  # a client sending on and on
+        self._hold_back_if_flooded()
+
+    def _hold_back_if_flooded(self) -> None:
+        """While a prediction is scored: a client sending on and on is read no more."""
+        if len(self.buffer) > PAUSE_BUFFER_BYTES and self.transport is not None:
             self.transport.pause_reading()
 
     def answer_scored(self, predictions: list[Prediction], error: BaseException | None) -> None:
