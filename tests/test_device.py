@@ -5,7 +5,8 @@ from __future__ import annotations
 from edge_lstm_device.model import REFERENCE_BUNDLE
 from tests.conftest import BUNDLE
 
-SHIPPED = ("model_int8_loop.tflite", "model_int8.tflite", "model_int8_dynamic.tflite", "tokenizer.json", "manifest.json")
+SHIPPED = ("model_int8_loop.tflite", "model_int8.tflite", "model_int8_dynamic.tflite", "tokenizer.json",
+           "reference_scores.json", "manifest.json")
 
 
 def test_device_ships_the_exported_reference_files() -> None:

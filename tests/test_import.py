@@ -262,7 +262,7 @@ def test_outputs_that_differ_write_nothing(lecture: dict[str, Path], tmp_path: P
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
-SAMPLE_TEXTS = 100  # reviews whose device labels are compared with Keras'
+SAMPLE_TEXTS = 300  # reviews whose device labels are compared with Keras' (the shipped sample, as parity's)
 
 
 def _chain(*imports: object, out: Path, original: Path) -> None:
@@ -283,6 +283,16 @@ def _device_records(out: Path, tmp_path: Path) -> tuple[list[str], list[dict]]:
                              "--file", str(tmp_path / "reviews.txt")], capture_output=True, text=True, timeout=600)
     assert device.returncode == 0, device.stderr
     return texts, [json.loads(line) for line in device.stdout.splitlines()]
+
+
+def _assert_agree(device: list, keras: list) -> None:
+    """The device's labels against Keras' at parity's int8 threshold: int8 kernels differ by CPU,
+    so a label near the boundary may flip on one CPU and not another (parity allows it)."""
+    from edge_lstm_device.agreement import Thresholds
+
+    assert len(device) == len(keras) == SAMPLE_TEXTS
+    agreement = float(np.mean([a == b for a, b in zip(device, keras)]))
+    assert agreement >= Thresholds().int8_min_agreement, f"labels agree on {agreement:.2%}"
 
 
 def _device_labels(out: Path, tmp_path: Path) -> tuple[list[str], list[bool]]:
@@ -345,7 +355,7 @@ def _train_kin(name: str, folder: Path) -> Path:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(KIN))
 def test_kin_import_export_parity_and_device_labels(name: str, tmp_path: Path) -> None:
-    """import -> export --int8 -> parity --original (exit 0) -> the device's labels equal Keras'."""
+    """import -> export --int8 -> parity --original (exit 0) -> the device's labels agree with Keras'."""
     import keras
 
 
@@ -356,13 +366,13 @@ def test_kin_import_export_parity_and_device_labels(name: str, tmp_path: Path) -
     texts, labels = _device_labels(out, tmp_path)
     original = keras.saving.load_model(path, compile=False)
     outputs = original.predict(Tokenizer.load(REFERENCE / "tokenizer.json").encode_batch(texts), verbose=0)[:, 0]
-    assert labels == list(outputs >= (0.0 if KIN[name][1] else 0.5))  # a logit of 0 is a probability of 0.5
+    _assert_agree(labels, list(outputs >= (0.0 if KIN[name][1] else 0.5)))  # a logit of 0 is a probability of 0.5
 
 
 @pytest.mark.slow
 def test_tutorial_model_with_text_vectorization_reads_raw_text(tmp_path: Path) -> None:
     """The TF tutorial's network with its TextVectorization: the bundle's tokenizer is the layer's
-    (no --word-index), parity --original runs the original on raw text, the device's labels equal it."""
+    (no --word-index), parity --original runs the original on raw text, the device's labels agree with it."""
     import keras
     import tensorflow as tf
 
@@ -385,7 +395,7 @@ def test_tutorial_model_with_text_vectorization_reads_raw_text(tmp_path: Path) -
     tokenizer = json.loads((out / "tokenizer.json").read_text())
     assert tokenizer["kind"] == "text_vectorization" and tokenizer["padding"] == "post"
     texts, labels = _device_labels(out, tmp_path)
-    assert labels == list(model.predict(tf.constant(texts)[:, None], verbose=0)[:, 0] >= 0.0)
+    _assert_agree(labels, list(model.predict(tf.constant(texts)[:, None], verbose=0)[:, 0] >= 0.0))
 
 
 @pytest.mark.slow
@@ -413,7 +423,7 @@ def test_keras_io_example_at_real_size(tmp_path: Path) -> None:
     model.save(path)
     _chain(path, "--word-index", word_index(), "--max-len", "200", out=out, original=path)
     texts, labels = _device_labels(out, tmp_path)
-    assert labels == list(model.predict(tokenizer.encode_batch(texts), verbose=0)[:, 0] >= 0.5)
+    _assert_agree(labels, list(model.predict(tokenizer.encode_batch(texts), verbose=0)[:, 0] >= 0.5))
 
 
 @pytest.mark.slow
@@ -421,7 +431,7 @@ def test_input_length_none_reads_whole_reviews_unpadded(tmp_path: Path) -> None:
     """A Functional Input(shape=(None,)) model imported without --max-len reads whole reviews, as
     Keras reads a review given unpadded: the window covers 2,500 ids and the leading pads are skipped
     (no fused forms); parity --original runs the original on each review unpadded, and the device's
-    labels equal those."""
+    labels agree with those."""
     import keras
 
     from edge_lstm.evaluate.backends import predict_unpadded
@@ -447,7 +457,7 @@ def test_input_length_none_reads_whole_reviews_unpadded(tmp_path: Path) -> None:
     assert json.loads((out / "import.json").read_text())["architecture"]["max_len_from"] == "whole reviews"
     texts, labels = _device_labels(out, tmp_path)
     whole = tokenizer_from_word_index(word_index(), 10000, 2500).encode_batch(texts)
-    assert labels == list(predict_unpadded(model, whole)[:, 0] >= 0.5)
+    _assert_agree(labels, list(predict_unpadded(model, whole)[:, 0] >= 0.5))
     assert predict_unpadded(model, whole)[:, 0].tolist() != model.predict(whole, verbose=0)[:, 0].tolist()  # pads matter
 
 
@@ -475,7 +485,7 @@ def _softmax_keras(path: Path, classes: int = 3) -> Path:
 @pytest.mark.slow
 def test_multiclass_import_export_parity_and_device_labels(tmp_path: Path) -> None:
     """A 3-class model (ratings: negative 1-4, good 7-8, excellent 9-10) trained on real reviews:
-    import --labels -> export --int8 -> parity --original (exit 0) -> the device's labels equal Keras'.
+    import --labels -> export --int8 -> parity --original (exit 0) -> the device's labels agree with Keras'.
     (Seed 3 gives a model that predicts every class on the shipped sample: 194, 41 and 65 of 300.)"""
     import keras
 
@@ -502,7 +512,7 @@ def test_multiclass_import_export_parity_and_device_labels(tmp_path: Path) -> No
     assert all(set(b["max_abs_diff_per_class"]) == set(RATING_CLASSES) for b in parity["backends"])
     texts, records = _device_records(out, tmp_path)
     expected = model.predict(tokenizer.encode_batch(texts), verbose=0)
-    assert [r["label"] for r in records] == [RATING_CLASSES[i] for i in expected.argmax(axis=1)]
+    _assert_agree([r["label"] for r in records], [RATING_CLASSES[i] for i in expected.argmax(axis=1)])
     assert all(list(r["probabilities"]) == list(RATING_CLASSES) and r["probability"] == r["confidence"]
                == max(r["probabilities"].values()) for r in records)
     bench = _invoke("bench", "--bundle", out, "--reviews", "10", "--batch", "8", "--rounds", "1", "--json")

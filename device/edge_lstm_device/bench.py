@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 
+from edge_lstm_device.cpu import CpuFeatures, detect
 from edge_lstm_device.interpreter import interpreter_class, interpreter_version
 from edge_lstm_device.model import MODEL_ENV, REFERENCE_BUNDLE, BundleError, SentimentModel, device_order
 from edge_lstm_device.pool import ModelPool, default_workers
@@ -115,7 +116,8 @@ def run_bench(args: argparse.Namespace) -> tuple[dict, str, int]:
     workers = scaling(args)
     default = workers["model"]
     report = {"threads": 1, "budgets": {"startup_s": STARTUP_BUDGET_S, "peak_rss_mb": MEMORY_BUDGET_MB},
-              "python": sys.version.split()[0], "machine": platform.machine(), "interpreter": _interpreter(args),
+              "python": sys.version.split()[0], "machine": platform.machine(), "cpu": detect().to_dict(),
+              "interpreter": _interpreter(args),
               "models": rows, "default": default, "fastest_here": timed[0]["model"] if timed else None,
               "workers": workers}
     code = 0 if timed and all(r["startup_ok"] and r["memory_ok"] for r in timed) else 3
@@ -128,7 +130,8 @@ def _interpreter(args: argparse.Namespace) -> str:
 
 
 def _table(report: dict) -> str:
-    lines = [f"{report['interpreter']} on {report['machine']}, Python {report['python']}, one thread per interpreter",
+    cpu = CpuFeatures(**report["cpu"])
+    lines = [f"{report['interpreter']} on {cpu}, Python {report['python']}, one thread per interpreter",
              f"{'rank':<5}{'model':<22}{'KiB':>7}{'start s':>9}{'RSS MB':>8}{'short p50 ms':>14}{'long p50 ms':>13}"
              f"{'long p99 ms':>13}  budgets"]
     for rank, r in enumerate(report["models"], start=1):

@@ -23,6 +23,7 @@ TOKENIZER_FILE = "tokenizer.json"
 MODEL_FILE = "model.h5"  # the float model (host only)
 METRICS_FILE = "metrics.json"  # how it was trained (host only)
 REPORT_FILE = "export_report.json"  # what the export measured on its machine
+REFERENCE_SCORES_FILE = "reference_scores.json"  # texts and the float model's scores for them (verify)
 
 # Artifact names (manifest keys), one per exported file.
 FLOAT_TFLITE = "float_tflite"
@@ -46,6 +47,7 @@ FORMATS = ("tflite", "onnx")
 MAX_MANIFEST_BYTES = 1 << 20
 MAX_ARTIFACT_BYTES = 256 << 20
 MAX_TOKENIZER_BYTES = 16 << 20
+MAX_REFERENCE_SCORES_BYTES = 8 << 20
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -117,6 +119,8 @@ def check_manifest(manifest: object) -> dict:
         if entry.get("format") not in FORMATS:
             raise BundleError(f"manifest: artifact {str(name)[:40]!r} has an unknown format")
     _file_entry(manifest.get("tokenizer"), "tokenizer", MAX_TOKENIZER_BYTES)
+    if "reference_scores" in manifest:
+        _file_entry(manifest["reference_scores"], "reference_scores", MAX_REFERENCE_SCORES_BYTES)
     model = manifest.get("model")
     if not isinstance(model, dict) or type(model.get("num_words")) is not int:
         raise BundleError("manifest: 'model' has no 'num_words'")

@@ -16,17 +16,19 @@ from typing import TYPE_CHECKING, BinaryIO, Iterable, Iterator, Sequence
 
 from edge_lstm_device import __version__
 from edge_lstm_device.connections import DEFAULT_MAX_CONNECTIONS
-from edge_lstm_device.model import MODEL_ENV
+from edge_lstm_device.model import MODEL_ENV, NO_CALIBRATE_ENV, calibration_disabled
 from edge_lstm_device.pool import MAX_WORKERS as MAX_THREADS  # threads and workers share one range
 from edge_lstm_device.quiet import hide_native_stderr
 from edge_lstm_device.runtime import MAX_BATCH
 from edge_lstm_device.signing import TRUST_ENV, resolve_trust
 
 if TYPE_CHECKING:
+    from edge_lstm_device.calibrate import Calibration
     from edge_lstm_device.tokenizer import Tokenizer
 
 CHUNK = 256  # reviews read, scored (split across the workers) and printed together
 EXIT_FATAL, EXIT_USAGE, EXIT_SOME_LINES_FAILED = 1, 2, 3
+EXIT_THRESHOLD_FAILED = 3  # verify / calibrate: a model misses the parity thresholds on this CPU
 
 EXAMPLES = """examples:
   edge-lstm-device predict "What a wonderful film" "Dull, predictable and badly acted"
@@ -157,7 +159,8 @@ def predict(args: argparse.Namespace) -> int:
     from edge_lstm_device.pool import ModelPool
 
     try:
-        pool = ModelPool.load(args.bundle, args.model, args.workers, args.threads, args.interpreter, trust=args.trust)
+        pool = ModelPool.load(args.bundle, args.model, args.workers, args.threads, args.interpreter, trust=args.trust,
+                              calibrate=not args.no_calibrate)
     except (BundleError, ImportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_FATAL
@@ -185,12 +188,14 @@ def predict(args: argparse.Namespace) -> int:
 
 
 def info(args: argparse.Namespace) -> int:
+    from edge_lstm_device.cpu import detect
     from edge_lstm_device.interpreter import interpreter_version
     from edge_lstm_device.model import REFERENCE_BUNDLE, BundleError, SentimentModel, device_order
 
     try:
         trusted = resolve_trust(args.trust)
-        model = SentimentModel.load(args.bundle, args.model, args.threads, args.interpreter, trust=trusted)
+        model = SentimentModel.load(args.bundle, args.model, args.threads, args.interpreter, trust=trusted,
+                                    calibrate=not args.no_calibrate)
     except (BundleError, ImportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_FATAL
@@ -201,7 +206,8 @@ def info(args: argparse.Namespace) -> int:
         "bundle": str(args.bundle or "reference (shipped with edge-lstm-device)"),
         "model": model.name, "why": model.choice.reason, "file": entry["file"], "bytes": entry["bytes"],
         "precision": entry["precision"], "quantization": entry["quantization"], "lstm": entry.get("lstm", "fused"),
-        "interpreter": f"{dist} {interpreter_version(dist)}",
+        "interpreter": f"{dist} {interpreter_version(dist)}", "cpu": str(detect()),
+        **({"measured_here": _measured(model.choice.calibration)} if model.choice.calibration else {}),
         "device_order": device_order(model.manifest, args.bundle or REFERENCE_BUNDLE),
         "skipped": model.choice.skipped,
         "verified_in": [f"{v['interpreter']} {v['version']} ({v['machine']})" for v in entry.get("verified_in", [])],
@@ -211,6 +217,58 @@ def info(args: argparse.Namespace) -> int:
     }
     _out(json.dumps(data, indent=2) if args.json else "\n".join(f"{k:<13}{_plain(v)}" for k, v in data.items()))
     return 0
+
+
+def verify(args: argparse.Namespace) -> int:
+    from edge_lstm_device.model import BundleError
+    from edge_lstm_device.verify import table, verify_bundle
+
+    try:
+        result = verify_bundle(args.bundle, args.only, args.interpreter, args.threads, resolve_trust(args.trust))
+    except (BundleError, ImportError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_FATAL
+    _out(json.dumps(result.to_dict(), indent=2) if args.json else table(result))
+    return 0 if result.passed else EXIT_THRESHOLD_FAILED
+
+
+def calibrate(args: argparse.Namespace) -> int:
+    from edge_lstm_device.calibrate import CalibrationError
+    from edge_lstm_device.model import BundleError, recalibrate
+
+    try:
+        model = recalibrate(args.bundle, args.threads, args.interpreter, trust=resolve_trust(args.trust))
+    except CalibrationError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_THRESHOLD_FAILED
+    except (BundleError, ImportError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_FATAL
+    calibration = model.choice.calibration
+    _out(json.dumps(calibration.to_dict(), indent=2) if args.json else calibration_table(calibration))
+    return 0
+
+
+def calibration_table(calibration: Calibration) -> str:
+    from edge_lstm_device.cpu import CpuFeatures
+
+    lines = [f"{'model':<22}{'time':>7}  verdict"]
+    for name, relative in calibration.relative_time.items():
+        verdict = "CHOSEN" if name == calibration.chosen else calibration.skipped.get(name, "-")
+        lines.append(f"{name:<22}{relative:>6.2f}×  {verdict}")
+    env = calibration.environment
+    lines += [f"time: each model's time ÷ the fastest's, one review at a time, median of interleaved rounds",
+              f"CPU: {CpuFeatures(**env['cpu'])}; interpreter: {env['interpreter']}; {calibration.seconds:.2f} s",
+              f"{calibration.chosen}: {calibration.reason}"]
+    return "\n".join(lines)
+
+
+def _measured(calibration: Calibration) -> dict:
+    """Each model's time here relative to the fastest's, and its verdict where it was verified."""
+    return {name: f"{relative:.2f}× the time" + (
+        "" if name not in calibration.verdicts else
+        ", verify passed" if calibration.verdicts[name]["passed"] else ", verify FAILED")
+        for name, relative in calibration.relative_time.items()}
 
 
 def _plain(value: object) -> str:
@@ -251,7 +309,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="edge-lstm-device", description="IMDB review sentiment with a TFLite model (numpy + a TFLite interpreter).",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    verbs = parser.add_subparsers(dest="verb", required=True, metavar="{predict,info,bench,serve}")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="{predict,info,verify,calibrate,bench,serve}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--bundle", type=Path, default=None,
                         help="exported bundle folder (default: the reference bundle shipped with this package)")
@@ -264,6 +322,9 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--trust", type=Path, metavar="KEY.pub", default=os.environ.get(TRUST_ENV) or None,
                         help="run only bundles whose manifest.sig is a valid signature by this ed25519 public key "
                              f"(edge-lstm keygen; needs pip install ./device[signing]; default: ${TRUST_ENV})")
+    common.add_argument("--no-calibrate", action="store_true", default=calibration_disabled(),
+                        help="run the first model of the manifest's device_order that loads, without measuring "
+                             f"on this CPU (default: calibrate once per environment; ${NO_CALIBRATE_ENV}=1 sets this)")
     common.add_argument("--json", action="store_true", help="JSON output (predict: one object per review)")
     common.add_argument("--verbose", action="store_true", help="also show what the interpreter prints from C++")
     p = verbs.add_parser("predict", parents=[common], help="score reviews given as arguments, --file or stdin",
@@ -274,7 +335,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None,
                    help="interpreters scoring in parallel (default: one per core, at most 4)")
     p.set_defaults(run=predict)
-    verbs.add_parser("info", parents=[common], help="show the bundle, model and interpreter in use").set_defaults(run=info)
+    verbs.add_parser("info", parents=[common], help="show the bundle, model and interpreter in use, and why").set_defaults(run=info)
+    v = _verb(verbs, common, "verify", VERIFY_HELP)
+    v.add_argument("--only", action="append", default=[], metavar="MODEL", help="verify only this model (repeatable)")
+    v.set_defaults(run=verify)
+    _verb(verbs, common, "calibrate", CALIBRATE_HELP).set_defaults(run=calibrate)
     b = verbs.add_parser("bench", parents=[common], help="start-up time, peak memory and per-review latency")
     b.add_argument("--reviews", type=int, default=200, help="reviews timed per model (default: 200)")
     b.add_argument("--workers", type=int, default=None,
@@ -318,6 +383,34 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true", help="no access log (one line per request on stderr)")
     s.set_defaults(run=serve)
     return parser
+
+
+VERIFY_HELP = (
+    "check every model against the float model's scores, on this CPU",
+    "Score the bundle's reference texts (whole IMDB test reviews and short texts) with\n"
+    "every TFLite model this interpreter loads, on this CPU, against the float model's\n"
+    "scores the export stored, with the thresholds of 'edge-lstm parity'.\n"
+    "Exit codes: 0 every model meets the parity thresholds, 3 one misses them,\n"
+    "1 the bundle cannot be read.",
+    ("edge-lstm-device verify", "edge-lstm-device verify --bundle ./export --json",
+     "edge-lstm-device verify --only int8_loop_tflite"))
+CALIBRATE_HELP = (
+    "measure again which model runs on this CPU",
+    "Time the bundle's models against each other on this CPU (interleaved rounds),\n"
+    "verify them fastest first, and make the first that meets the parity thresholds\n"
+    "the model predict, info and serve run here (remembered per bundle, interpreter\n"
+    "and CPU). Runs by itself on first use; this command measures again.\n"
+    "Exit codes: 0 a model was chosen, 3 no model passes on this CPU, 1 an error.",
+    ("edge-lstm-device calibrate", "edge-lstm-device calibrate --bundle ./export --json"))
+
+
+def _verb(verbs: argparse._SubParsersAction, common: argparse.ArgumentParser, name: str,
+          text: tuple[str, str, tuple[str, ...]]) -> argparse.ArgumentParser:
+    """A verb's parser from its (help, description, examples)."""
+    summary, description, examples = text
+    return verbs.add_parser(name, parents=[common], help=summary, description=description,
+                            epilog="examples:\n" + "\n".join(f"  {e}" for e in examples),
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
 def _check_ranges(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:

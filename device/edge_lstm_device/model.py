@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
@@ -15,8 +16,12 @@ from edge_lstm_device.signing import Trust, read_trusted_manifest
 from edge_lstm_device.tokenizer import Tokenizer, TokenizerError
 from edge_lstm_device.vectorizer import VectorizerTokenizer
 
+if TYPE_CHECKING:
+    from edge_lstm_device.calibrate import Calibration
+
 REFERENCE_BUNDLE = Path(__file__).resolve().parent / "reference"
 MODEL_ENV = "EDGE_LSTM_MODEL"  # the model the CLI runs when --model is not given
+NO_CALIBRATE_ENV = "EDGE_LSTM_NO_CALIBRATE"  # set (not "" or "0"): the manifest's order, no calibration
 __all__ = ["BundleError", "ModelChoice", "Prediction", "REFERENCE_BUNDLE", "SentimentModel", "device_order",
            "read_manifest", "read_verified", "tflite_models"]
 
@@ -41,11 +46,13 @@ class Prediction:
 
 @dataclass(frozen=True)
 class ModelChoice:
-    """Which model runs and why; ``skipped`` says why faster ones do not."""
+    """Which model runs and why; ``skipped`` says why faster ones do not; ``calibration``: what
+    this CPU measured, when the choice was made here (``calibrate``)."""
 
     name: str
     reason: str
     skipped: dict[str, str]
+    calibration: Calibration | None = None
 
 
 class SentimentModel:
@@ -66,39 +73,22 @@ class SentimentModel:
         interpreter: str | None = None,
         *,
         trust: Trust = None,
+        calibrate: bool | None = None,
     ) -> SentimentModel:
         """Load ``model`` (a TFLite artifact name from the manifest) of a bundle (default: the
-        reference bundle shipped with this package). Without ``model``: the fastest model of the
-        manifest's ``device_order`` that the installed interpreter can load. With ``trust`` (an
+        reference bundle shipped with this package). Without ``model``: the model calibration
+        chose on this CPU (``calibrate``: the fastest that passes verify here, measured once per
+        environment; ``calibrate=False`` or ``$EDGE_LSTM_NO_CALIBRATE``: the first of the
+        manifest's ``device_order`` that the installed interpreter can load). With ``trust`` (an
         ed25519 public key file, or a loaded ``signing.TrustedKey``), the bundle must carry a valid
-        ``manifest.sig`` by that key (``SignatureError`` otherwise)."""
-        bundle_dir = Path(bundle_dir) if bundle_dir else REFERENCE_BUNDLE
-        manifest = read_trusted_manifest(bundle_dir, trust)
-        tokenizer = _load_tokenizer(bundle_dir, manifest)
-        available = tflite_models(manifest, bundle_dir)
-        if model is not None and model not in available:
-            raise BundleError(f"no TFLite model {model!r} in {bundle_dir} (available: {', '.join(available) or 'none'})")
-        candidates = [model] if model else device_order(manifest, bundle_dir)
-        skipped: dict[str, str] = {}
-        for name in candidates:
-            try:
-                scorer = _load_scorer(bundle_dir, manifest, name, threads, interpreter)
-            except ModelLoadError as err:
-                if model:
-                    raise BundleError(f"{name}: cannot load: {err}") from err
-                skipped[name] = str(err)
-                continue
-            if scorer.max_len != tokenizer.max_len:
-                raise BundleError(f"{name} reads {scorer.max_len} tokens but the tokenizer writes {tokenizer.max_len}")
-            if scorer.classes != max(len(class_names(manifest)), 1):
-                raise BundleError(f"{name} gives {scorer.classes} outputs but the manifest names "
-                                  f"{len(class_names(manifest))} classes")
-            reason = "asked for" if model else (
-                "the fastest model in the export's measurements" if not skipped else
-                "the fastest model this interpreter can load")
-            return cls(tokenizer, scorer, name, manifest, ModelChoice(name, reason, skipped))
-        details = "; ".join(f"{n}: {why}" for n, why in skipped.items()) or "the bundle has no TFLite model"
-        raise BundleError(f"no model of {bundle_dir} loads in this interpreter ({details})")
+        ``manifest.sig`` by that key (``SignatureError`` otherwise). ``CalibrationError`` when no
+        model meets the parity thresholds on this CPU."""
+        loader = _Loader.open(Path(bundle_dir) if bundle_dir else REFERENCE_BUNDLE, threads, interpreter, trust)
+        if model is not None:
+            return loader.asked_for(model)
+        if calibration_disabled() if calibrate is None else not calibrate:
+            return loader.first_loadable()
+        return loader.calibrated()
 
     def replica(self) -> SentimentModel:
         """The same model in a new interpreter (for scoring in parallel threads)."""
@@ -111,6 +101,10 @@ class SentimentModel:
     def predict_batch(self, texts: Sequence[str]) -> list[Prediction]:
         """Predictions in order; ``ReviewTooLongError`` if a review is over the length limits."""
         return self.predict_ids([self.tokenizer.ids(text) for text in texts])
+
+    def scores(self, texts: Sequence[str]) -> np.ndarray:
+        """The model's probabilities for ``texts``, unrounded: ``(n,)``, or ``(n, k)`` for k classes."""
+        return self.scorer.score(self.tokenizer.pad([self.tokenizer.ids(text) for text in texts]))
 
     def predict_ids(self, ids: Sequence[Sequence[int]]) -> list[Prediction]:
         """Predictions for reviews already turned into ids by ``self.tokenizer.ids``."""
@@ -133,9 +127,114 @@ class SentimentModel:
         return Prediction(label, top, top, self.tokenizer.word_count(ids), truncated, probabilities)
 
 
+def calibration_disabled() -> bool:
+    """Whether ``$EDGE_LSTM_NO_CALIBRATE`` asks for the manifest's order."""
+    return os.environ.get(NO_CALIBRATE_ENV, "") not in ("", "0")
+
+
+def recalibrate(bundle_dir: Path | None = None, threads: int = 1, interpreter: str | None = None, *,
+                trust: Trust = None) -> SentimentModel:
+    """Calibrate again on this CPU, whatever was measured before; the model chosen, loaded
+    (``CalibrationError`` when none passes, ``NoReferenceScores`` for a bundle that has none)."""
+    from edge_lstm_device.reference_scores import read_reference_scores
+
+    loader = _Loader.open(Path(bundle_dir) if bundle_dir else REFERENCE_BUNDLE, threads, interpreter, trust)
+    read_reference_scores(loader.bundle_dir, loader.manifest)  # no reference scores: say so, do not fall back
+    return loader.calibrated(again=True)
+
+
 class ModelLoadError(ValueError):
     """The interpreter refused a model file that matches its manifest (e.g. an op version it
     does not know): another model of the bundle may still load."""
+
+
+@dataclass
+class _Loader:
+    """One bundle's manifest and tokenizer, and its models loaded by name."""
+
+    bundle_dir: Path
+    manifest: dict
+    tokenizer: Tokenizer | VectorizerTokenizer
+    threads: int
+    interpreter: str | None
+
+    @classmethod
+    def open(cls, bundle_dir: Path, threads: int, interpreter: str | None, trust: Trust) -> _Loader:
+        manifest = read_trusted_manifest(bundle_dir, trust)
+        return cls(bundle_dir, manifest, load_tokenizer(bundle_dir, manifest), threads, interpreter)
+
+    def load(self, name: str, choice: ModelChoice) -> SentimentModel:
+        """``name`` in this interpreter; ``ModelLoadError`` if the interpreter refuses it."""
+        scorer = _load_scorer(self.bundle_dir, self.manifest, name, self.threads, self.interpreter)
+        if scorer.max_len != self.tokenizer.max_len:
+            raise BundleError(f"{name} reads {scorer.max_len} tokens but the tokenizer writes {self.tokenizer.max_len}")
+        if scorer.classes != max(len(class_names(self.manifest)), 1):
+            raise BundleError(f"{name} gives {scorer.classes} outputs but the manifest names "
+                              f"{len(class_names(self.manifest))} classes")
+        return SentimentModel(self.tokenizer, scorer, name, self.manifest, choice)
+
+    def asked_for(self, name: str) -> SentimentModel:
+        available = tflite_models(self.manifest, self.bundle_dir)
+        if name not in available:
+            raise BundleError(f"no TFLite model {name!r} in {self.bundle_dir} (available: {', '.join(available) or 'none'})")
+        try:
+            return self.load(name, ModelChoice(name, "asked for", {}))
+        except ModelLoadError as err:
+            raise BundleError(f"{name}: cannot load: {err}") from err
+
+    def first_loadable(self, note: str = "") -> SentimentModel:
+        """The first model of the manifest's order that this interpreter loads."""
+        skipped: dict[str, str] = {}
+        for name in device_order(self.manifest, self.bundle_dir):
+            reason = ("the fastest model in the export's measurements" if not skipped else
+                      "the fastest model this interpreter can load") + note
+            try:
+                return self.load(name, ModelChoice(name, reason, skipped))
+            except ModelLoadError as err:
+                skipped[name] = str(err)
+        details = "; ".join(f"{n}: {why}" for n, why in skipped.items()) or "the bundle has no TFLite model"
+        raise BundleError(f"no model of {self.bundle_dir} loads in this interpreter ({details})")
+
+    def calibrated(self, again: bool = False) -> SentimentModel:
+        """The model calibration chose for this environment (cached, else measured now; ``again``:
+        measured now, whatever the cache holds)."""
+        from edge_lstm_device import calibrate as calibration
+        from edge_lstm_device.cpu import detect
+        from edge_lstm_device.interpreter import interpreter_class, interpreter_version
+        from edge_lstm_device.reference_scores import read_reference_scores
+
+        if "reference_scores" not in self.manifest:
+            return self.first_loadable(" (not calibrated: the bundle has no reference scores)")
+        dist = interpreter_class(self.interpreter)[1]
+        env = calibration.environment(self.manifest, f"{dist} {interpreter_version(dist)}", self.threads, detect())
+        order = device_order(self.manifest, self.bundle_dir)
+        hit = None if again else calibration.cached(env, order)
+        if hit is not None:
+            try:
+                return self.load(hit.chosen, ModelChoice(hit.chosen, hit.reason + " (measured before, cached)",
+                                                         hit.skipped, hit))
+            except ModelLoadError:
+                pass  # the interpreter changed its mind: measure again
+        reference = read_reference_scores(self.bundle_dir, self.manifest)  # (only now: ~2 MB of memory)
+        models, refused = self._load_all(order)
+        result = calibration.choose(models, order[0], reference, env)
+        result.skipped.update(refused)
+        calibration.remember(result)
+        chosen = models[result.chosen]
+        chosen.choice = ModelChoice(result.chosen, result.reason, result.skipped, result)
+        return chosen
+
+    def _load_all(self, order: list[str]) -> tuple[dict[str, SentimentModel], dict[str, str]]:
+        models, refused = {}, {}
+        for name in order:
+            try:
+                models[name] = self.load(name, ModelChoice(name, "calibrating", {}))
+            except ModelLoadError as err:
+                refused[name] = f"this interpreter cannot load it: {err}"
+        if not models:
+            details = "; ".join(f"{n}: {why}" for n, why in refused.items()) or "the bundle has no TFLite model"
+            raise BundleError(f"no model of {self.bundle_dir} loads in this interpreter ({details})")
+        return models, refused
 
 
 def _load_scorer(bundle_dir: Path, manifest: dict, name: str, threads: int, interpreter: str | None) -> TFLiteScorer:
@@ -155,7 +254,7 @@ def _load_scorer(bundle_dir: Path, manifest: dict, name: str, threads: int, inte
         raise ModelLoadError(" ".join(str(err).split())[:300]) from err
 
 
-def _load_tokenizer(bundle_dir: Path, manifest: dict) -> Tokenizer | VectorizerTokenizer:
+def load_tokenizer(bundle_dir: Path, manifest: dict) -> Tokenizer | VectorizerTokenizer:
     entry = manifest["tokenizer"]
     try:
         tokenizer = Tokenizer.from_json(read_verified(bundle_dir, entry), TOKENIZER_FILE)

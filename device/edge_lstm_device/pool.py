@@ -41,13 +41,14 @@ class ModelPool:
 
     @classmethod
     def load(cls, bundle_dir: Path | None = None, model: str | None = None, workers: int | None = None,
-             threads: int = 1, interpreter: str | None = None, *, trust: Trust = None) -> ModelPool:
+             threads: int = 1, interpreter: str | None = None, *, trust: Trust = None,
+             calibrate: bool | None = None) -> ModelPool:
         """Load the model once (see :meth:`SentimentModel.load`; ``trust``: the key its manifest
-        must be signed with), then ``workers - 1`` replicas."""
+        must be signed with; ``calibrate``: choose it on this CPU), then ``workers - 1`` replicas."""
         workers = default_workers() if workers is None else workers
         if not 1 <= workers <= MAX_WORKERS:
             raise ValueError(f"workers must be between 1 and {MAX_WORKERS}, got {workers}")
-        return cls([SentimentModel.load(bundle_dir, model, threads, interpreter, trust=trust)], workers)
+        return cls([SentimentModel.load(bundle_dir, model, threads, interpreter, trust=trust, calibrate=calibrate)], workers)
 
     @property
     def first(self) -> SentimentModel:

@@ -638,7 +638,8 @@ def info_payload(pool: ModelPool, args: argparse.Namespace, limits: Limits) -> d
     dist = model.scorer.interpreter_dist
     return {
         "bundle": str(Path(args.bundle).resolve()) if args.bundle else "reference (shipped with edge-lstm-device)",
-        "model": model.name, "file": entry["file"], "interpreter": f"{dist} {interpreter_version(dist)}",
+        "model": model.name, "why": model.choice.reason, "file": entry["file"],
+        "interpreter": f"{dist} {interpreter_version(dist)}",
         "workers": pool.workers, "threads": args.threads, "max_batch": args.max_batch,
         "max_connections": args.max_connections,
         "batch_window_ms": args.batch_window_ms, "version": __version__, "limits": asdict(limits),
@@ -676,7 +677,8 @@ def _workers(args: argparse.Namespace) -> int:
 def load_service(args: argparse.Namespace, limits: Limits) -> Service:
     """The bundle of ``args`` loaded, its scoring threads started, and one review scored; raises
     :class:`BundleError` (or ``ImportError``, ``ValueError``) if it cannot serve."""
-    pool = ModelPool.load(args.bundle, args.model, _workers(args), args.threads, args.interpreter, trust=args.trust)
+    pool = ModelPool.load(args.bundle, args.model, _workers(args), args.threads, args.interpreter, trust=args.trust,
+                          calibrate=not args.no_calibrate)
     batcher = Batcher(pool, args.max_batch, args.batch_window_ms / 1000)
     service = Service(pool, batcher, info_payload(pool, args, limits))
     try:
@@ -701,7 +703,8 @@ def reload(server: Server, args: argparse.Namespace) -> bool:
         return False
     server.services.swap(new)
     server.metrics.reloads.inc()
-    log(f"reloaded in {time.perf_counter() - started:.2f} s: {new.name} (sha256 {new.info['sha256']['model'][:12]})")
+    log(f"reloaded in {time.perf_counter() - started:.2f} s: {new.name} (sha256 {new.info['sha256']['model'][:12]}): "
+        f"{new.info['why']}")
     return True
 
 
@@ -784,9 +787,10 @@ def _announce(args: argparse.Namespace, server: Server, service: Service) -> Non
         print(f"warning: {url} is reachable from other machines and takes no token: "
               "anyone who reaches it can use the model (see --token-file)", file=sys.stderr)
     if args.json:
-        print(json.dumps({"url": url, "model": service.name, "workers": service.pool.workers}), flush=True)
+        print(json.dumps({"url": url, "model": service.name, "why": service.info["why"],
+                          "workers": service.pool.workers}), flush=True)
     else:
-        print(f"serving {service.name} ({service.pool.workers} workers) on {url}", flush=True)
+        print(f"serving {service.name} ({service.pool.workers} workers) on {url}: {service.info['why']}", flush=True)
 
 
 def _drain(server: Server) -> int:

@@ -17,7 +17,8 @@ from conftest import sample_reviews
 from edge_lstm_device.model import REFERENCE_BUNDLE, BundleError, SentimentModel, device_order
 
 ROOT = Path(__file__).resolve().parents[2]
-SHIPPED = ("model_int8_loop.tflite", "model_int8.tflite", "model_int8_dynamic.tflite", "tokenizer.json", "manifest.json")
+SHIPPED = ("model_int8_loop.tflite", "model_int8.tflite", "model_int8_dynamic.tflite", "tokenizer.json",
+           "reference_scores.json", "manifest.json")
 
 
 def test_device_code_imports_no_heavy_library() -> None:
@@ -147,8 +148,12 @@ def test_cli_stdin_and_missing_bundle(tmp_path: Path) -> None:
 
 def test_cli_info_json() -> None:
     info = json.loads(_cli("info", "--json").stdout)
-    assert info["model"] == "int8_loop_tflite" and info["quantization"] == "dynamic-range"
-    assert info["lstm"] == "loop" and info["device_order"][0] == "int8_loop_tflite" and info["skipped"] == {}
+    assert info["model"] in info["device_order"] and info["why"].startswith("calibrated on this CPU")
+    assert info["device_order"][0] == "int8_loop_tflite" and info["cpu"].startswith(info["cpu"].split(":")[0] + ":")
+    assert set(info["measured_here"]) == set(info["device_order"])  # every model timed here
+    unchanged = json.loads(_cli("info", "--json", "--no-calibrate").stdout)
+    assert unchanged["model"] == "int8_loop_tflite" and unchanged["quantization"] == "dynamic-range"
+    assert unchanged["lstm"] == "loop" and unchanged["skipped"] == {} and "measured_here" not in unchanged
 
 
 def test_default_is_the_fastest_model_that_loads(bundle_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -164,10 +169,12 @@ def test_default_is_the_fastest_model_that_loads(bundle_copy: Path, monkeypatch:
         return real(content, threads, prefer)
 
     monkeypatch.setattr(model_module, "TFLiteScorer", refuse_loops)
-    loaded = SentimentModel.load(bundle_copy)
+    loaded = SentimentModel.load(bundle_copy, calibrate=False)
     order = device_order(json.loads((bundle_copy / "manifest.json").read_text()), bundle_copy)  # the files present
     assert loaded.name == order[1] and "WHILE" in loaded.choice.skipped["int8_loop_tflite"]
     assert loaded.choice.reason == "the fastest model this interpreter can load"
+    calibrated = SentimentModel.load(bundle_copy)  # calibration skips it too, and says why
+    assert calibrated.name != "int8_loop_tflite" and "WHILE" in calibrated.choice.skipped["int8_loop_tflite"]
     with pytest.raises(BundleError, match="int8_loop_tflite: cannot load"):
         SentimentModel.load(bundle_copy, model="int8_loop_tflite")
 

@@ -17,19 +17,12 @@ import numpy as np
 
 from edge_lstm.evaluate.backends import Backend
 from edge_lstm.train.data import Reviews
-from edge_lstm_device.runtime import top_labels
+from edge_lstm_device.agreement import Agreement, Thresholds, accuracy, label_agreement, tied_flips
+from edge_lstm_device.agreement import failures as agreement_failures
 
 DEPENDENCE_TOLERANCE = 1e-6
 ORDER_PROBE = 200  # reviews re-scored in reverse order
 BATCH_PROBE = 64  # reviews re-scored one per batch (batched backends only)
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    float_min_agreement: float = 1.0
-    float_max_abs_diff: float = 1e-5
-    int8_min_agreement: float = 0.995
-    int8_max_accuracy_change: float = 0.005
 
 
 @dataclass
@@ -73,27 +66,6 @@ def batch_dependent(backend: Backend, rows: np.ndarray, scores: np.ndarray) -> b
     n = min(BATCH_PROBE, len(rows))
     alone = np.concatenate([backend.score(rows[i : i + 1]) for i in range(n)])
     return _max_diff(alone, scores[:n]) > DEPENDENCE_TOLERANCE
-
-
-def accuracy(scores: np.ndarray, labels: np.ndarray) -> float | None:
-    """Against positive/negative labels; None for class probabilities (no truth for their classes)."""
-    return None if np.ndim(scores) == 2 else float(np.mean(top_labels(scores) == labels))
-
-
-def label_agreement(scores: np.ndarray, reference: np.ndarray) -> float:
-    return float(np.mean(top_labels(scores) == top_labels(reference))) if len(scores) else 1.0
-
-
-def tied_flips(scores: np.ndarray, reference: np.ndarray, tolerance: float) -> int:
-    """Labels that differ where the reference is within ``2 × tolerance`` of a tie between its top
-    two labels (binary: p within ``tolerance`` of 0.5): a |Δp| within ``tolerance`` may swap them."""
-    reference = np.asarray(reference, np.float64)
-    if reference.ndim == 2:
-        top_two = np.sort(reference, axis=1)[:, -2:]
-        margin = top_two[:, 1] - top_two[:, 0]
-    else:
-        margin = np.abs(2 * reference - 1)
-    return int(np.sum((top_labels(scores) != top_labels(reference)) & (margin <= 2 * tolerance)))
 
 
 def _most_different(reviews: Reviews, reference: np.ndarray, scores: np.ndarray, diff: np.ndarray,
@@ -147,19 +119,9 @@ def evaluate(
 
 def judge(r: BackendResult, t: Thresholds) -> list[str]:
     """The thresholds ``r`` misses, in words."""
-    failures = []
-    if r.precision == "int8":
-        if r.label_agreement < t.int8_min_agreement:
-            failures.append(f"label agreement {r.label_agreement:.2%} < {t.int8_min_agreement:.2%}")
-        if r.accuracy_change is not None and abs(r.accuracy_change) > t.int8_max_accuracy_change:
-            failures.append(f"|Δaccuracy| {abs(r.accuracy_change) * 100:.2f} points > {t.int8_max_accuracy_change * 100:.2f}")
-    else:
-        untied = (round(r.label_agreement * r.reviews) + r.tied_flips) / r.reviews if r.reviews else r.label_agreement
-        if untied < t.float_min_agreement:
-            failures.append(f"label agreement {r.label_agreement:.3%} < {t.float_min_agreement:.2%}" + (
-                f" ({r.tied_flips} labels tied within max |Δp| counted as agreeing)" if r.tied_flips else ""))
-        if r.max_abs_diff > t.float_max_abs_diff:
-            failures.append(f"max |Δp| {r.max_abs_diff:.3g} > {t.float_max_abs_diff:.3g}")
+    measured = Agreement(r.reviews, r.label_agreement, r.max_abs_diff, r.mean_abs_diff, r.tied_flips, r.accuracy,
+                         r.accuracy_change)
+    failures = agreement_failures(measured, r.precision, t)
     expected = r.batch_dependent and r.batch_dependence_expected  # reordering changes batch mates too
     if r.order_dependent and not expected:
         failures.append("scores depend on review order (LSTM state not reset?)")

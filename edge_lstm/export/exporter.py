@@ -24,6 +24,7 @@ from edge_lstm.export import convert
 from edge_lstm.export import lstm_loop
 from edge_lstm.export import manifest
 from edge_lstm.export import quantize
+from edge_lstm.export import reference_scores
 from edge_lstm.export import selfcheck
 from edge_lstm.evaluate.backends import KerasBackend, TFLiteBackend, open_artifact
 from edge_lstm.samples import TEST_SAMPLE, TRAIN_SAMPLE, read_sample
@@ -68,7 +69,8 @@ ALL_ARTIFACTS = tuple(
         (bundle_format.INT8_ONNX, "onnx", "int8", "dynamic", "onnx"),
     )
 )
-EXPORT_FILES = frozenset({a.file for a in ALL_ARTIFACTS} | {bundle.MANIFEST_FILE, REPORT_FILE})
+EXPORT_FILES = frozenset({a.file for a in ALL_ARTIFACTS}
+                         | {bundle.MANIFEST_FILE, REPORT_FILE, bundle_format.REFERENCE_SCORES_FILE})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -259,6 +261,8 @@ def _build_and_check(art: Artifact, model: Any, max_len: int, staging: Path, cal
         measured["latency_ms"] = latency.to_dict()
     if art.scheme == "full-integer":
         entry["calibration"] = calibration_origin
+    if art.name == bundle_format.INT8_ONNX:
+        entry["quantizer"] = {"tool": "onnxruntime.quantization.quantize_dynamic", **quantize.ONNX_QUANTIZER}
     log(f"  {art.file}: {path.stat().st_size / 1024:.0f} KiB in {time.perf_counter() - started:.1f} s")
     return entry, measured
 
@@ -329,16 +333,30 @@ def export_bundle(
         entries = {name: entry for name, (entry, _) in built.items()}
         measured = {name: m for name, (_, m) in built.items()}
         _add_size_ratios(entries)
+        scores_entry = _write_reference_scores(staging, model, tokenizer, sample, log)
         result = manifest.build_manifest(bundle_dir / bundle.MODEL_FILE, bundle_dir / bundle.TOKENIZER_FILE,
                                          tokenizer, config, entries,
-                                         device_order(measured, _previous_order(bundle_dir)), skipped)
+                                         device_order(measured, _previous_order(bundle_dir)), skipped, scores_entry)
         report = manifest.export_report(measured, SELFCHECK_REVIEWS, LATENCY_CALLS)
-        signature = _commit(bundle_dir, staging, [e["file"] for e in entries.values()], result, report)
+        files = [e["file"] for e in entries.values()] + [scores_entry["file"]]
+        signature = _commit(bundle_dir, staging, files, result, report)
         return {"manifest": result, "report": report, **({"signature": signature} if signature else {})}
     except (convert.ConversionError, selfcheck.SelfCheckError) as err:
         raise ExportError(str(err)) from err
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _write_reference_scores(staging: Path, model: Any, tokenizer: Tokenizer, sample: Any,
+                            log: Callable[[str], None]) -> dict:
+    """``reference_scores.json`` in ``staging``: the float model on the shipped test reviews and
+    short texts cut from them; returns its manifest entry."""
+    document = reference_scores.build(KerasBackend(model).score, tokenizer, sample, f"shipped sample {TEST_SAMPLE.name}")
+    path = staging / bundle_format.REFERENCE_SCORES_FILE
+    atomic_write_json(path, document)
+    counts = {s["name"]: len(s["items"]) for s in document["sets"]}
+    log(f"  {path.name}: the float model's scores of " + ", ".join(f"{n} {name}" for name, n in counts.items()))
+    return {**manifest.file_entry(path), "sets": counts}
 
 
 def _add_size_ratios(entries: dict[str, dict]) -> None:

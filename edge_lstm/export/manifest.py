@@ -105,10 +105,11 @@ def runtime_id(interpreter_dist: str) -> dict[str, str]:
 
 def build_manifest(source_model: Path, tokenizer_path: Path, tokenizer: Tokenizer,
                    model_config: dict, artifacts: dict[str, dict], device_order: list[str],
-                   not_exported: dict[str, str] | None = None) -> dict:
+                   not_exported: dict[str, str] | None = None, reference_scores: dict | None = None) -> dict:
     """``device_order``: TFLite artifacts, fastest first; the device runs the first it can load
     (``device_default``, the first, is kept for older device runtimes). ``not_exported``: the
-    artifacts the architecture has no form for, and why."""
+    artifacts the architecture has no form for, and why. ``reference_scores``: the entry of the
+    float model's scores of real texts, which devices verify their models against."""
     return {
         "format_version": FORMAT_VERSION,
         "source_model": file_entry(source_model),
@@ -117,6 +118,7 @@ def build_manifest(source_model: Path, tokenizer_path: Path, tokenizer: Tokenize
         "device_default": device_order[0],
         "device_order": device_order,
         "artifacts": artifacts,
+        **({"reference_scores": reference_scores} if reference_scores else {}),
         **({"not_exported": dict(sorted(not_exported.items()))} if not_exported else {}),
     }
 

@@ -1,0 +1,142 @@
+"""``verify``: the bundle's models on this CPU against the float model's reference scores, with
+the thresholds of the host's ``edge-lstm parity`` (numpy and the interpreter only).
+
+Every TFLite model the interpreter loads is scored text in, probability out, on each set of the
+bundle's reference scores (whole reviews, short texts); other scorers of the bundle's files can
+be added (the host's ``edge_lstm.evaluate.onnx_verify`` adds its ONNX files with onnxruntime). A
+model passes when every set meets the thresholds of its precision.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, Sequence
+
+import numpy as np
+
+from edge_lstm_device.agreement import Agreement, Thresholds, failures, measure
+from edge_lstm_device.bundle import BundleError, tflite_models
+from edge_lstm_device.cpu import CpuFeatures, detect
+from edge_lstm_device.interpreter import interpreter_version
+from edge_lstm_device.reference_scores import ReferenceScores, read_reference_scores
+
+
+class TextScorer(Protocol):
+    def scores(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+@dataclass
+class ModelVerdict:
+    """One model's agreement with the float model on every set, and the thresholds it misses."""
+
+    name: str
+    precision: str  # "int8" or "float32"
+    runs_in: str  # the interpreter (or onnxruntime) and its version
+    sets: dict[str, Agreement]
+    failures: list[str] = field(default_factory=list)  # "short: label agreement 99.00% < 99.50%"
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def summary(self) -> str:
+        """Labels agree per set, in words."""
+        return ", ".join(f"{a.label_agreement:.2%} of {a.texts} {name}" for name, a in self.sets.items())
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "precision": self.precision, "runs_in": self.runs_in, "passed": self.passed,
+                "failures": self.failures, "sets": {name: a.to_dict() for name, a in self.sets.items()}}
+
+
+def judge_scorer(scorer: TextScorer, name: str, precision: str, runs_in: str, reference: ReferenceScores,
+                 thresholds: Thresholds = Thresholds()) -> ModelVerdict:
+    """Score every reference set with ``scorer`` and judge it."""
+    verdict = ModelVerdict(name, precision, runs_in, {})
+    for text_set in reference.sets:
+        result = measure(scorer.scores(text_set.texts), text_set.scores, text_set.labels, thresholds)
+        verdict.sets[text_set.name] = result
+        verdict.failures += [f"{text_set.name}: {why}" for why in failures(result, precision, thresholds)]
+    return verdict
+
+
+@dataclass
+class Verification:
+    bundle: str
+    cpu: CpuFeatures
+    reference: ReferenceScores
+    thresholds: Thresholds
+    verdicts: list[ModelVerdict]
+    refused: dict[str, str]  # models this interpreter does not load, and why
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.verdicts) and all(v.passed for v in self.verdicts)
+
+    def to_dict(self) -> dict:
+        return {"passed": self.passed, "bundle": self.bundle, "cpu": self.cpu.to_dict(),
+                "reference": self.reference.reference,
+                "sets": {s.name: s.description for s in self.reference.sets},
+                "thresholds": vars(self.thresholds), "models": [v.to_dict() for v in self.verdicts],
+                "refused": self.refused}
+
+
+def verify_bundle(bundle_dir: Path | None = None, models: Sequence[str] = (), interpreter: str | None = None,
+                  threads: int = 1, trust: object = None, thresholds: Thresholds = Thresholds(),
+                  extra: dict[str, tuple[TextScorer, str]] | None = None) -> Verification:
+    """Judge each TFLite model of the bundle this interpreter loads (``models``: only these) on
+    this CPU; ``extra``: more of its artifacts, as ``{name: (scorer, what it runs in)}``."""
+    from edge_lstm_device.model import REFERENCE_BUNDLE, ModelLoadError, SentimentModel
+    from edge_lstm_device.signing import read_trusted_manifest
+
+    bundle_dir = Path(bundle_dir) if bundle_dir else REFERENCE_BUNDLE
+    manifest = read_trusted_manifest(bundle_dir, trust)
+    reference = read_reference_scores(bundle_dir, manifest)
+    unknown = set(models) - set(manifest["artifacts"])
+    if unknown:
+        raise BundleError(f"no model {', '.join(sorted(unknown))} in {bundle_dir} "
+                          f"(have: {', '.join(manifest['artifacts'])})")
+    present = [n for n in tflite_models(manifest, bundle_dir) if not models or n in models]
+    if models and not present and not extra:
+        raise BundleError(f"{', '.join(models)}: not a TFLite file present in {bundle_dir}")
+    verdicts, refused = [], {}
+    for name, entry in manifest["artifacts"].items():
+        if models and name not in models:
+            continue
+        if name in (extra or {}):
+            scorer, runs_in = extra[name]
+        elif name not in present:  # an ONNX file, or a file this copy of the bundle does not have
+            continue
+        else:
+            try:
+                scorer = SentimentModel.load(bundle_dir, name, threads, interpreter, trust=trust, calibrate=False)
+            except ModelLoadError as err:
+                refused[name] = str(err)
+                continue
+            runs_in = f"{scorer.scorer.interpreter_dist} {interpreter_version(scorer.scorer.interpreter_dist)}"
+        verdicts.append(judge_scorer(scorer, name, entry["precision"], runs_in, reference, thresholds))
+    return Verification(str(bundle_dir), detect(), reference, thresholds, verdicts, refused)
+
+
+def table(result: Verification) -> str:
+    """The parity table: one row per model and set, then the verdict."""
+    header = ("model", "runs in", "set", "texts", "labels agree", "max |Δp|", "mean |Δp|", "Δacc (pts)", "verdict")
+    rows = [header]
+    for v in result.verdicts:
+        for name, a in v.sets.items():
+            change = "-" if a.accuracy_change is None else f"{a.accuracy_change * 100:+.2f}"
+            missed = [f for f in v.failures if f.startswith(f"{name}: ")]
+            rows.append((v.name, v.runs_in, name, str(a.texts), f"{a.label_agreement:.2%}", f"{a.max_abs_diff:.2g}",
+                         f"{a.mean_abs_diff:.2g}", change, "FAIL" if missed else "pass"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    t = result.thresholds
+    lines += [f"{name}: not loaded here: {why}" for name, why in result.refused.items()]
+    lines += [f"{v.name}: {why}" for v in result.verdicts for why in v.failures]
+    lines.append(f"CPU: {result.cpu}")
+    lines.append(f"thresholds: int8 labels agree ≥ {t.int8_min_agreement:.2%}, |Δacc| ≤ "
+                 f"{t.int8_max_accuracy_change * 100:.2f} points; float max |Δp| ≤ {t.float_max_abs_diff:g}")
+    verdict = "every model meets the thresholds on this CPU" if result.passed else "a threshold failed on this CPU"
+    lines.append(f"reference: {result.reference.reference}; {verdict}")
+    return "\n".join(lines)
