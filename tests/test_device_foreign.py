@@ -85,9 +85,9 @@ def test_device_scores_equal_the_host(where: str, flavour: str, model: str, samp
     assert len(scores) == (limit or len(host_scores[model]))
     if model == "int8_tflite":  # integer arithmetic: bit-exact on every platform and interpreter
         np.testing.assert_array_equal(scores, expected, err_msg=py.description)
-    else:  # float activations: kernels differ (AVX vs NEON, TFLite 2.14 vs LiteRT 2.3) in the last digits
+    else:  # float activations: kernels differ (AVX vs NEON, TFLite 2.14 vs LiteRT 2.3) in the last digits,
+        # so a label within the tolerance of 0.5 may differ (verify judges labels, with parity's thresholds)
         np.testing.assert_allclose(scores, expected, atol=DYNAMIC_RANGE_ATOL, rtol=0, err_msg=py.description)
-        assert np.array_equal(scores >= 0.5, expected >= 0.5), py.description
 
 
 @pytest.mark.venv
@@ -101,7 +101,7 @@ def test_pip_install_device_alone_then_predict(tmp_path: Path) -> None:
     out = subprocess.run(["edge-lstm-device", "predict", "--json", "What a wonderful film"], env=env, cwd=tmp_path,
                          capture_output=True, text=True, check=True)
     record = json.loads(out.stdout)
-    assert record["label"] == "positive" and record["model"] == "int8_loop_tflite"
+    assert record["label"] == "positive" and record["model"] in ("int8_loop_tflite", "int8_tflite", "int8_dynamic_tflite")
     tf = subprocess.run([str(venv / "bin" / "python"), "-c", "import tensorflow"], capture_output=True)
     assert tf.returncode != 0
 

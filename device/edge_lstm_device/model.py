@@ -215,8 +215,8 @@ class _Loader:
                                                          hit.skipped, hit))
             except ModelLoadError:
                 pass  # the interpreter changed its mind: measure again
-        reference = read_reference_scores(self.bundle_dir, self.manifest)  # (only now: ~2 MB of memory)
         models, refused = self._load_all(order)
+        reference = read_reference_scores(self.bundle_dir, self.manifest)  # (only now: ~2 MB of memory)
         result = calibration.choose(models, order[0], reference, env)
         result.skipped.update(refused)
         calibration.remember(result)

@@ -95,9 +95,26 @@ def plot(report: ParityReport, path: Path) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
+FAMILIES_MARK = "<!-- kernel families: written by scripts/kernel_families.py -->"
+
+
+def with_families(text: str, families: str) -> str:
+    """``text`` (a parity report) whose kernel-families section is ``families`` (from
+    ``FAMILIES_MARK`` to the end; added at the end when there is none)."""
+    head = text.split(FAMILIES_MARK)[0].rstrip("\n")
+    return f"{head}\n\n{FAMILIES_MARK}\n{families.strip()}\n" if families.strip() else head + "\n"
+
+
+def families_section(path: Path) -> str:
+    """The kernel-families section of an existing report ("" when it has none)."""
+    text = path.read_text(encoding="utf-8") if path.is_file() else ""
+    return text.split(FAMILIES_MARK, 1)[1] if FAMILIES_MARK in text else ""
+
+
 def write(report: ParityReport, directory: Path) -> list[Path]:
+    """The report and its plot; a kernel-families section already in the report is kept."""
     directory.mkdir(parents=True, exist_ok=True)
     md, png = directory / REPORT_MD, directory / REPORT_PNG
     plot(report, png)
-    atomic_write_bytes(md, markdown(report).encode("utf-8"))
+    atomic_write_bytes(md, with_families(markdown(report), families_section(md)).encode("utf-8"))
     return [md, png]

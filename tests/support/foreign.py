@@ -45,7 +45,6 @@ FLAVOURS: dict[str, tuple[tuple[str, ...], str, str]] = {
 _LAYOUT = 2  # bump to invalidate every cache entry
 _MARKER = ".complete.json"
 _SUITE = "bookworm"  # glibc 2.36, Python 3.11
-_DEFAULT_MIRROR = "http://deb.debian.org/debian"
 _DEBIAN_VERSIONS = "debian-python.json"  # in a rootfs: project -> version of what Debian installed
 
 
@@ -322,7 +321,7 @@ def _cached(target: Path, build: Callable[[Path], str]) -> str:
 
 
 def _debian_mirror() -> str:
-    """The Debian archive URI apt on this host uses (e.g. a local mirror), else deb.debian.org."""
+    """The Debian archive URI apt on this host uses: no archive's host name is written here."""
     sources = Path("/etc/apt")
     files = [sources / "sources.list", *sorted((sources / "sources.list.d").glob("*.list")),
              *sorted((sources / "sources.list.d").glob("*.sources"))]
@@ -332,7 +331,7 @@ def _debian_mirror() -> str:
             match = re.match(r"\s*(?:deb\s+(?:\[[^\]]*\]\s+)?|URIs:\s*)(\S+/debian)/?\s", line + " ")
             if match:
                 return match.group(1)
-    return _DEFAULT_MIRROR
+    raise ForeignEnvUnavailable("no Debian archive in apt's sources (/etc/apt): debootstrap needs one")
 
 
 def _check(cmd: list[str], *, stdin: bytes | None = None) -> bytes:

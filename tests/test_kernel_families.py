@@ -1,0 +1,57 @@
+"""Every kernel family in the tests: the device calibrates and verifies itself on this CPU, on
+other x86-64 CPUs (qemu-x86_64 -cpu Nehalem, Haswell) and on Raspberry Pi cores (qemu-aarch64
+-cpu cortex-a72, cortex-a76; qemu-arm -cpu cortex-a7), with onnxruntime's int8 file where it runs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import BUNDLE
+from tests.support.families import FAMILIES, check_family, python_for
+from tests.support.foreign import ForeignEnvUnavailable
+
+CACHE = Path(os.environ.get("EDGE_LSTM_TEST_CACHE", Path.home() / ".cache" / "edge-lstm-tests"))
+MIN_REVIEWS = {"host": 300, "x86": 300, "arm64": 100, "armhf": 100}
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shipped model exported afresh: the ONNX files the repository does not hold."""
+    from click.testing import CliRunner
+
+    from edge_lstm.cli import main
+
+    out = tmp_path_factory.mktemp("exported")
+    for name in ("model.h5", "tokenizer.json", "metrics.json"):
+        shutil.copy(BUNDLE / name, out / name)
+    result = CliRunner().invoke(main, ["export", "--int8", "--bundle", str(out)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def _marks(family) -> list:
+    return [pytest.mark.venv, *([pytest.mark.arm] if family.where in ("arm64", "armhf") else [])]
+
+
+@pytest.mark.parametrize("family", [pytest.param(f, id=f.key, marks=_marks(f)) for f in FAMILIES])
+def test_the_device_verifies_its_chosen_model_in_every_family(family, exported: Path) -> None:
+    try:
+        py = python_for(family, CACHE)
+    except ForeignEnvUnavailable as err:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(str(err))
+    result = check_family(family, py, exported)
+    chosen, verify = result["chosen"], result["verify"]
+    assert chosen and verify["passed"], f"{py.description}: {verify}"
+    assert [m["name"] for m in verify["models"]] == [chosen] and verify["models"][0]["passed"]
+    sets = verify["models"][0]["sets"]
+    assert sets["reviews"]["texts"] >= MIN_REVIEWS[family.where] and sets["short"]["texts"] >= 300
+    if family.onnx:
+        onnx = result["onnx"]["models"]
+        assert [m["name"] for m in onnx] == ["int8_onnx"] and onnx[0]["passed"], f"{py.description}: {onnx}"
+        assert onnx[0]["runs_in"].startswith("onnxruntime ")
