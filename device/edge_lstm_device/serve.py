@@ -407,28 +407,20 @@ class Connection(asyncio.Protocol):
 
     def _take_head(self) -> bool:
         """Parse the next request head and route it; False if it has not all arrived."""
-        while self.buffer[:2] == b"\r\n" or self.buffer[:1] == b"\n":  # empty lines between requests
-            del self.buffer[: 2 if self.buffer[:1] == b"\r" else 1]
-        end, body_at = http1.head_end(self.buffer)
-        if end < 0:
-            error = http1.incomplete_head_error(self.buffer)
-            if error is None and self.eof and self.buffer:  # the last bytes the client will send
-                end = body_at = len(self.buffer)
-            elif error is not None:
-                self._fail(error, bytes(self.buffer[:200]))
-                return False
-            else:
-                return False
-        head = bytes(self.buffer[:end])
-        del self.buffer[:body_at]
         self.started = time.perf_counter()
         try:
-            request = http1.parse_head(head)
+            request = http1.next_request(self.buffer, self.eof)
         except http1.HttpError as err:
-            self._fail(err, head)
+            self._fail(err, bytes(self.buffer[:200]).split(b"\n", 1)[0].rstrip(b"\r").decode("iso-8859-1"))
             return False
-        self.request, self.body_size = request, 0
-        self.body_pending = "transfer-encoding" in request.headers or request.header("content-length", "0") != "0"
+        if request is None:
+            return False
+        try:
+            http1.check_supported(request)
+        except http1.HttpError as err:
+            self._fail(err, request.line)
+            return False
+        self.request, self.body_size, self.body_pending = request, 0, request.has_body
         self.server.request_started()
         self.server.slots.mark(self, READING if self.body_pending else BUSY)
         self._route(request)
@@ -516,11 +508,9 @@ class Connection(asyncio.Protocol):
     def _answer_error(self, err: RequestError) -> None:
         self._answer(err.status, {"error": str(err), "status": err.status}, err.headers)
 
-    def _fail(self, err: http1.HttpError, head: bytes) -> None:
-        """A head that cannot be parsed: answered, then the connection closes."""
-        self.started = time.perf_counter()
-        line = head.split(b"\n", 1)[0].rstrip(b"\r").decode("iso-8859-1")[:200]
-        self.request = http1.Request("-", "-", line, {}, keep_alive=False)
+    def _fail(self, err: http1.HttpError, line: str) -> None:
+        """A head that cannot be framed or is not spoken here: answered, then the connection closes."""
+        self.request = http1.Request("-", "-", line[:200], {}, keep_alive=False)
         self.body_pending = True  # what follows cannot be read as a request
         self.server.request_started()
         self._answer(err.status, {"error": str(err), "status": err.status}, {})
@@ -585,17 +575,13 @@ def _authorize(server: Server, request: http1.Request) -> None:
 def _body_size(request: http1.Request, limits: Limits) -> int:
     """The size of a prediction's body, from its headers; a :class:`RequestError` if it is not one
     to read."""
-    if "transfer-encoding" in request.headers:
+    if request.chunked:
         raise LengthRequired("chunked bodies are not supported: send a Content-Length")
     if "content-type" in request.headers and request.content_type != "application/json":
         raise UnsupportedMediaType("the body must be application/json")
-    lengths = set(request.headers.get("content-length", []))
-    if not lengths:
+    if "content-length" not in request.headers:
         raise LengthRequired("a Content-Length header is required")
-    length = lengths.pop()
-    if lengths or not (length.isascii() and length.isdigit()):
-        raise RequestError("bad Content-Length header")
-    size = int(length)
+    size = request.content_length  # (http1 refused conflicting or malformed values)
     if size > limits.max_body_bytes:
         raise TooLarge(f"the body has {size} bytes: at most {limits.max_body_bytes}")
     return size

@@ -522,6 +522,19 @@ RAW_REQUESTS = {
                           b"Content-Length: 20\r\n\r\n" + BODY, 415),
     "garbage request line": (b"GARBAGE\r\n\r\n", 400),
     "unknown method": (b"BREW /v1/health HTTP/1.1\r\nHost: x\r\n\r\n", 501),
+    # what issue 26 found lenient: each is refused, and the connection closed
+    "4,301-digit Content-Length": (b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Length: " + b"0" * 4_299 + b"20\r\n\r\n"
+                                   + BODY, 400),
+    "HTTP/1.1 without Host": (b"GET /v1/health HTTP/1.1\r\n\r\n", 400),
+    "two Host headers": (b"GET /v1/health HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n", 400),
+    "bare CR in a value": (b"GET /v1/health HTTP/1.1\r\nHost: x\r\nX: a\rb\r\n\r\n", 400),
+    "NUL in a name": (b"GET /v1/health HTTP/1.1\r\nHost: x\r\nX\x00: 1\r\n\r\n", 400),
+    "nbsp in the request line": (b"GET\xa0/v1/health HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    "NEL after a Content-Length": (b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 20\x85\r\n\r\n" + BODY, 400),
+    "obs-fold": (b"GET /v1/health HTTP/1.1\r\nHost: x\r\nX: a\r\n b\r\n\r\n", 400),
+    "gzip transfer coding": (b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
+    "HTTP/2.0": (b"GET /v1/health HTTP/2.0\r\nHost: x\r\n\r\n", 505),
+    "head cut short": (b"GET /v1/health HTTP/1.1\r\nHost: x\r\n", 400),
 }
 
 
