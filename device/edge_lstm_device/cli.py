@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Iterable, Iterator, Sequence
 
 from edge_lstm_device import __version__
-from edge_lstm_device.connections import DEFAULT_MAX_CONNECTIONS
+from edge_lstm_device.connections import BODY_GRACE_S, DEFAULT_BODY_MEMORY, DEFAULT_MAX_CONNECTIONS
 from edge_lstm_device.model import MODEL_ENV
 from edge_lstm_device.pool import MAX_WORKERS as MAX_THREADS  # threads and workers share one range
 from edge_lstm_device.quiet import hide_native_stderr
@@ -313,8 +313,12 @@ def _parser() -> argparse.ArgumentParser:
                         "0: only those already waiting)")
     s.add_argument("--max-connections", type=int, default=DEFAULT_MAX_CONNECTIONS, metavar="N",
                    help=f"open connections at most (default: {DEFAULT_MAX_CONNECTIONS}); when all are "
-                        "taken, a new one replaces the connection idle longest, else gets a quick 503; "
-                        "the open-files limit (ulimit -n) is raised to fit")
+                        "taken, a new one replaces the connection waiting or reading a body longest, else "
+                        "gets a quick 503; the open-files limit (ulimit -n) is raised to fit")
+    s.add_argument("--max-body-memory", type=int, default=DEFAULT_BODY_MEMORY, metavar="BYTES",
+                   help=f"request bodies held at once, in bytes (default: {DEFAULT_BODY_MEMORY}); past it a "
+                        "new body gets a 503, after the longest-reading upload is dropped if it took over "
+                        f"{BODY_GRACE_S:g} s")
     s.add_argument("--quiet", action="store_true", help="no access log (one line per request on stderr)")
     s.set_defaults(run=serve)
     return parser

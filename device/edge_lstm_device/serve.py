@@ -33,8 +33,9 @@ from pathlib import Path
 
 from edge_lstm_device import __version__, http1, metrics
 from edge_lstm_device.batcher import Batcher, BatcherClosed
-from edge_lstm_device.connections import (BUSY, DEFAULT_MAX_CONNECTIONS, MAX_CONNECTIONS, READING, WAITING,
-                                         ConnectionSlots, fit_open_files)
+from edge_lstm_device.connections import (BODY_GRACE_S, BUSY, DEFAULT_BODY_MEMORY, DEFAULT_MAX_CONNECTIONS,
+                                         MAX_CONNECTIONS, READING, WAITING, BodyBudget, ConnectionSlots,
+                                         fit_open_files)
 from edge_lstm_device.interpreter import interpreter_version
 from edge_lstm_device.model import BundleError, Prediction
 from edge_lstm_device.pool import MAX_WORKERS, ModelPool, default_workers
@@ -117,7 +118,7 @@ class Unprocessable(RequestError):
 
 
 class Unavailable(RequestError):
-    status = HTTPStatus.SERVICE_UNAVAILABLE  # stopping: the scoring threads are gone
+    status = HTTPStatus.SERVICE_UNAVAILABLE  # stopping (the scoring threads are gone), or the body budget is spent
 
 
 def parse_predict(body: bytes, limits: Limits, tokenizer: Tokenizer) -> list[list[int]]:
@@ -164,6 +165,8 @@ class ServerOptions:
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     head_timeout_s: float = HEAD_TIMEOUT_S
     idle_timeout_s: float = IDLE_TIMEOUT_S  # for a body, or between keep-alive requests
+    body_memory: int = DEFAULT_BODY_MEMORY  # bytes of request bodies held at once
+    body_grace_s: float = BODY_GRACE_S  # a body reading longer may be dropped for another's memory
 
 
 @dataclass(frozen=True)
@@ -184,6 +187,7 @@ class Server:
         self.services, self.options = services, options
         self.expected_auth = f"Bearer {options.token}".encode("ascii") if options.token else None
         self.slots = ConnectionSlots(options.max_connections, options.head_timeout_s, options.idle_timeout_s)
+        self.bodies = BodyBudget(options.body_memory)
         self.metrics = ServeMetrics(self, ROUTES)
         services.on_batch = self.metrics.batches.observe
         self.draining = False
@@ -325,6 +329,7 @@ class Connection(asyncio.Protocol):
         self.body_size = 0  # bytes of its body still to come into the buffer (a prediction's)
         self.body_pending = False  # it announced a body that will not be read
         self.scoring: Service | None = None  # the service scoring its reviews
+        self.reserved = 0  # bytes of the body budget its request holds
         self.started = 0.0
         self.eof = False
         self.write_paused = False  # the transport's buffer of answers is full
@@ -365,7 +370,10 @@ class Connection(asyncio.Protocol):
         come in time is answered 408 first."""
         if self.request is not None and self.scoring is None and self.body_size:
             limit = self.server.options.idle_timeout_s
-            self._answer_error(RequestTimeout(f"the body did not arrive within {limit:g} s"))  # and closes
+            if time.perf_counter() - self.started < limit:  # evicted: another client needed the slot or memory
+                self._answer_error(RequestTimeout("the body came too slowly while other clients waited"))
+            else:
+                self._answer_error(RequestTimeout(f"the body did not arrive within {limit:g} s"))  # and closes
         else:
             self.abort()
 
@@ -437,6 +445,7 @@ class Connection(asyncio.Protocol):
         self.body_size, self.body_pending = 0, False
         self.server.slots.mark(self, BUSY)
         self._guarded(lambda: self._submit(body))
+        self._release_body()  # parsed into token ids: the bytes are gone
         return True
 
     def _route(self, request: http1.Request) -> None:
@@ -445,12 +454,27 @@ class Connection(asyncio.Protocol):
             answer = _route(self.server, request)
             if answer is None:  # POST /v1/predict: its body is checked, to be read
                 self.body_size = _body_size(request, self.server.options.limits)
+                self._reserve_body()
                 if request.expects_continue and self.body_size > len(self.buffer):
                     self.transport.write(http1.CONTINUE)  # type: ignore[union-attr]
                 return
             self._answer(HTTPStatus.OK, answer, {})
 
         self._guarded(route)
+
+    def _reserve_body(self) -> None:
+        """Reserve the body's size in the server's budget, dropping the longest upload (reading for
+        over ``body_grace_s``) when it is spent; a :class:`RequestError` (503) if it stays spent."""
+        server = self.server
+        while not server.bodies.reserve(self.body_size):
+            if not server.slots.evict_reading(server.options.body_grace_s, keep=self):
+                server.bodies.refused += 1
+                raise Unavailable("too many request bodies in memory: retry later", {"Retry-After": "1"})
+        self.reserved = self.body_size
+
+    def _release_body(self) -> None:
+        self.server.bodies.release(self.reserved)
+        self.reserved = 0
 
     def _submit(self, body: bytes) -> None:
         service = self.server.services.acquire()
@@ -536,6 +560,7 @@ class Connection(asyncio.Protocol):
         self._end_request()
 
     def _end_request(self) -> None:
+        self._release_body()
         self.request, self.body_size, self.body_pending = None, 0, False
         self.server.slots.mark(self, WAITING)
         self.server.request_ended()
@@ -646,6 +671,8 @@ def _usage_problems(args: argparse.Namespace, limits: Limits, workers: int) -> l
         problems.append(f"--batch-window-ms must be between 0 and {MAX_WINDOW_MS:g}")
     if not 1 <= args.max_connections <= MAX_CONNECTIONS:
         problems.append(f"--max-connections must be between 1 and {MAX_CONNECTIONS}")
+    if args.max_body_memory < limits.max_body_bytes:
+        problems.append("--max-body-memory must be at least --max-body-bytes (else no such body could be read)")
     return problems
 
 
@@ -753,7 +780,7 @@ def _start(args: argparse.Namespace) -> Server | int:
     except (BundleError, ImportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_FATAL
-    options = ServerOptions(limits, token, args.quiet, args.max_connections)
+    options = ServerOptions(limits, token, args.quiet, args.max_connections, body_memory=args.max_body_memory)
     try:
         server = Server((args.host, args.port), Services(service), options)
     except OSError as err:

@@ -46,6 +46,10 @@ class ServeMetrics:
             _Read("edge_lstm_connections_closed_total", "Connections the server closed: evicted (all slots taken, "
                   "it waited longest), timeout (no request head or body in time), refused (503, every slot busy).",
                   lambda: {(("reason", r),): server.slots.closed[r] for r in ("evicted", "timeout", "refused")}),
+            Gauge("edge_lstm_body_bytes_reserved", "Bytes of request bodies being received or parsed "
+                  "(at most --max-body-memory).", lambda: server.bodies.reserved),
+            _Read("edge_lstm_bodies_refused_total", "Request bodies refused with 503: --max-body-memory was spent.",
+                  lambda: server.bodies.refused),
             Gauge("edge_lstm_model_info", "The model being served (value 1).", self._model_labels),
             Gauge("edge_lstm_model_loaded_timestamp_seconds", "When the model being served was loaded.",
                   lambda: server.services.current.loaded_at),

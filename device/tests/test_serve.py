@@ -680,6 +680,7 @@ def test_exposed_hosts() -> None:
     (["--batch-window-ms", "inf"], 2, "--batch-window-ms must be between 0 and 1000"),
     (["--batch-window-ms", "1001"], 2, "--batch-window-ms must be between 0 and 1000"),
     (["--batch-window-ms", "soon"], 2, "invalid float value"),
+    (["--max-body-memory", "999", "--max-body-bytes", "1000"], 2, "--max-body-memory must be at least --max-body-bytes"),
     (["--token-file", "/nonexistent/token"], 1, "token file"),
     (["--bundle", "/nonexistent/bundle"], 1, "not an exported bundle"),
 ])
