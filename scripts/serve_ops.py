@@ -42,7 +42,7 @@ from edge_lstm_device.connections import DEFAULT_MAX_CONNECTIONS  # noqa: E402
 from edge_lstm_device.model import REFERENCE_BUNDLE, SentimentModel  # noqa: E402
 
 BEGIN, END = "<!-- serve-ops:begin -->", "<!-- serve-ops:end -->"
-PARTIAL_HEAD = b"POST /v1/predict HTTP/1.1\r\nHost: edge\r\nContent-Type: application/json\r\n"
+PARTIAL_HEAD = b"POST /v1/predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
 TARGETS = {"health_s": 0.5, "rss_growth_mb": 20.0, "threads_over_max": 16, "reload_s": 2.0}
 
 
@@ -113,7 +113,7 @@ class Slowloris:
 def timed_health(url: str) -> float:
     started = time.perf_counter()
     with socket.create_connection((urlsplit(url).hostname, urlsplit(url).port), timeout=10) as sock:
-        sock.sendall(b"GET /v1/health HTTP/1.1\r\nHost: edge\r\nConnection: close\r\n\r\n")
+        sock.sendall(b"GET /v1/health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         answer = b""
         while chunk := sock.recv(65536):
             answer += chunk

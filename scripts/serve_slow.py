@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 from serve_load import start_server, stop_server
 from serve_ops import PARTIAL_HEAD, Slowloris, proc_status, timed_health
 
-SLOW_BODY_HEAD = b"POST /v1/predict HTTP/1.1\r\nHost: edge\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+SLOW_BODY_HEAD = b"POST /v1/predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
 MIB = 1 << 20
 PIECE = 64 << 10
 

@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass
 from http import HTTPStatus
 from pathlib import Path
 
-from edge_lstm_device import __version__, http1, metrics
+from edge_lstm_device import __version__, hosts, http1, metrics
 from edge_lstm_device.batcher import Batcher, BatcherClosed
 from edge_lstm_device.connections import (BODY_GRACE_S, BUSY, DEFAULT_BODY_MEMORY, DEFAULT_MAX_CONNECTIONS,
                                          MAX_CONNECTIONS, READING, WAITING, BodyBudget, ConnectionSlots,
@@ -95,6 +95,10 @@ class MethodNotAllowed(RequestError):
 
     def __init__(self, allow: str) -> None:
         super().__init__(f"this path answers {allow} only", {"Allow": allow})
+
+
+class Misdirected(RequestError):
+    status = HTTPStatus.MISDIRECTED_REQUEST  # a Host this server is not known by (DNS rebinding)
 
 
 class RequestTimeout(RequestError):
@@ -167,6 +171,7 @@ class ServerOptions:
     idle_timeout_s: float = IDLE_TIMEOUT_S  # for a body, or between keep-alive requests
     body_memory: int = DEFAULT_BODY_MEMORY  # bytes of request bodies held at once
     body_grace_s: float = BODY_GRACE_S  # a body reading longer may be dropped for another's memory
+    allowed_hosts: frozenset[str] | None = None  # Host names answered besides IP addresses; None: any
 
 
 @dataclass(frozen=True)
@@ -185,7 +190,7 @@ class Server:
 
     def __init__(self, address: tuple[str, int], services: Services, options: ServerOptions = ServerOptions()) -> None:
         self.services, self.options = services, options
-        self.expected_auth = f"Bearer {options.token}".encode("ascii") if options.token else None
+        self.expected_token = options.token.encode("ascii") if options.token else None
         self.slots = ConnectionSlots(options.max_connections, options.head_timeout_s, options.idle_timeout_s)
         self.bodies = BodyBudget(options.body_memory)
         self.metrics = ServeMetrics(self, ROUTES)
@@ -569,6 +574,8 @@ class Connection(asyncio.Protocol):
 def _route(server: Server, request: http1.Request) -> dict | Page | None:
     """The answer to ``request``; None for a prediction (its body is read next)."""
     path = request.path
+    if not hosts.host_allowed(request.header("host"), server.options.allowed_hosts):
+        raise Misdirected("this server does not answer for that Host (see --allowed-hosts)")
     if path not in PUBLIC:
         _authorize(server, request)
     allowed = ROUTES.get(path)
@@ -589,11 +596,12 @@ def _route(server: Server, request: http1.Request) -> dict | Page | None:
 
 
 def _authorize(server: Server, request: http1.Request) -> None:
-    expected = server.expected_auth
+    expected = server.expected_token
     if expected is None:
         return
-    given = request.header("authorization").encode("latin-1")
-    if not hmac.compare_digest(given, expected):
+    scheme, _, token = request.header("authorization").partition(" ")
+    given = token.strip(" \t").encode("latin-1")  # RFC 9110 11.1: the scheme is case-insensitive
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given, expected):
         raise Unauthorized("missing or wrong bearer token (Authorization: Bearer <token>)")
 
 
@@ -715,6 +723,10 @@ def reload(server: Server, args: argparse.Namespace) -> bool:
     server.services.swap(new)
     server.metrics.reloads.inc()
     log(f"reloaded in {time.perf_counter() - started:.2f} s: {new.name} (sha256 {new.info['sha256']['model'][:12]})")
+    skipped = new.pool.first.choice.skipped  # faster models of the bundle that did not load
+    if skipped:
+        server.metrics.reload_fallbacks.inc()
+        log(f"reload: serving {new.name}, not the bundle's first choice: " + "; ".join(f"{n}: {why}" for n, why in skipped.items()))
     return True
 
 
@@ -780,7 +792,9 @@ def _start(args: argparse.Namespace) -> Server | int:
     except (BundleError, ImportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_FATAL
-    options = ServerOptions(limits, token, args.quiet, args.max_connections, body_memory=args.max_body_memory)
+    allowed = None if token else hosts.parse_allowed(args.allowed_hosts, args.host)  # a token defeats rebinding
+    options = ServerOptions(limits, token, args.quiet, args.max_connections, body_memory=args.max_body_memory,
+                            allowed_hosts=allowed)
     try:
         server = Server((args.host, args.port), Services(service), options)
     except OSError as err:

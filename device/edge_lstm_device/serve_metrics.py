@@ -29,6 +29,9 @@ class ServeMetrics:
         self.reloads = Counter("edge_lstm_reloads_total", "Bundles loaded on SIGHUP.")
         self.reload_failures = Counter("edge_lstm_reload_failures_total",
                                        "SIGHUP reloads that failed (the previous model kept serving).")
+        self.reload_fallbacks = Counter("edge_lstm_reload_fallbacks_total",
+                                        "SIGHUP reloads that serve another model than the bundle's first choice "
+                                        "(a faster one did not load).")
 
     def answered(self, path: str, status: int, seconds: float) -> None:
         path = path if path in self.paths else OTHER_PATH
@@ -39,6 +42,7 @@ class ServeMetrics:
         server = self.server
         return [
             self.requests, self.latency, self.reviews, self.batches, self.reloads, self.reload_failures,
+            self.reload_fallbacks,
             Gauge("edge_lstm_http_requests_in_flight", "Requests being answered.", lambda: server.in_flight),
             Gauge("edge_lstm_connections_open", "Open client connections.", lambda: server.slots.open),
             Gauge("edge_lstm_connections_max", "The most open connections (--max-connections).",

@@ -105,15 +105,15 @@ def _answers(sock: socket.socket, count: int) -> list[tuple[int, dict[str, str],
 
 def _predict_request(text: str, extra: bytes = b"") -> bytes:
     body = json.dumps({"texts": [text]}).encode()
-    return (b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%b\r\n"
+    return (b"POST /v1/predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%b\r\n"
             % (len(body), extra)) + body
 
 
 def test_pipelined_requests_are_answered_in_order(server: Served) -> None:
     texts = ["a wonderful film", "dull and awful", "great", "the worst"]
     with socket.create_connection((HOST, server.port), timeout=CALL_TIMEOUT_S) as sock:
-        sock.sendall(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n" + b"".join(map(_predict_request, texts))
-                     + b"GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.sendall(b"GET /v1/health HTTP/1.1\r\nHost: localhost\r\n\r\n" + b"".join(map(_predict_request, texts))
+                     + b"GET /nowhere HTTP/1.1\r\nHost: localhost\r\n\r\n")
         answers = _answers(sock, 6)
     assert [status for status, _, _ in answers] == [200] * 5 + [404]
     assert [json.loads(body)["predictions"][0]["words"] for _, _, body in answers[1:5]] == [3, 3, 1, 2]
@@ -121,16 +121,16 @@ def test_pipelined_requests_are_answered_in_order(server: Served) -> None:
 
 
 @pytest.mark.parametrize("smuggled", [
-    b"GET /v1/health HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: 34\r\n\r\n",  # issue 26's CL.CL
-    b"GET /v1/health HTTP/1.1\r\nHost: x\r\nContent-Length : 34\r\n\r\n",
+    b"GET /v1/health HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nContent-Length: 34\r\n\r\n",  # issue 26's CL.CL
+    b"GET /v1/health HTTP/1.1\r\nHost: localhost\r\nContent-Length : 34\r\n\r\n",
     b"GET /v1/health HTTP/1.1\r\nHost: x\n\r\nContent-Length: 34\r\n\r\n",  # ends at \n\r\n: the next line is its body
-    b"GET /v1/health HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 34\r\n\r\n",
+    b"GET /v1/health HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\nContent-Length: 34\r\n\r\n",
 ])
 def test_a_request_hidden_in_a_body_is_never_answered(server: Served, smuggled: bytes) -> None:
     """A proxy that frames by another rule forwards one request: the server never answers the one
     hidden in its body, and closes the connection (after answering the head, or what follows an
     empty line made of LF CR LF, which ends a head as in h11)."""
-    hidden = b"GET /v1/info HTTP/1.1\r\nHost: x\r\n\r\n"
+    hidden = b"GET /v1/info HTTP/1.1\r\nHost: localhost\r\n\r\n"
     with socket.create_connection((HOST, server.port), timeout=CALL_TIMEOUT_S) as sock:
         sock.sendall(smuggled + hidden)
         answers = _answers(sock, 2)
@@ -158,7 +158,7 @@ def test_expect_100_continue_gets_the_interim_answer(server: Served) -> None:
 
 
 @pytest.mark.parametrize("request_head", [b"GET /v1/health HTTP/1.0\r\n\r\n",
-                                          b"GET /v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"])
+                                          b"GET /v1/health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"])
 def test_the_server_closes_when_the_client_asks_or_speaks_http_1_0(server: Served, request_head: bytes) -> None:
     with socket.create_connection((HOST, server.port), timeout=CALL_TIMEOUT_S) as sock:
         sock.sendall(request_head)
@@ -172,10 +172,10 @@ def test_a_client_that_reads_its_answers_late_gets_them_all_in_order(server: Ser
     sent before any answer is read: the server stops reading while its answers wait, then answers
     every one, in order, once they are read."""
     count = 3_000
-    probe = b"GET /?n=%d HTTP/1.1\r\nHost: x\r\n\r\n"
+    probe = b"GET /?n=%d HTTP/1.1\r\nHost: localhost\r\n\r\n"
     with socket.create_connection((HOST, server.port), timeout=CALL_TIMEOUT_S) as sock:
         sender = threading.Thread(target=lambda: sock.sendall(b"".join(probe % i for i in range(count - 1))
-                                                              + b"GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n"), daemon=True)
+                                                              + b"GET /nowhere HTTP/1.1\r\nHost: localhost\r\n\r\n"), daemon=True)
         sender.start()
         time.sleep(1.0)  # the answers pile up unread
         answers = _answers(sock, count)
@@ -190,7 +190,7 @@ def test_a_client_gone_before_its_answer_leaves_nothing_in_flight(server: Served
     deadline = time.monotonic() + CALL_TIMEOUT_S
     while True:
         with socket.create_connection((HOST, server.port), timeout=CALL_TIMEOUT_S) as sock:
-            sock.sendall(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+            sock.sendall(b"GET /v1/health HTTP/1.1\r\nHost: localhost\r\n\r\n")
             [(status, _, body)] = _answers(sock, 1)
         if json.loads(body)["in_flight"] == 1 or time.monotonic() > deadline:  # itself only
             break

@@ -20,7 +20,7 @@ from edge_lstm_device.model import REFERENCE_BUNDLE
 from test_serve import HOST, JSON, ROOT, Served, call, predict, start, stop
 
 prometheus_parser = pytest.importorskip("prometheus_client.parser")
-HEAD = b"POST /v1/predict HTTP/1.1\r\nHost: x\r\n"  # a request head that never ends
+HEAD = b"POST /v1/predict HTTP/1.1\r\nHost: localhost\r\n"  # a request head that never ends
 
 
 def _wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:

@@ -23,7 +23,7 @@ from edge_lstm_device.service import Service, Services
 from test_http1 import _answers
 from test_serve import CALL_TIMEOUT_S, HOST, call
 
-SLOW_HEAD = b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n"
+SLOW_HEAD = b"POST /v1/predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n"
 BODY = b'{"texts": ["a great film"]}'
 
 
