@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Collection
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from edge_lstm_device.connections import BodyBudget, ConnectionSlots
 from edge_lstm_device.metrics import Counter, Gauge, Histogram, Labels, Metric, render, resident_bytes
+from edge_lstm_device.service import Services
 
-if TYPE_CHECKING:
-    from edge_lstm_device.serve import Server
+
+class Observed(Protocol):
+    """What the gauges read of a server when scraped (no import of the server: no cycle)."""
+
+    slots: ConnectionSlots
+    bodies: BodyBudget
+    services: Services
+
+    @property
+    def in_flight(self) -> int: ...
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
@@ -19,7 +29,7 @@ OTHER_PATH = "other"  # the label of every path the server does not answer (keep
 class ServeMetrics:
     """The counters a server updates, and the gauges it reads when scraped."""
 
-    def __init__(self, server: Server, paths: Collection[str]) -> None:
+    def __init__(self, server: Observed, paths: Collection[str]) -> None:
         self.server, self.paths = server, paths  # paths: those answered (any other is OTHER_PATH)
         self.requests = Counter("edge_lstm_http_requests_total", "HTTP requests answered, by path and status.")
         self.latency = Histogram("edge_lstm_http_request_duration_seconds",
