@@ -20,7 +20,7 @@ from edge_lstm_device.pool import ModelPool
 from edge_lstm_device.serve import Limits, Server, ServerOptions
 from edge_lstm_device.service import Service, Services
 
-from test_http1 import _answers
+from test_serve_wire import _answers
 from test_serve import CALL_TIMEOUT_S, HOST, call
 
 SLOW_HEAD = b"POST /v1/predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n"
