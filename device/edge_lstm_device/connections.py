@@ -43,6 +43,7 @@ class ConnectionSlots:
         self._deadlines: dict[socket.socket, float | None] = {}  # each open one's (time.monotonic()); None: none
         # the waiting and the reading ones, each in the order they entered that state, with when
         self._idle: dict[str, OrderedDict[socket.socket, float]] = {WAITING: OrderedDict(), READING: OrderedDict()}
+        self._states: dict[socket.socket, str] = {}  # each open one's state
         self._lock = threading.Lock()
 
     @property
@@ -62,6 +63,7 @@ class ConnectionSlots:
                     return False
             self._deadlines[sock] = now + self.head_timeout_s
             self._idle[WAITING][sock] = now
+            self._states[sock] = WAITING
         if evicted is not None:
             _shut_down(evicted)
         return True
@@ -74,8 +76,8 @@ class ConnectionSlots:
             if sock not in self._deadlines:
                 return
             self._deadlines[sock] = None if state == BUSY else now + self.idle_timeout_s
-            for idle in self._idle.values():
-                idle.pop(sock, None)
+            self._leave_state(sock)
+            self._states[sock] = state
             if state != BUSY:
                 self._idle[state][sock] = now  # the newest in its state
 
@@ -92,8 +94,7 @@ class ConnectionSlots:
     def release(self, sock: socket.socket) -> None:
         with self._lock:
             self._deadlines.pop(sock, None)
-            for idle in self._idle.values():
-                idle.pop(sock, None)
+            self._leave_state(sock)
 
     def reap(self) -> int:
         """Shut down the connections past their deadline; how many."""
@@ -119,9 +120,13 @@ class ConnectionSlots:
 
     def _forget(self, sock: socket.socket, reason: str) -> None:
         del self._deadlines[sock]
-        for idle in self._idle.values():
-            idle.pop(sock, None)
+        self._leave_state(sock)
         self.closed[reason] += 1
+
+    def _leave_state(self, sock: socket.socket) -> None:
+        state = self._states.pop(sock, BUSY)
+        if state != BUSY:
+            self._idle[state].pop(sock, None)
 
 
 class BodyBudget:
