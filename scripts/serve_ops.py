@@ -42,7 +42,7 @@ from edge_lstm_device.connections import DEFAULT_MAX_CONNECTIONS  # noqa: E402
 from edge_lstm_device.model import REFERENCE_BUNDLE, SentimentModel  # noqa: E402
 
 BEGIN, END = "<!-- serve-ops:begin -->", "<!-- serve-ops:end -->"
-PARTIAL_HEAD = b"POST /v1/predict HTTP/1.1\r\nHost: edge\r\nContent-Type: application/json\r\n"
+PARTIAL_HEAD = b"POST /v1/predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
 TARGETS = {"health_s": 0.5, "rss_growth_mb": 20.0, "threads_over_max": 16, "reload_s": 2.0}
 
 
@@ -59,6 +59,7 @@ class Slowloris:
     address: tuple[str, int]
     count: int
     reopen: bool  # open a new connection for each one the server closes
+    head: bytes = PARTIAL_HEAD  # what each connection sends, then nothing
     opened: int = 0  # (counted without a lock: approximate if threads collide)
     closed_by_server: int = 0
     stop: threading.Event = field(default_factory=threading.Event)
@@ -91,7 +92,7 @@ class Slowloris:
     def _open(self) -> socket.socket | None:
         try:
             sock = socket.create_connection(self.address, timeout=1)
-            sock.sendall(PARTIAL_HEAD)
+            sock.sendall(self.head)
         except OSError:
             return None
         sock.setblocking(False)
@@ -101,17 +102,18 @@ class Slowloris:
     @staticmethod
     def _alive(sock: socket.socket) -> bool:
         try:
-            return sock.recv(1024) != b""  # the server only ever answers a closing connection
+            sock.recv(1024)  # the server only ever writes to a connection it closes (408 to a body)
         except BlockingIOError:
             return True
         except OSError:
             return False
+        return False
 
 
 def timed_health(url: str) -> float:
     started = time.perf_counter()
     with socket.create_connection((urlsplit(url).hostname, urlsplit(url).port), timeout=10) as sock:
-        sock.sendall(b"GET /v1/health HTTP/1.1\r\nHost: edge\r\nConnection: close\r\n\r\n")
+        sock.sendall(b"GET /v1/health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         answer = b""
         while chunk := sock.recv(65536):
             answer += chunk

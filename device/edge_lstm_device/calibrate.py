@@ -28,6 +28,8 @@ from edge_lstm_device.verify import ModelVerdict, judge_scorer
 if TYPE_CHECKING:
     from edge_lstm_device.model import SentimentModel
 
+SLOWER = "slower here"  # how a model not verified because a faster one passed is named (ModelChoice.fallbacks)
+
 ROUNDS = 5  # timed rounds after one warm-up round
 CLEARLY_SLOWER = 3.0  # a model this many times the fastest's time after the warm-up round is not timed further
 SWITCH_MARGIN = 0.95  # another model replaces the manifest's first only when it takes at most this share of its time
@@ -145,7 +147,7 @@ def choose(models: dict[str, SentimentModel], manifest_first: str, reference: Re
     calibration = Calibration("", "", env, relative)
     for name in speed_order(relative, manifest_first):
         if calibration.chosen:
-            calibration.skipped[name] = f"slower here ({relative[name] / relative[calibration.chosen]:.2f}× the time of {calibration.chosen}); not verified"
+            calibration.skipped[name] = f"{SLOWER} ({relative[name] / relative[calibration.chosen]:.2f}× the time of {calibration.chosen}); not verified"
             continue
         model = models[name]
         verdict = judge_scorer(model, name, model.manifest["artifacts"][name]["precision"], model.scorer.interpreter_dist,

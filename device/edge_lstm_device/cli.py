@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Iterable, Iterator, Sequence
 
 from edge_lstm_device import __version__
-from edge_lstm_device.connections import DEFAULT_MAX_CONNECTIONS
+from edge_lstm_device.connections import BODY_GRACE_S, DEFAULT_BODY_MEMORY, DEFAULT_MAX_CONNECTIONS
 from edge_lstm_device.model import MODEL_ENV, NO_CALIBRATE_ENV, calibration_disabled
 from edge_lstm_device.pool import MAX_WORKERS as MAX_THREADS  # threads and workers share one range
 from edge_lstm_device.quiet import hide_native_stderr
@@ -319,7 +319,7 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--threads", type=int, default=1, help=f"threads per interpreter, 1-{MAX_THREADS} (default: 1)")
     common.add_argument("--interpreter", choices=["ai-edge-litert", "tflite-runtime", "tensorflow"], default=None,
                         help="force one TFLite interpreter (default: the first installed, in that order)")
-    common.add_argument("--trust", type=Path, metavar="KEY.pub", default=os.environ.get(TRUST_ENV) or None,
+    common.add_argument("--trust", type=Path, metavar="KEY.pub", default=os.environ.get(TRUST_ENV, "").strip() or None,
                         help="run only bundles whose manifest.sig is a valid signature by this ed25519 public key "
                              f"(edge-lstm keygen; needs pip install ./device[signing]; default: ${TRUST_ENV})")
     common.add_argument("--no-calibrate", action="store_true", default=calibration_disabled(),
@@ -378,8 +378,16 @@ def _parser() -> argparse.ArgumentParser:
                         "0: only those already waiting)")
     s.add_argument("--max-connections", type=int, default=DEFAULT_MAX_CONNECTIONS, metavar="N",
                    help=f"open connections at most (default: {DEFAULT_MAX_CONNECTIONS}); when all are "
-                        "taken, a new one replaces the connection idle longest, else gets a quick 503; "
-                        "the open-files limit (ulimit -n) is raised to fit")
+                        "taken, a new one replaces the connection waiting or reading a body longest, else "
+                        "gets a quick 503; the open-files limit (ulimit -n) is raised to fit")
+    s.add_argument("--max-body-memory", type=int, default=DEFAULT_BODY_MEMORY, metavar="BYTES",
+                   help=f"request bodies held at once, in bytes (default: {DEFAULT_BODY_MEMORY}); past it a "
+                        "new body gets a 503, after the longest-reading upload is dropped if it took over "
+                        f"{BODY_GRACE_S:g} s")
+    s.add_argument("--allowed-hosts", default=None, metavar="NAMES",
+                   help="without --token-file, answer only requests whose Host is an IP address, localhost, "
+                        "this machine's name (and NAME.local) or one of these comma-separated names; '*': any "
+                        "(a guard against DNS rebinding; a foreign Host gets 421)")
     s.add_argument("--quiet", action="store_true", help="no access log (one line per request on stderr)")
     s.set_defaults(run=serve)
     return parser
@@ -413,6 +421,14 @@ def _verb(verbs: argparse._SubParsersAction, common: argparse.ArgumentParser, na
                             formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
+def _check_trust(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """An operator who sets $EDGE_LSTM_TRUST means to check signatures: set but empty (a unit file's
+    ``Environment=EDGE_LSTM_TRUST=`` with a variable that did not expand) must not turn them off."""
+    if TRUST_ENV in os.environ and not os.environ[TRUST_ENV].strip() and getattr(args, "trust", None) is None:
+        parser.error(f"${TRUST_ENV} is set but empty: set it to a public key file (KEY.pub), or unset it "
+                     "to run unsigned bundles")
+
+
 def _check_ranges(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     for flag, low, high in (("threads", 1, MAX_THREADS), ("workers", 1, MAX_THREADS), ("reviews", 1, 1_000_000)):
         value = getattr(args, flag, None)
@@ -434,6 +450,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     _check_ranges(parser, args)
+    _check_trust(parser, args)
     restore = None if args.verbose else hide_native_stderr()
     try:
         code = args.run(args)

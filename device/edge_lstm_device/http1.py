@@ -1,13 +1,19 @@
 """HTTP/1.1 request heads in, answers out: the wire format ``serve`` speaks, without I/O.
 
-The rules are those of the standard library's ``http.server`` (request line, versions, 414/431
-limits, ``Connection`` and ``Expect: 100-continue``), parsed in a few string operations instead of
-the e-mail parser ``http.server`` uses for headers (which costs more than answering
-``/v1/health``).
+A request head is framed and parsed by the rules of RFC 9112 as the ``h11`` library applies them,
+so that ``serve`` and any proxy before it agree on where each message ends: the head ends at the
+first empty line (``\\n\\r?\\n``), the request line is ``method SP target SP HTTP/d.d``, each field
+is ``token ":" OWS value OWS``, and a body is framed by one ``Transfer-Encoding: chunked`` or by
+``Content-Length`` values that all agree. ``device/tests/test_http1_h11.py`` checks that the two
+agree over hostile heads and fuzzed ones. Stricter than ``h11`` in two ways, both allowed by RFC
+9112: control bytes in a field value and obsolete line folding are refused. Byte-level regular
+expressions, not ``str.split``/``strip``: those treat ``\\xa0``, ``\\x85`` and ``\\x0b`` as
+whitespace, which a proxy does not.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from email.utils import formatdate
@@ -16,8 +22,17 @@ from http import HTTPStatus
 MAX_LINE = 65536  # the longest request line or header line (as http.server and http.client)
 MAX_HEADERS = 100  # the most header lines (as http.client)
 MAX_HEAD = MAX_LINE + 8192  # the longest request head kept in memory while it arrives
+MAX_LENGTH_DIGITS = 20  # a longer Content-Length is refused (as h11): int() of 4,301+ digits raises
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})  # others: 501
+VERSIONS = frozenset({(1, 0), (1, 1)})  # others: 505
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+_TOKEN = rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+"
+_REQUEST_LINE = re.compile(rb"(?P<method>" + _TOKEN + rb") (?P<target>[\x21-\x7e]+) HTTP/(?P<major>[0-9])\.(?P<minor>[0-9])")
+_VCHAR = rb"[\x21-\x7e\x80-\xff]"  # a visible character or obs-text: no control byte (h11 allows some)
+_FIELD = re.compile(rb"(?P<name>" + _TOKEN + rb"):[ \t]*(?P<value>(?:" + _VCHAR + rb"+(?:[ \t]+" + _VCHAR + rb"+)*)?)[ \t]*")
+_HEAD_END = re.compile(rb"\n\r?\n")
+_DIGITS = re.compile(r"[0-9]+")
 
 
 class HttpError(Exception):
@@ -30,18 +45,25 @@ class HttpError(Exception):
 
 @dataclass
 class Request:
-    """One request head."""
+    """One request head, and how its body is framed."""
 
     method: str
     target: str  # as sent, e.g. "/v1/health?probe=1"
     line: str  # the request line, for the access log
     headers: dict[str, list[str]]  # lower-case name -> values in order
     keep_alive: bool
+    version: tuple[int, int] = (1, 1)
+    content_length: int = 0  # the body's size (0 when chunked)
+    chunked: bool = False  # Transfer-Encoding: chunked (serve does not read such bodies)
     expects_continue: bool = False
 
     @property
     def path(self) -> str:
         return self.target.split("?", 1)[0]
+
+    @property
+    def has_body(self) -> bool:
+        return self.chunked or self.content_length > 0
 
     def header(self, name: str, default: str = "") -> str:
         """The first value of header ``name`` (lower case), else ``default``."""
@@ -51,89 +73,111 @@ class Request:
     @property
     def content_type(self) -> str:
         """The media type, lower case, without parameters (``text/plain`` when malformed, as e-mail's)."""
-        value = self.header("content-type").split(";", 1)[0].strip().lower()
+        value = self.header("content-type").split(";", 1)[0].strip(" \t").lower()
         return value if value.count("/") == 1 else "text/plain"
 
 
-def head_end(buffer: bytes | bytearray) -> tuple[int, int]:
-    """Where the head in ``buffer`` ends and its body starts, or ``(-1, -1)`` if it is incomplete.
-    Lines may end in CRLF or LF; empty lines before the request line are skipped by the caller."""
-    crlf, lf = buffer.find(b"\r\n\r\n"), buffer.find(b"\n\n")
-    if lf >= 0 and (crlf < 0 or lf < crlf):
-        return lf, lf + 2
-    if crlf >= 0:
-        return crlf, crlf + 4
-    mixed = buffer.find(b"\n\r\n")
-    return (mixed, mixed + 3) if mixed >= 0 else (-1, -1)
-
-
-def incomplete_head_error(buffer: bytes | bytearray) -> HttpError | None:
-    """The error for a head that has grown past the limits without ending, else None."""
-    if len(buffer) <= MAX_HEAD:
+def next_request(buffer: bytearray, eof: bool = False) -> Request | None:
+    """The next request head of ``buffer``, removed from it (its body stays); None until it has all
+    arrived. Empty lines before a request line are dropped (RFC 9112 2.2). Raises :class:`HttpError`
+    for a head that cannot be framed, leaving ``buffer`` as it was."""
+    skip = 0
+    while buffer[skip : skip + 2] == b"\r\n" or buffer[skip : skip + 1] == b"\n":
+        skip += 2 if buffer[skip] == 13 else 1
+    del buffer[:skip]
+    end = _HEAD_END.search(buffer)
+    if end is None:
+        _check_incomplete(buffer, eof)
         return None
-    if buffer.find(b"\n") < 0 or buffer.find(b"\n") > MAX_LINE:
-        return HttpError(HTTPStatus.REQUEST_URI_TOO_LONG, "the request line is too long")
-    return HttpError(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "the request head is too large")
+    request = parse_head(bytes(buffer[: end.start()]))
+    del buffer[: end.end()]
+    return request
+
+
+def _check_incomplete(buffer: bytearray, eof: bool) -> None:
+    """Refuse a head that grew past the limits, or that the client ended without its empty line."""
+    if len(buffer) > MAX_HEAD:
+        newline = buffer.find(b"\n")
+        if newline < 0 or newline > MAX_LINE:
+            raise HttpError(HTTPStatus.REQUEST_URI_TOO_LONG, "the request line is too long")
+        raise HttpError(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "the request head is too large")
+    if eof and buffer:
+        raise HttpError(HTTPStatus.BAD_REQUEST, "the connection ended inside a request head")
 
 
 def parse_head(head: bytes) -> Request:
     """The request of ``head`` (its bytes up to the empty line), or :class:`HttpError`."""
-    text = head.decode("iso-8859-1")
-    line, _, rest = text.partition("\n")
-    line = line.rstrip("\r")
-    if len(line) > MAX_LINE:
+    raw_line, *lines = [line[:-1] if line.endswith(b"\r") else line for line in head.split(b"\n")]
+    if len(raw_line) > MAX_LINE:
         raise HttpError(HTTPStatus.REQUEST_URI_TOO_LONG, "the request line is too long")
-    words = line.split()
-    if len(words) != 3 and (len(words) != 2 or words[0] != "GET"):  # two words: an HTTP/0.9 GET, answered and closed
+    line = raw_line.decode("iso-8859-1")
+    match = _REQUEST_LINE.fullmatch(raw_line)
+    if match is None:
         raise HttpError(HTTPStatus.BAD_REQUEST, f"bad request line {line[:100]!r}")
-    http_1_1 = len(words) == 3 and _version(words[2]) >= (1, 1)
-    method, target = words[0], words[1]
+    version = (int(match["major"]), int(match["minor"]))
+    target = match["target"].decode("ascii")
     if target.startswith("//"):
         target = "/" + target.lstrip("/")
-    headers = _headers(rest)
-    connection = ",".join(headers.get("connection", [])).lower()
-    keep_alive = len(words) == 3 and "close" not in connection and (http_1_1 or "keep-alive" in connection)
-    request = Request(method, target, line, headers, keep_alive)
-    request.expects_continue = http_1_1 and request.header("expect").lower() == "100-continue"
-    if method not in METHODS:
-        raise HttpError(HTTPStatus.NOT_IMPLEMENTED, f"unsupported method {method[:20]!r}")
+    headers = _headers(lines)
+    request = Request(match["method"].decode("ascii"), target, line, headers, _keep_alive(version, headers), version)
+    _frame(request)
+    request.expects_continue = version >= (1, 1) and "100-continue" in _comma_values(headers, "expect")
     return request
 
 
-def _version(word: str) -> tuple[int, int]:
-    if not word.startswith("HTTP/"):
-        raise HttpError(HTTPStatus.BAD_REQUEST, f"bad request version {word[:20]!r}")
-    major, dot, minor = word[5:].partition(".")
-    if not (dot and major.isdigit() and minor.isdigit() and len(major) <= 10 and len(minor) <= 10):
-        raise HttpError(HTTPStatus.BAD_REQUEST, f"bad request version {word[:20]!r}")
-    version = (int(major), int(minor))
-    if version >= (2, 0):
-        raise HttpError(HTTPStatus.HTTP_VERSION_NOT_SUPPORTED, f"HTTP version {word[5:20]} is not supported")
-    return version
-
-
-def _headers(text: str) -> dict[str, list[str]]:
+def _headers(lines: list[bytes]) -> dict[str, list[str]]:
+    if len(lines) > MAX_HEADERS:
+        raise HttpError(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, f"more than {MAX_HEADERS} headers")
     headers: dict[str, list[str]] = {}
-    last: list[str] | None = None
-    count = 0
-    for raw in text.split("\n"):
-        line = raw.rstrip("\r")
-        if not line:
-            continue
+    for line in lines:
         if len(line) > MAX_LINE:
             raise HttpError(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "a header line is too long")
-        if line[0] in " \t" and last is not None:  # a folded continuation line
-            last[-1] = f"{last[-1]} {line.strip()}"
-            continue
-        name, colon, value = line.partition(":")
-        if not colon or not name or name != name.strip():
-            raise HttpError(HTTPStatus.BAD_REQUEST, f"malformed header line {line[:60]!r}")
-        count += 1
-        if count > MAX_HEADERS:
-            raise HttpError(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, f"more than {MAX_HEADERS} headers")
-        last = headers.setdefault(name.lower(), [])
-        last.append(value.strip())
+        if line[:1] in (b" ", b"\t"):  # RFC 9112 5.2: a server may refuse obsolete folding; a proxy may read it otherwise
+            raise HttpError(HTTPStatus.BAD_REQUEST, "obsolete line folding in the request head")
+        field = _FIELD.fullmatch(line)
+        if field is None:
+            raise HttpError(HTTPStatus.BAD_REQUEST, f"malformed header line {line[:60].decode('iso-8859-1')!r}")
+        headers.setdefault(field["name"].decode("ascii").lower(), []).append(field["value"].decode("iso-8859-1"))
     return headers
+
+
+def _frame(request: Request) -> None:
+    """Set the body's framing from the headers, refusing heads a proxy could frame otherwise."""
+    headers = request.headers
+    if len(headers.get("host", [])) > 1 or (request.version == (1, 1) and "host" not in headers):
+        raise HttpError(HTTPStatus.BAD_REQUEST, "an HTTP/1.1 request needs exactly one Host header")
+    encodings = headers.get("transfer-encoding")
+    if encodings is not None:
+        if len(encodings) > 1 or encodings[0].lower() != "chunked":
+            raise HttpError(HTTPStatus.NOT_IMPLEMENTED, "only Transfer-Encoding: chunked is known")
+        request.chunked = True  # it overrides any Content-Length (RFC 9112 6.3)
+    lengths = {value.strip(" \t") for raw in headers.get("content-length", []) for value in raw.split(",")}
+    if len(lengths) > 1:
+        raise HttpError(HTTPStatus.BAD_REQUEST, "conflicting Content-Length values")
+    if lengths:
+        length = lengths.pop()
+        if not _DIGITS.fullmatch(length) or len(length) > MAX_LENGTH_DIGITS:
+            raise HttpError(HTTPStatus.BAD_REQUEST, "bad Content-Length header")
+        if not request.chunked:
+            request.content_length = int(length)
+
+
+def _keep_alive(version: tuple[int, int], headers: dict[str, list[str]]) -> bool:
+    connection = _comma_values(headers, "connection")
+    return "close" not in connection and (version >= (1, 1) or "keep-alive" in connection)
+
+
+def _comma_values(headers: dict[str, list[str]], name: str) -> set[str]:
+    return {value.strip(" \t").lower() for raw in headers.get(name, []) for value in raw.split(",")}
+
+
+def check_supported(request: Request) -> None:
+    """Refuse a well-framed request this server does not speak: an unknown method (501) or an HTTP
+    version other than 1.0 and 1.1 (505)."""
+    if request.version not in VERSIONS:
+        raise HttpError(HTTPStatus.HTTP_VERSION_NOT_SUPPORTED, f"HTTP/{request.version[0]}.{request.version[1]} is not supported")
+    if request.method not in METHODS:
+        raise HttpError(HTTPStatus.NOT_IMPLEMENTED, f"unsupported method {request.method[:20]!r}")
 
 
 class _Date:

@@ -54,6 +54,13 @@ class ModelChoice:
     skipped: dict[str, str]
     calibration: Calibration | None = None
 
+    @property
+    def fallbacks(self) -> dict[str, str]:
+        """The skipped models that would have run but could not (refused, or failed verify here)."""
+        from edge_lstm_device.calibrate import SLOWER
+
+        return {name: why for name, why in self.skipped.items() if not why.startswith(SLOWER)}
+
 
 class SentimentModel:
     """Review text in, :class:`Prediction` out. Thread-safe; the LSTM state is reset per review."""

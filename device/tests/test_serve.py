@@ -510,18 +510,31 @@ def test_unknown_paths_and_wrong_methods(server: Served, method: str, path: str,
 
 BODY = b'{"texts": ["great"]}'
 RAW_REQUESTS = {
-    "no Content-Length": (b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\r\n", 411),
-    "chunked": (b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    "no Content-Length": (b"POST /v1/predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\r\n", 411),
+    "chunked": (b"POST /v1/predict HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n"
                 b"14\r\n" + BODY + b"\r\n0\r\n\r\n", 411),
-    "bad Content-Length": (b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 2O\r\n\r\n" + BODY, 400),
-    "two Content-Lengths": (b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 20\r\nContent-Length: 5\r\n\r\n"
+    "bad Content-Length": (b"POST /v1/predict HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2O\r\n\r\n" + BODY, 400),
+    "two Content-Lengths": (b"POST /v1/predict HTTP/1.1\r\nHost: localhost\r\nContent-Length: 20\r\nContent-Length: 5\r\n\r\n"
                             + BODY, 400),
-    "body shorter than announced": (b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 40\r\n\r\n" + BODY, 400),
-    "over 1 MiB announced": (b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 1048577\r\n\r\n", 413),
-    "form content type": (b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+    "body shorter than announced": (b"POST /v1/predict HTTP/1.1\r\nHost: localhost\r\nContent-Length: 40\r\n\r\n" + BODY, 400),
+    "over 1 MiB announced": (b"POST /v1/predict HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1048577\r\n\r\n", 413),
+    "form content type": (b"POST /v1/predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\n"
                           b"Content-Length: 20\r\n\r\n" + BODY, 415),
     "garbage request line": (b"GARBAGE\r\n\r\n", 400),
-    "unknown method": (b"BREW /v1/health HTTP/1.1\r\nHost: x\r\n\r\n", 501),
+    "unknown method": (b"BREW /v1/health HTTP/1.1\r\nHost: localhost\r\n\r\n", 501),
+    # what issue 26 found lenient: each is refused, and the connection closed
+    "4,301-digit Content-Length": (b"POST /v1/predict HTTP/1.1\r\nHost: localhost\r\nContent-Length: " + b"0" * 4_299 + b"20\r\n\r\n"
+                                   + BODY, 400),
+    "HTTP/1.1 without Host": (b"GET /v1/health HTTP/1.1\r\n\r\n", 400),
+    "two Host headers": (b"GET /v1/health HTTP/1.1\r\nHost: localhost\r\nHost: y\r\n\r\n", 400),
+    "bare CR in a value": (b"GET /v1/health HTTP/1.1\r\nHost: localhost\r\nX: a\rb\r\n\r\n", 400),
+    "NUL in a name": (b"GET /v1/health HTTP/1.1\r\nHost: localhost\r\nX\x00: 1\r\n\r\n", 400),
+    "nbsp in the request line": (b"GET\xa0/v1/health HTTP/1.1\r\nHost: localhost\r\n\r\n", 400),
+    "NEL after a Content-Length": (b"POST /v1/predict HTTP/1.1\r\nHost: localhost\r\nContent-Length: 20\x85\r\n\r\n" + BODY, 400),
+    "obs-fold": (b"GET /v1/health HTTP/1.1\r\nHost: localhost\r\nX: a\r\n b\r\n\r\n", 400),
+    "gzip transfer coding": (b"POST /v1/predict HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
+    "HTTP/2.0": (b"GET /v1/health HTTP/2.0\r\nHost: localhost\r\n\r\n", 505),
+    "head cut short": (b"GET /v1/health HTTP/1.1\r\nHost: localhost\r\n", 400),
 }
 
 
@@ -634,7 +647,7 @@ def test_a_body_late_answers_408_and_an_idle_connection_is_closed() -> None:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         with socket.create_connection((HOST, server.server_port), timeout=CALL_TIMEOUT_S) as sock:
-            sock.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"texts\"")
+            sock.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\n{\"texts\"")
             response = http.client.HTTPResponse(sock)
             response.begin()
             answer = assert_json_error(response.status, response.headers, response.read(), 408)
@@ -667,6 +680,7 @@ def test_exposed_hosts() -> None:
     (["--batch-window-ms", "inf"], 2, "--batch-window-ms must be between 0 and 1000"),
     (["--batch-window-ms", "1001"], 2, "--batch-window-ms must be between 0 and 1000"),
     (["--batch-window-ms", "soon"], 2, "invalid float value"),
+    (["--max-body-memory", "999", "--max-body-bytes", "1000"], 2, "--max-body-memory must be at least --max-body-bytes"),
     (["--token-file", "/nonexistent/token"], 1, "token file"),
     (["--bundle", "/nonexistent/bundle"], 1, "not an exported bundle"),
 ])
@@ -701,7 +715,7 @@ def test_sigterm_finishes_the_request_in_flight_then_exits_0(tmp_path: Path, rev
         texts = (reviews * 2)[:64]
         body = json.dumps({"texts": texts}).encode()
         with socket.create_connection((HOST, served.port), timeout=CALL_TIMEOUT_S) as sock:
-            sock.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            sock.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
                          b"Content-Length: %d\r\n\r\n" % len(body) + body[:100])
             deadline = time.monotonic() + 30
             while json.loads(call(served.port, "GET", "/v1/health")[2])["in_flight"] < 2:  # ours and the probe
