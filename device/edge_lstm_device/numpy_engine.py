@@ -1,0 +1,62 @@
+"""The numpy engine: a bundle's recurrent model scored with numpy alone, for the boards and systems
+no TFLite interpreter wheel reaches (armv6, 32-bit Trixie, riscv64). Same interface as
+``runtime.TFLiteScorer``: ``score(rows)`` gives ``(n,)`` positive-class probabilities, or
+``(n, k)`` for a softmax head.
+
+The weights come from the bundle's ``model_numpy.npz`` (``numpy_weights``): int8 as the loop
+form's dynamic-range file holds them (the engine then scores like ``model_int8_loop.tflite``), or
+float32. Rows are grouped by length, ``max_batch`` per call; a row's score does not depend on its
+batch mates (its start, steps and the quantization of its activations are its own).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edge_lstm_device import numpy_runner
+from edge_lstm_device.numpy_network import Network, build
+from edge_lstm_device.numpy_weights import read
+from edge_lstm_device.runtime import ModelRunError, ModelShapeError, as_scores
+
+ENGINE = "numpy"
+ARITHMETIC = "int8"  # see numpy_network.build
+MAX_BATCH = 64  # rows per call: numpy's per-step overhead is per call, its products grow with the rows
+
+
+class NumpyScorer:
+    """Probabilities from a numpy weights file (``WeightsError`` when the file is not one)."""
+
+    interpreter_dist = ENGINE
+
+    def __init__(self, model_content: bytes, threads: int = 1, max_batch: int = MAX_BATCH,
+                 arithmetic: str = ARITHMETIC) -> None:
+        self.model_content, self.threads, self.max_batch = model_content, threads, max_batch
+        structure, tensors = read(model_content)
+        self.network: Network = build(structure, tensors, arithmetic)
+        self.precision = str(structure.get("precision", "unknown"))
+        self.arithmetic = arithmetic
+        self.max_len = self.network.max_len
+        self.classes = self.network.classes
+
+    def _call(self, rows: np.ndarray) -> np.ndarray:
+        with np.errstate(over="ignore"):  # exp of a large negative logit: the probability is 0 or 1 either way
+            values = as_scores(numpy_runner.score(self.network, rows))
+        bad = ~((values >= 0.0) & (values <= 1.0))  # also NaN
+        if bad.any():
+            raise ModelRunError(f"the model's output {values[bad][0]:.4g} is not a probability")
+        return values
+
+    def score(self, rows: np.ndarray) -> np.ndarray:
+        """Probabilities for ``(n, max_len)`` int32 rows, ``max_batch`` per call, rows of similar length together."""
+        rows = np.asarray(rows, dtype=np.int32)
+        if rows.ndim != 2 or rows.shape[1] != self.max_len:
+            raise ModelShapeError(f"expected rows of {self.max_len} ids, got shape {rows.shape}")
+        if len(rows) and (rows.min() < 0 or rows.max() >= len(self.network.embedding.values)):
+            raise ModelRunError(f"token ids must be in [0, {len(self.network.embedding.values)})")
+        shape = (len(rows),) if self.classes == 1 else (len(rows), self.classes)
+        out = np.empty(shape, np.float32)
+        order = np.argsort(np.count_nonzero(rows, axis=1), kind="stable")
+        for first in range(0, len(rows), self.max_batch):
+            chunk = order[first : first + self.max_batch]
+            out[chunk] = self._call(rows[chunk])
+        return out
