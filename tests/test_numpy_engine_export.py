@@ -142,3 +142,21 @@ def test_int8_stacked_engine_scores_like_its_int8_loop_model(mask_zero: bool) ->
     engine = _engine(model, 24, "int8", "int8")
     assert engine.network.layers[0].cells[0].kernel.scale is not None  # quantized, as in the TFLite file
     assert np.abs(engine.score(rows) - tflite.score(rows)).max() <= INT8_TO_TFLITE
+
+
+def test_export_pins_the_weights_file_and_the_engine_scores_it(small_bundle) -> None:
+    """``export --int8`` writes ``model_numpy.npz``, pinned in the manifest like an artifact (not among
+    the artifacts: older devices read the bundle as before), checked by the engine against Keras."""
+    import json
+
+    from edge_lstm_device.bundle import read_manifest, read_verified
+
+    manifest = read_manifest(small_bundle)
+    entry = manifest["numpy_weights"]
+    assert entry["file"] == "model_numpy.npz" and entry["precision"] == "int8" and "numpy_weights" not in manifest["artifacts"]
+    report = json.loads((small_bundle / "export_report.json").read_text())["artifacts"]["numpy_weights"]
+    assert report["selfcheck"]["label_agreement"] >= 0.95
+    engine = NumpyScorer(read_verified(small_bundle, entry), arithmetic="int8")
+    rows = np.array([[0] * 190 + list(range(5, 15)), list(range(3, 203))], np.int32)
+    loop = TFLiteScorer(read_verified(small_bundle, manifest["artifacts"]["int8_loop_tflite"]))
+    assert np.abs(engine.score(rows) - loop.score(rows)).max() <= INT8_TO_TFLITE

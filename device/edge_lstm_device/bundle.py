@@ -42,6 +42,8 @@ ARTIFACT_FILES = {
     INT8_ONNX: "model_int8.onnx",
 }
 FORMATS = ("tflite", "onnx")
+NUMPY_WEIGHTS = "numpy_weights"  # the numpy engine's weights file (numpy_weights.py): a manifest key of its
+# own, not an artifact, so that device packages that know only TFLite and ONNX artifacts still read the bundle
 
 MAX_MANIFEST_BYTES = 1 << 20
 MAX_ARTIFACT_BYTES = 256 << 20
@@ -117,6 +119,8 @@ def check_manifest(manifest: object) -> dict:
         if entry.get("format") not in FORMATS:
             raise BundleError(f"manifest: artifact {str(name)[:40]!r} has an unknown format")
     _file_entry(manifest.get("tokenizer"), "tokenizer", MAX_TOKENIZER_BYTES)
+    if NUMPY_WEIGHTS in manifest:
+        _file_entry(manifest[NUMPY_WEIGHTS], NUMPY_WEIGHTS, MAX_ARTIFACT_BYTES)
     model = manifest.get("model")
     if not isinstance(model, dict) or type(model.get("num_words")) is not int:
         raise BundleError("manifest: 'model' has no 'num_words'")

@@ -29,6 +29,7 @@ QUANTIZED_MIN_ELEMENTS = 1024  # the converter's threshold: smaller constants st
 MAX_MEMBERS = 512
 CELL_KINDS = ("lstm", "gru")
 MERGE_MODES = ("concat", "sum", "ave", "mul")
+_EPOCH = (1980, 1, 1, 0, 0, 0)
 ACTIVATIONS = ("relu", "tanh", "gelu", "linear", "sigmoid", "softmax")
 
 
@@ -54,7 +55,8 @@ def write(arrays: dict[str, np.ndarray], structure: dict) -> bytes:
     members = {STRUCTURE: np.frombuffer(json.dumps(structure, sort_keys=True).encode(), np.uint8), **arrays}
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
         for name, array in sorted(members.items()):
-            with archive.open(name + ".npy", "w") as handle:
+            info = zipfile.ZipInfo(name + ".npy", date_time=_EPOCH)  # no clock time: a re-export writes the same bytes
+            with archive.open(info, "w") as handle:
                 np.lib.format.write_array(handle, np.asarray(array, order="C"), allow_pickle=False)
     return buffer.getvalue()
 

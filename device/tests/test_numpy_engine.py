@@ -11,9 +11,13 @@ import zipfile
 import numpy as np
 import pytest
 
+from edge_lstm_device.bundle import NUMPY_WEIGHTS, read_manifest, read_verified
+from edge_lstm_device.interpreter import NoInterpreterError
+from edge_lstm_device.model import REFERENCE_BUNDLE
 from edge_lstm_device.numpy_engine import NumpyScorer
 from edge_lstm_device.numpy_weights import QUANTIZED_MIN_ELEMENTS, WeightsError, quantize, write
-from edge_lstm_device.runtime import ModelRunError, ModelShapeError
+from edge_lstm_device.runtime import ModelRunError, ModelShapeError, TFLiteScorer
+from edge_lstm_device.tokenizer import Tokenizer
 
 VOCAB, WIDTH, UNITS, MAX_LEN = 300, 16, 16, 23
 
@@ -200,3 +204,32 @@ def test_hostile_weights_files_are_refused(case: str) -> None:
 def test_not_a_zip_is_refused() -> None:
     with pytest.raises(WeightsError):
         NumpyScorer(b"PK\x03\x04 not really")
+
+
+@pytest.fixture(scope="module")
+def shipped() -> dict:
+    """The reference bundle's weights file (read as pinned by its manifest), and the shipped reviews."""
+    from conftest import sample_reviews
+
+    manifest = read_manifest(REFERENCE_BUNDLE)
+    texts, labels = sample_reviews()
+    rows = Tokenizer.load(REFERENCE_BUNDLE / "tokenizer.json").encode_batch(texts)
+    return {"manifest": manifest, "weights": read_verified(REFERENCE_BUNDLE, manifest[NUMPY_WEIGHTS]),
+            "rows": rows, "labels": np.asarray(labels)}
+
+
+@pytest.mark.parametrize("arithmetic", ["int8", "float"])
+def test_reference_weights_score_like_the_int8_loop_model(shipped: dict, arithmetic: str) -> None:
+    """Labels as the int8 loop model's on >= 99.5% of the shipped reviews (int8 arithmetic: every
+    probability within 1e-3), and the accuracy of the float model on them."""
+    engine = NumpyScorer(shipped["weights"], arithmetic=arithmetic)
+    scores = engine.score(shipped["rows"])
+    assert np.mean((scores >= 0.5) == shipped["labels"]) >= 0.80  # (the TFLite models: 84%)
+    entry = shipped["manifest"]["artifacts"]["int8_loop_tflite"]
+    try:
+        loop = TFLiteScorer(read_verified(REFERENCE_BUNDLE, entry)).score(shipped["rows"])
+    except NoInterpreterError:  # a board without a TFLite wheel
+        pytest.skip("no TFLite interpreter to compare with")
+    assert np.mean((scores >= 0.5) == (loop >= 0.5)) >= 0.995
+    if arithmetic == "int8":
+        assert np.abs(scores - loop).max() <= 1e-3

@@ -5,8 +5,11 @@ kernels, the pad-state table), int8 where the dynamic-range converter quantizes 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from edge_lstm_device import numpy_weights as fmt
+from edge_lstm_device.numpy_engine import ARITHMETIC
 
 from edge_lstm.export.cells import Cell, GruCell
 from edge_lstm.export.lstm_loop import LoopForm, LoopModel, _padded_len, pad_state_table, steps_per_iteration
@@ -66,3 +69,12 @@ def to_weights_file(m: LoopModel, max_len: int, precision: str = "int8", form: L
     for name, values in arrays.items():
         stored.update(_stored(name, values, precision))
     return fmt.write(stored, {**structure, "precision": precision})
+
+
+def manifest_entry(path: Path, precision: str = "int8") -> dict:
+    """The manifest's ``numpy_weights`` record of the file at ``path`` (pinned like every exported file)."""
+    from edge_lstm.export.manifest import file_entry
+
+    return {**file_entry(path), "format": "npz", "weights_format": fmt.FORMAT, "precision": precision,
+            "arithmetic": ARITHMETIC,
+            "quantization": "int8 per tensor as model_int8_loop.tflite holds it" if precision == "int8" else "none"}
