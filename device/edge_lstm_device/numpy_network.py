@@ -105,7 +105,7 @@ def build(structure: dict, tensors: dict[str, Tensor], arithmetic: str = "int8")
         raise ValueError(f"unknown arithmetic {arithmetic!r} (expected one of {', '.join(ARITHMETICS)})")
     embedding = get(tensors, "embedding", (None, None))  # (a gather: dequantized row by row in either arithmetic)
     if arithmetic == "float":
-        tensors = {name: Tensor(tensor.dequantized()) for name, tensor in tensors.items()}
+        tensors = {name: tensor if name == "embedding" else Tensor(tensor.dequantized()) for name, tensor in tensors.items()}
     width = embedding.values.shape[1]
     layers = []
     for i, record in enumerate(_list(structure, "layers", 1, 16)):
