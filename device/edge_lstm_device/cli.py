@@ -195,7 +195,7 @@ def info(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_FATAL
     dist = model.scorer.interpreter_dist
-    entry = model.manifest["artifacts"][model.name]
+    entry = model.manifest["artifacts"].get(model.name) or model.manifest[model.name]  # (the numpy engine's: numpy_weights)
     labels = list(model.labels)
     data = {
         "bundle": str(args.bundle or "reference (shipped with edge-lstm-device)"),
@@ -259,7 +259,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="TFLite model of the bundle, e.g. int8_loop_tflite, int8_tflite (default: "
                              f"${MODEL_ENV}, else the fastest in the manifest's device_order that loads)")
     common.add_argument("--threads", type=int, default=1, help=f"threads per interpreter, 1-{MAX_THREADS} (default: 1)")
-    common.add_argument("--interpreter", choices=["ai-edge-litert", "tflite-runtime", "tensorflow"], default=None,
+    common.add_argument("--interpreter", choices=["ai-edge-litert", "tflite-runtime", "tensorflow", "numpy"], default=None,
                         help="force one TFLite interpreter (default: the first installed, in that order)")
     common.add_argument("--trust", type=Path, metavar="KEY.pub", default=os.environ.get(TRUST_ENV) or None,
                         help="run only bundles whose manifest.sig is a valid signature by this ed25519 public key "

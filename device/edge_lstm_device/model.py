@@ -8,7 +8,8 @@ from typing import Sequence
 
 import numpy as np
 
-from edge_lstm_device.bundle import (TOKENIZER_FILE, BundleError, class_names, device_order, read_manifest,
+from edge_lstm_device import numpy_engine
+from edge_lstm_device.bundle import (NUMPY_WEIGHTS, TOKENIZER_FILE, BundleError, class_names, device_order, read_manifest,
                                     read_verified, tflite_models)
 from edge_lstm_device.runtime import TFLiteScorer
 from edge_lstm_device.signing import Trust, read_trusted_manifest
@@ -75,6 +76,9 @@ class SentimentModel:
         bundle_dir = Path(bundle_dir) if bundle_dir else REFERENCE_BUNDLE
         manifest = read_trusted_manifest(bundle_dir, trust)
         tokenizer = _load_tokenizer(bundle_dir, manifest)
+        if numpy_engine.chosen(interpreter, model):
+            choice = ModelChoice(NUMPY_WEIGHTS, numpy_engine.why(interpreter is not None or model is not None), {})
+            return cls(tokenizer, numpy_engine.load_scorer(bundle_dir, manifest, threads), NUMPY_WEIGHTS, manifest, choice)
         available = tflite_models(manifest, bundle_dir)
         if model is not None and model not in available:
             raise BundleError(f"no TFLite model {model!r} in {bundle_dir} (available: {', '.join(available) or 'none'})")
@@ -102,6 +106,8 @@ class SentimentModel:
 
     def replica(self) -> SentimentModel:
         """The same model in a new interpreter (for scoring in parallel threads)."""
+        if isinstance(self.scorer, numpy_engine.NumpyScorer):  # stateless: threads share it
+            return self
         scorer = TFLiteScorer(self.scorer.model_content, self.scorer.threads, self.scorer.interpreter_dist)
         return SentimentModel(self.tokenizer, scorer, self.name, self.manifest, self.choice)
 

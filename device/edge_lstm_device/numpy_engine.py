@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from pathlib import Path
+
 from edge_lstm_device import numpy_runner
+from edge_lstm_device.bundle import NUMPY_WEIGHTS, BundleError, read_verified
 from edge_lstm_device.numpy_network import Network, build
-from edge_lstm_device.numpy_weights import read
+from edge_lstm_device.numpy_weights import WeightsError, read
 from edge_lstm_device.runtime import ModelRunError, ModelShapeError, as_scores
 
 ENGINE = "numpy"
@@ -60,3 +63,34 @@ class NumpyScorer:
             chunk = order[first : first + self.max_batch]
             out[chunk] = self._call(rows[chunk])
         return out
+
+
+def load_scorer(bundle_dir: Path, manifest: dict, threads: int = 1) -> NumpyScorer:
+    """The engine on a bundle's weights file, read as its manifest pins it (``BundleError`` if the
+    bundle has none, or a file the engine cannot run)."""
+    if NUMPY_WEIGHTS not in manifest:
+        raise BundleError(f"{bundle_dir} has no numpy weights (export it again with edge-lstm export --int8)")
+    try:
+        return NumpyScorer(read_verified(bundle_dir, manifest[NUMPY_WEIGHTS]), threads)
+    except WeightsError as err:
+        raise BundleError(f"{manifest[NUMPY_WEIGHTS]['file']}: {err}") from err
+
+
+def chosen(interpreter: str | None, model: str | None = None) -> bool:
+    """Whether the numpy engine runs: asked for (``--interpreter numpy``, or its weights as the
+    model), or no model asked for and no TFLite interpreter installed."""
+    from edge_lstm_device.interpreter import installed
+
+    return interpreter == ENGINE or model == NUMPY_WEIGHTS or (interpreter is None and model is None and not installed())
+
+
+def why(asked: bool) -> str:
+    """Why the numpy engine runs (``info``'s reason)."""
+    if asked:
+        return "asked for (--interpreter numpy)"
+    return "no TFLite interpreter is installed (ai-edge-litert or tflite-runtime): numpy runs the bundle's int8 weights"
+
+
+def version() -> str:
+    """``numpy X.Y.Z``: what runs the model (``info``, ``bench``)."""
+    return f"{ENGINE} {np.__version__}"

@@ -11,7 +11,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from edge_lstm_device.bundle import NUMPY_WEIGHTS, read_manifest, read_verified
+from edge_lstm_device.bundle import NUMPY_WEIGHTS, BundleError, read_manifest, read_verified
 from edge_lstm_device.interpreter import NoInterpreterError
 from edge_lstm_device.model import REFERENCE_BUNDLE
 from edge_lstm_device.numpy_engine import NumpyScorer
@@ -233,3 +233,32 @@ def test_reference_weights_score_like_the_int8_loop_model(shipped: dict, arithme
     assert np.mean((scores >= 0.5) == (loop >= 0.5)) >= 0.995
     if arithmetic == "int8":
         assert np.abs(scores - loop).max() <= 1e-3
+
+
+def test_without_an_interpreter_the_numpy_engine_runs_and_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    from edge_lstm_device import interpreter
+    from edge_lstm_device.model import SentimentModel
+
+    monkeypatch.setattr(interpreter, "CANDIDATES", ())  # as on a Pi Zero: no TFLite wheel
+    model = SentimentModel.load()
+    assert model.name == NUMPY_WEIGHTS and "no TFLite interpreter" in model.choice.reason
+    good, bad = model.predict_batch(["A wonderful, moving film with a brilliant cast. I loved it.",
+                                     "The worst movie I have ever seen. Boring, stupid and a waste of time."])
+    assert good.label == "positive" and bad.label == "negative"
+    assert model.replica() is model  # stateless: parallel threads share it
+
+
+def test_interpreter_numpy_is_asked_for_and_a_bundle_without_weights_is_refused(tmp_path) -> None:
+    import json
+    import shutil
+
+    from edge_lstm_device.model import SentimentModel
+
+    assert SentimentModel.load(interpreter="numpy").choice.reason.startswith("asked for")
+    for name in ("tokenizer.json", "model_int8_loop.tflite"):
+        shutil.copy(REFERENCE_BUNDLE / name, tmp_path / name)
+    manifest = read_manifest(REFERENCE_BUNDLE)
+    del manifest[NUMPY_WEIGHTS]
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="no numpy weights"):
+        SentimentModel.load(tmp_path, interpreter="numpy")
