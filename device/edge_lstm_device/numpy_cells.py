@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -98,6 +99,15 @@ class Product:
         out *= _f32(step * self.scale) if isinstance(step, float) else step * np.float32(self.scale)
         return out
 
+    def into(self, x: np.ndarray, out: np.ndarray) -> None:
+        """``self(x, clamp=False)`` written into ``out`` (a recurrent product: no allocation)."""
+        if self.scale is None:
+            np.matmul(x, self.weights, out=out)
+            return
+        q, step = quantize_rows(x, False)
+        np.matmul(q, self.weights, out=out)
+        out *= _f32(step * self.scale) if isinstance(step, float) else step * np.float32(self.scale)
+
 
 def _halves(units: int, sigmoid_gates: int, gates: int) -> np.ndarray:
     """Column factors: 0.5 for the first ``sigmoid_gates`` gates (tanh(x/2) gives their σ), else 1."""
@@ -134,6 +144,28 @@ class LstmCell:
         out = self.kernel(x)
         out += self.bias
         return out
+
+    def stepper(self, rows: int) -> Callable[[np.ndarray, State], None]:
+        """``step`` for ``rows`` rows that updates the state in place, in buffers made once: the
+        same operations in the same order (the same bits), without the slicing and allocation
+        that cost ~3 of a step's ~17 µs at one row."""
+        u = self.units
+        z, product = np.empty((rows, 4 * u), np.float32), np.empty((rows, u), np.float32)
+        sigmoids, i, f, o, candidate = z[:, : 3 * u], z[:, :u], z[:, u : 2 * u], z[:, 2 * u : 3 * u], z[:, 3 * u :]
+
+        def advance(projected: np.ndarray, state: State) -> None:
+            h, c = state
+            self.recurrent.into(h, z)
+            np.add(z, projected, out=z)
+            np.tanh(z, out=z)
+            _sigmoid_from_tanh(sigmoids)
+            c *= f
+            np.multiply(i, candidate, out=product)
+            c += product
+            np.tanh(c, out=h)
+            h *= o
+
+        return advance
 
     def step(self, projected: np.ndarray, state: State) -> State:
         h, c = state

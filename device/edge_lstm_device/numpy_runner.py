@@ -25,8 +25,11 @@ PAD_ID = 0
 def run_from_starts(cell: Cell, projected: np.ndarray, state: State, running: np.ndarray) -> State:
     """``projected`` (steps, n, gates): ``running[t]`` rows (a prefix) take step ``t``; the others hold."""
     n = projected.shape[1]
+    advance = cell.stepper(n) if hasattr(cell, "stepper") else None  # in place, where the cell has it
     for t, k in enumerate(running.tolist()):
-        if k == n:
+        if k == n and advance is not None:
+            advance(projected[t], state)
+        elif k == n:
             state = cell.step(projected[t], state)
         elif k:
             for whole, part in zip(state, cell.step(projected[t, :k], tuple(s[:k] for s in state))):
