@@ -35,7 +35,7 @@ _FLOAT32 = struct.Struct("f")
 def quantize_rows(x: np.ndarray, clamp: bool = True) -> tuple[np.ndarray, np.ndarray | float]:
     """Each row of ``x`` as XNNPACK's dynamic quantization makes it, less its zero point:
     ``(q - zero_point, 1 / scale)`` with scale = 255 / (max(x, 0) - min(x, 0)), the first as
-    float32 integers, the second ``(n, 1)``.
+    float32 integers, the second ``(n, 1)`` (a float for one row, unclamped).
 
     q = rint(x · scale) + zero_point, clamped to int8. The clamp moves a row's extreme value by 1
     where its scaled range rounds to 256 values: often in embedding rows (multiples of one int8
