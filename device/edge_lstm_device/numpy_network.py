@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Union
 
 import numpy as np
 
 from edge_lstm_device.numpy_cells import GruCell, LstmCell, Product
 from edge_lstm_device.numpy_weights import ACTIVATIONS, CELL_KINDS, MERGE_MODES, Tensor, WeightsError, get
 
-Cell = LstmCell | GruCell
+Cell = Union[LstmCell, GruCell]  # (not X | Y: the device runs on Python 3.9)
 MAX_UNITS = 4096
 
 
