@@ -20,7 +20,7 @@ import sys
 import time
 
 from edge_lstm_device import numpy_engine
-from edge_lstm_device.bundle import NUMPY_WEIGHTS
+from edge_lstm_device.bundle import NUMPY_WEIGHTS, model_entry
 from edge_lstm_device.interpreter import interpreter_class, interpreter_version
 from edge_lstm_device.model import MODEL_ENV, REFERENCE_BUNDLE, BundleError, SentimentModel, device_order
 from edge_lstm_device.pool import ModelPool, default_workers
@@ -94,9 +94,9 @@ def measure(args: argparse.Namespace, manifest: dict, name: str) -> dict:
     try:
         latency = latency_ms(args, name)
     except BundleError as err:
-        return {"model": name, "bytes": _entry(manifest, name)["bytes"], "error": str(err)}
+        return {"model": name, "bytes": model_entry(manifest, name)["bytes"], "error": str(err)}
     startup, peak = startup_and_memory(args, name)
-    return {"model": name, "bytes": _entry(manifest, name)["bytes"],
+    return {"model": name, "bytes": model_entry(manifest, name)["bytes"],
             "startup_s": round(startup, 3), "peak_rss_mb": round(peak, 1), "latency_ms": latency,
             "startup_ok": startup <= STARTUP_BUDGET_S, "memory_ok": peak <= MEMORY_BUDGET_MB}
 
@@ -123,11 +123,6 @@ def run_bench(args: argparse.Namespace) -> tuple[dict, str, int]:
               "workers": workers}
     code = 0 if timed and all(r["startup_ok"] and r["memory_ok"] for r in timed) else 3
     return report, _table(report), code
-
-
-def _entry(manifest: dict, name: str) -> dict:
-    """A model's manifest entry: an artifact's, or the numpy engine's weights (``numpy_weights``)."""
-    return manifest["artifacts"].get(name) or manifest[name]
 
 
 def _interpreter(args: argparse.Namespace) -> str:

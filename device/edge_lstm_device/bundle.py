@@ -172,6 +172,11 @@ def read_verified(bundle_dir: Path, entry: dict) -> bytes:
     return data
 
 
+def model_entry(manifest: dict, name: str) -> dict:
+    """The manifest entry of the model ``name`` runs: an artifact's, or the numpy engine's weights."""
+    return manifest[NUMPY_WEIGHTS] if name == NUMPY_WEIGHTS else manifest["artifacts"][name]
+
+
 def tflite_models(manifest: dict, bundle_dir: Path | None = None) -> list[str]:
     """Names of the bundle's TFLite artifacts (only those present, when ``bundle_dir`` is given;
     a symlink counts as present, so that reading it is refused rather than skipped)."""

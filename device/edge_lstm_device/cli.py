@@ -186,6 +186,7 @@ def predict(args: argparse.Namespace) -> int:
 
 def info(args: argparse.Namespace) -> int:
     from edge_lstm_device.interpreter import interpreter_version
+    from edge_lstm_device.bundle import model_entry
     from edge_lstm_device.model import REFERENCE_BUNDLE, BundleError, SentimentModel, device_order
 
     try:
@@ -195,7 +196,7 @@ def info(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_FATAL
     dist = model.scorer.interpreter_dist
-    entry = model.manifest["artifacts"].get(model.name) or model.manifest[model.name]  # (the numpy engine's: numpy_weights)
+    entry = model_entry(model.manifest, model.name)
     labels = list(model.labels)
     data = {
         "bundle": str(args.bundle or "reference (shipped with edge-lstm-device)"),

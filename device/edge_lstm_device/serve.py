@@ -33,6 +33,7 @@ from pathlib import Path
 
 from edge_lstm_device import __version__, http1, metrics
 from edge_lstm_device.batcher import Batcher, BatcherClosed
+from edge_lstm_device.bundle import model_entry
 from edge_lstm_device.connections import (BUSY, DEFAULT_MAX_CONNECTIONS, MAX_CONNECTIONS, READING, WAITING,
                                          ConnectionSlots, fit_open_files)
 from edge_lstm_device.interpreter import interpreter_version
@@ -634,7 +635,7 @@ def info_payload(pool: ModelPool, args: argparse.Namespace, limits: Limits) -> d
     """What ``GET /v1/info`` answers."""
     model = pool.first
     manifest = model.manifest
-    entry = manifest["artifacts"][model.name]
+    entry = model_entry(manifest, model.name)
     dist = model.scorer.interpreter_dist
     return {
         "bundle": str(Path(args.bundle).resolve()) if args.bundle else "reference (shipped with edge-lstm-device)",

@@ -262,3 +262,21 @@ def test_interpreter_numpy_is_asked_for_and_a_bundle_without_weights_is_refused(
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match="no numpy weights"):
         SentimentModel.load(tmp_path, interpreter="numpy")
+
+
+def test_info_and_serves_info_name_the_engine(capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+    import json
+
+    from edge_lstm_device.cli import main
+    from edge_lstm_device.model import SentimentModel
+    from edge_lstm_device.pool import ModelPool
+    from edge_lstm_device.serve import Limits, info_payload
+
+    assert main(["info", "--interpreter", "numpy", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["model"] == NUMPY_WEIGHTS and info["file"] == "model_numpy.npz" and info["why"].startswith("asked for")
+    assert info["interpreter"] == f"numpy {np.__version__}"
+    with ModelPool([SentimentModel.load(interpreter="numpy")]) as pool:
+        args = argparse.Namespace(bundle=None, threads=1, max_batch=16, max_connections=8, batch_window_ms=1.0)
+        assert info_payload(pool, args, Limits())["file"] == "model_numpy.npz"
