@@ -160,3 +160,11 @@ def test_export_pins_the_weights_file_and_the_engine_scores_it(small_bundle) -> 
     rows = np.array([[0] * 190 + list(range(5, 15)), list(range(3, 203))], np.int32)
     loop = TFLiteScorer(read_verified(small_bundle, manifest["artifacts"]["int8_loop_tflite"]))
     assert np.abs(engine.score(rows) - loop.score(rows)).max() <= INT8_TO_TFLITE
+
+
+def test_parity_judges_the_numpy_engine_as_an_int8_form() -> None:
+    from edge_lstm.evaluate.subjects import load_subjects
+
+    _, _, backends = load_subjects(BUNDLE, ("numpy_weights",), 1)
+    (backend, precision, dynamic), = backends
+    assert backend.name == "numpy_weights" and precision == "int8" and not dynamic and backend.batched
