@@ -99,12 +99,12 @@ class Product:
         out *= _f32(step * self.scale) if isinstance(step, float) else step * np.float32(self.scale)
         return out
 
-    def into(self, x: np.ndarray, out: np.ndarray) -> None:
-        """``self(x, clamp=False)`` written into ``out`` (a recurrent product: no allocation)."""
+    def into(self, x: np.ndarray, out: np.ndarray, quantized: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        """``self(x, quantized, clamp=False)`` written into ``out`` (a recurrent product: no allocation)."""
         if self.scale is None:
             np.matmul(x, self.weights, out=out)
             return
-        q, step = quantize_rows(x, False)
+        q, step = quantized if quantized is not None else quantize_rows(x, False)
         np.matmul(q, self.weights, out=out)
         out *= _f32(step * self.scale) if isinstance(step, float) else step * np.float32(self.scale)
 
@@ -202,10 +202,40 @@ class GruCell:
 
     project = LstmCell.project
 
+    def _shared(self, h: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """With ``reset_after`` both recurrent products read h: it is quantized once."""
+        return quantize_rows(h, False) if self.gates.scale is not None and self.candidate_bias is not None else None
+
+    def stepper(self, rows: int) -> Callable[[np.ndarray, State], None]:
+        """``step`` updating the state in place (see ``LstmCell.stepper``)."""
+        u = self.units
+        zr, candidate, change = (np.empty((rows, w), np.float32) for w in (2 * u, u, u))
+        z, r = zr[:, :u], zr[:, u:]
+
+        def advance(projected: np.ndarray, state: State) -> None:
+            (h,) = state
+            quantized = self._shared(h)
+            self.gates.into(h, zr, quantized)
+            np.add(zr, projected[:, : 2 * u], out=zr)
+            _sigmoid_from_tanh(np.tanh(zr, out=zr))
+            if self.candidate_bias is not None:
+                self.candidate.into(h, candidate, quantized)
+                np.add(candidate, self.candidate_bias, out=candidate)
+                np.multiply(candidate, r, out=candidate)
+            else:
+                self.candidate.into(r * h, candidate)
+            np.add(candidate, projected[:, 2 * u :], out=candidate)
+            np.tanh(candidate, out=candidate)
+            np.subtract(h, candidate, out=change)
+            np.multiply(z, change, out=change)
+            np.add(candidate, change, out=h)
+
+        return advance
+
     def step(self, projected: np.ndarray, state: State) -> State:
         (h,) = state
         u = self.units
-        quantized = quantize_rows(h, False) if self.gates.scale is not None and self.candidate_bias is not None else None
+        quantized = self._shared(h)
         zr = self.gates(h, quantized)
         zr += projected[:, : 2 * u]
         zr = _sigmoid_from_tanh(np.tanh(zr, out=zr))

@@ -25,12 +25,10 @@ PAD_ID = 0
 def run_from_starts(cell: Cell, projected: np.ndarray, state: State, running: np.ndarray) -> State:
     """``projected`` (steps, n, gates): ``running[t]`` rows (a prefix) take step ``t``; the others hold."""
     n = projected.shape[1]
-    advance = cell.stepper(n) if hasattr(cell, "stepper") else None  # in place, where the cell has it
+    advance = cell.stepper(n)  # every row: the state in place
     for t, k in enumerate(running.tolist()):
-        if k == n and advance is not None:
+        if k == n:
             advance(projected[t], state)
-        elif k == n:
-            state = cell.step(projected[t], state)
         elif k:
             for whole, part in zip(state, cell.step(projected[t, :k], tuple(s[:k] for s in state))):
                 whole[:k] = part
@@ -43,9 +41,13 @@ def run_held(cell: Cell, projected: np.ndarray, state: State, keep: np.ndarray |
     when ``collect``; a row's state is held where ``keep`` (steps, n, 1) is false."""
     steps = range(len(projected) - 1, -1, -1) if reverse else range(len(projected))
     outputs = np.empty((len(projected), *state[0].shape), np.float32) if collect else None
+    advance = cell.stepper(len(state[0])) if keep is None else None  # nothing held: the state in place
     for t in steps:
-        following = cell.step(projected[t], state)
-        state = following if keep is None else tuple(np.where(keep[t], a, b) for a, b in zip(following, state))
+        if advance is not None:
+            advance(projected[t], state)
+        else:
+            following = cell.step(projected[t], state)
+            state = tuple(np.where(keep[t], a, b) for a, b in zip(following, state))
         if outputs is not None:
             outputs[t] = state[0]
     return state, outputs
