@@ -130,6 +130,31 @@ def test_device_tests_pass_on_armv7() -> None:
     assert passed and int(passed.group(1)) > 0, summary
 
 
+@pytest.mark.venv
+@pytest.mark.arm
+def test_numpy_engine_on_armv7_without_an_interpreter(sample_file: tuple[Path, list[str]]) -> None:
+    """Debian armhf under qemu-arm with its own numpy and no TFLite interpreter (as on 32-bit Trixie,
+    whose Python no interpreter wheel fits): ``predict`` runs the numpy engine by itself, with the
+    host engine's labels and scores within 1e-5 (other numpy, other BLAS); the engine's device
+    tests pass there."""
+    py = _environment("armhf", "numpy")
+    check_no_tensorflow(py)
+    file, texts = sample_file
+    short = file.with_name(f"numpy{ARM_REVIEWS}.txt")
+    short.write_text("\n".join(texts[:ARM_REVIEWS]) + "\n", encoding="utf-8")
+    proc = py.run(["-m", "edge_lstm_device", "predict", "--json", "--file", str(short)], pythonpath=[ROOT / "device"],
+                  timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    records = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert len(records) == ARM_REVIEWS and {r["model"] for r in records} == {"numpy_weights"}
+    host = np.array([p.probability for p in SentimentModel.load(interpreter="numpy").predict_batch(texts[:ARM_REVIEWS])])
+    scores = np.array([r["probability"] for r in records])
+    np.testing.assert_allclose(scores, host, atol=1e-5, rtol=0, err_msg=py.description)
+    assert np.array_equal(scores >= 0.5, host >= 0.5)
+    summary = _run_device_tests(py, "-p", "no_child_process", "-k", "test_numpy_engine")
+    assert re.search(r"(\d+) passed", summary), summary
+
+
 def _run_device_tests(py: ForeignPython, *options: str) -> str:
     """Run ``device/tests`` inside ``py``; the summary line (pytest's last)."""
     proc = py.run(["-m", "pytest", "-q", "-p", "no:cacheprovider", *options, str(ROOT / "device" / "tests")],

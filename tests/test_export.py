@@ -179,6 +179,7 @@ def test_float_only_export_drops_int8_files(bundle_copy: Path) -> None:
     export_bundle(bundle_copy, ExportOptions(int8=False), log=lambda _: None)
     assert set(_manifest(bundle_copy)["artifacts"]) == {"float_tflite", "float_onnx", "float_loop_tflite"}
     assert not (bundle_copy / "model_int8.tflite").exists()
+    assert "numpy_weights" not in _manifest(bundle_copy) and not (bundle_copy / "model_numpy.npz").exists()
 
 
 def test_export_removes_only_its_own_files_whatever_the_old_manifest_says(bundle_copy: Path, tmp_path: Path) -> None:

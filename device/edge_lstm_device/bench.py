@@ -19,6 +19,8 @@ import subprocess
 import sys
 import time
 
+from edge_lstm_device import numpy_engine
+from edge_lstm_device.bundle import NUMPY_WEIGHTS, model_entry
 from edge_lstm_device.cpu import CpuFeatures, detect
 from edge_lstm_device.interpreter import interpreter_class, interpreter_version
 from edge_lstm_device.model import MODEL_ENV, REFERENCE_BUNDLE, BundleError, SentimentModel, device_order
@@ -93,9 +95,9 @@ def measure(args: argparse.Namespace, manifest: dict, name: str) -> dict:
     try:
         latency = latency_ms(args, name)
     except BundleError as err:
-        return {"model": name, "bytes": manifest["artifacts"][name]["bytes"], "error": str(err)}
+        return {"model": name, "bytes": model_entry(manifest, name)["bytes"], "error": str(err)}
     startup, peak = startup_and_memory(args, name)
-    return {"model": name, "bytes": manifest["artifacts"][name]["bytes"],
+    return {"model": name, "bytes": model_entry(manifest, name)["bytes"],
             "startup_s": round(startup, 3), "peak_rss_mb": round(peak, 1), "latency_ms": latency,
             "startup_ok": startup <= STARTUP_BUDGET_S, "memory_ok": peak <= MEMORY_BUDGET_MB}
 
@@ -109,7 +111,8 @@ def run_bench(args: argparse.Namespace) -> tuple[dict, str, int]:
     bundle = args.bundle or REFERENCE_BUNDLE
     args = argparse.Namespace(**vars(args), trusted=resolve_trust(args.trust))  # the key file read once
     manifest = read_trusted_manifest(bundle, args.trusted)
-    models = [args.model] if args.model else device_order(manifest, bundle)
+    numpy = numpy_engine.chosen(args.interpreter, args.model)
+    models = [NUMPY_WEIGHTS] if numpy else [args.model] if args.model else device_order(manifest, bundle)
     rows = sorted((measure(args, manifest, name) for name in models),
                   key=lambda r: r["latency_ms"]["long"]["median"] if "latency_ms" in r else float("inf"))
     timed = [r for r in rows if "latency_ms" in r]
@@ -117,7 +120,7 @@ def run_bench(args: argparse.Namespace) -> tuple[dict, str, int]:
     default = workers["model"]
     report = {"threads": 1, "budgets": {"startup_s": STARTUP_BUDGET_S, "peak_rss_mb": MEMORY_BUDGET_MB},
               "python": sys.version.split()[0], "machine": platform.machine(), "cpu": detect().to_dict(),
-              "interpreter": _interpreter(args),
+              "interpreter": numpy_engine.version() if numpy else _interpreter(args),
               "models": rows, "default": default, "fastest_here": timed[0]["model"] if timed else None,
               "workers": workers}
     code = 0 if timed and all(r["startup_ok"] and r["memory_ok"] for r in timed) else 3

@@ -43,6 +43,8 @@ ARTIFACT_FILES = {
     INT8_ONNX: "model_int8.onnx",
 }
 FORMATS = ("tflite", "onnx")
+NUMPY_WEIGHTS = "numpy_weights"  # the numpy engine's weights file (numpy_weights.py): a manifest key of its
+# own, not an artifact, so that device packages that know only TFLite and ONNX artifacts still read the bundle
 
 MAX_MANIFEST_BYTES = 1 << 20
 MAX_ARTIFACT_BYTES = 256 << 20
@@ -121,6 +123,8 @@ def check_manifest(manifest: object) -> dict:
     _file_entry(manifest.get("tokenizer"), "tokenizer", MAX_TOKENIZER_BYTES)
     if "reference_scores" in manifest:
         _file_entry(manifest["reference_scores"], "reference_scores", MAX_REFERENCE_SCORES_BYTES)
+    if NUMPY_WEIGHTS in manifest:
+        _file_entry(manifest[NUMPY_WEIGHTS], NUMPY_WEIGHTS, MAX_ARTIFACT_BYTES)
     model = manifest.get("model")
     if not isinstance(model, dict) or type(model.get("num_words")) is not int:
         raise BundleError("manifest: 'model' has no 'num_words'")
@@ -170,6 +174,11 @@ def read_verified(bundle_dir: Path, entry: dict) -> bytes:
             f"{entry['sha256'][:12]}…): tampered, truncated or from another export"
         )
     return data
+
+
+def model_entry(manifest: dict, name: str) -> dict:
+    """The manifest entry of the model ``name`` runs: an artifact's, or the numpy engine's weights."""
+    return manifest[NUMPY_WEIGHTS] if name == NUMPY_WEIGHTS else manifest["artifacts"][name]
 
 
 def tflite_models(manifest: dict, bundle_dir: Path | None = None) -> list[str]:

@@ -190,6 +190,7 @@ def predict(args: argparse.Namespace) -> int:
 def info(args: argparse.Namespace) -> int:
     from edge_lstm_device.cpu import detect
     from edge_lstm_device.interpreter import interpreter_version
+    from edge_lstm_device.bundle import model_entry
     from edge_lstm_device.model import REFERENCE_BUNDLE, BundleError, SentimentModel, device_order
 
     try:
@@ -200,7 +201,7 @@ def info(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_FATAL
     dist = model.scorer.interpreter_dist
-    entry = model.manifest["artifacts"][model.name]
+    entry = model_entry(model.manifest, model.name)
     labels = list(model.labels)
     data = {
         "bundle": str(args.bundle or "reference (shipped with edge-lstm-device)"),
@@ -317,7 +318,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="TFLite model of the bundle, e.g. int8_loop_tflite, int8_tflite (default: "
                              f"${MODEL_ENV}, else the fastest in the manifest's device_order that loads)")
     common.add_argument("--threads", type=int, default=1, help=f"threads per interpreter, 1-{MAX_THREADS} (default: 1)")
-    common.add_argument("--interpreter", choices=["ai-edge-litert", "tflite-runtime", "tensorflow"], default=None,
+    common.add_argument("--interpreter", choices=["ai-edge-litert", "tflite-runtime", "tensorflow", "numpy"], default=None,
                         help="force one TFLite interpreter (default: the first installed, in that order)")
     common.add_argument("--trust", type=Path, metavar="KEY.pub", default=os.environ.get(TRUST_ENV, "").strip() or None,
                         help="run only bundles whose manifest.sig is a valid signature by this ed25519 public key "

@@ -30,6 +30,15 @@ def interpreter_class(prefer: str | None = None) -> tuple[type, str]:
     raise NoInterpreterError(f"no TFLite interpreter found: pip install {wanted}")
 
 
+def installed() -> bool:
+    """Whether any TFLite interpreter can be imported (else the numpy engine runs)."""
+    try:
+        interpreter_class()
+    except NoInterpreterError:
+        return False
+    return True
+
+
 def interpreter_version(dist: str) -> str:
     """The installed version of an interpreter package: its module's ``__version__`` (importlib's
     metadata reader costs a device ~1.5 MB of peak memory), else the package metadata."""

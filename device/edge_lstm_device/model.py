@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from edge_lstm_device.bundle import (TOKENIZER_FILE, BundleError, class_names, device_order, read_manifest,
+from edge_lstm_device import numpy_engine
+from edge_lstm_device.bundle import (NUMPY_WEIGHTS, TOKENIZER_FILE, BundleError, class_names, device_order, read_manifest,
                                     read_verified, tflite_models)
 from edge_lstm_device.runtime import TFLiteScorer
 from edge_lstm_device.signing import Trust, read_trusted_manifest
@@ -89,8 +90,11 @@ class SentimentModel:
         manifest's ``device_order`` that the installed interpreter can load). With ``trust`` (an
         ed25519 public key file, or a loaded ``signing.TrustedKey``), the bundle must carry a valid
         ``manifest.sig`` by that key (``SignatureError`` otherwise). ``CalibrationError`` when no
-        model meets the parity thresholds on this CPU."""
+        model meets the parity thresholds on this CPU. Where no TFLite interpreter is installed (or
+        with ``interpreter="numpy"``), the numpy engine runs the bundle's weights."""
         loader = _Loader.open(Path(bundle_dir) if bundle_dir else REFERENCE_BUNDLE, threads, interpreter, trust)
+        if numpy_engine.chosen(interpreter, model):
+            return loader.numpy_engine(asked=interpreter is not None or model is not None)
         if model is not None:
             return loader.asked_for(model)
         if calibration_disabled() if calibrate is None else not calibrate:
@@ -99,6 +103,8 @@ class SentimentModel:
 
     def replica(self) -> SentimentModel:
         """The same model in a new interpreter (for scoring in parallel threads)."""
+        if isinstance(self.scorer, numpy_engine.NumpyScorer):  # stateless: threads share it
+            return self
         scorer = TFLiteScorer(self.scorer.model_content, self.scorer.threads, self.scorer.interpreter_dist)
         return SentimentModel(self.tokenizer, scorer, self.name, self.manifest, self.choice)
 
@@ -179,6 +185,12 @@ class _Loader:
             raise BundleError(f"{name} gives {scorer.classes} outputs but the manifest names "
                               f"{len(class_names(self.manifest))} classes")
         return SentimentModel(self.tokenizer, scorer, name, self.manifest, choice)
+
+    def numpy_engine(self, asked: bool) -> SentimentModel:
+        """The numpy engine on the bundle's weights file."""
+        choice = ModelChoice(NUMPY_WEIGHTS, numpy_engine.why(asked), {})
+        scorer = numpy_engine.load_scorer(self.bundle_dir, self.manifest, self.threads)
+        return SentimentModel(self.tokenizer, scorer, NUMPY_WEIGHTS, self.manifest, choice)
 
     def asked_for(self, name: str) -> SentimentModel:
         available = tflite_models(self.manifest, self.bundle_dir)

@@ -29,6 +29,7 @@ from edge_lstm_device.api import Limits, ServerOptions
 from edge_lstm_device.batcher import Batcher
 from edge_lstm_device.connection import log
 from edge_lstm_device.connections import MAX_CONNECTIONS, fit_open_files
+from edge_lstm_device.bundle import model_entry
 from edge_lstm_device.interpreter import interpreter_version
 from edge_lstm_device.model import BundleError
 from edge_lstm_device.pool import MAX_WORKERS, ModelPool, default_workers
@@ -65,7 +66,7 @@ def info_payload(pool: ModelPool, args: argparse.Namespace, limits: Limits) -> d
     """What ``GET /v1/info`` answers."""
     model = pool.first
     manifest = model.manifest
-    entry = manifest["artifacts"][model.name]
+    entry = model_entry(manifest, model.name)
     dist = model.scorer.interpreter_dist
     return {
         "bundle": str(Path(args.bundle).resolve()) if args.bundle else "reference (shipped with edge-lstm-device)",

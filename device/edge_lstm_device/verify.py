@@ -16,7 +16,8 @@ from typing import Protocol, Sequence
 import numpy as np
 
 from edge_lstm_device.agreement import Agreement, Thresholds, failures, measure
-from edge_lstm_device.bundle import BundleError, tflite_models
+from edge_lstm_device import numpy_engine
+from edge_lstm_device.bundle import NUMPY_WEIGHTS, BundleError, model_entry, tflite_models
 from edge_lstm_device.cpu import CpuFeatures, detect
 from edge_lstm_device.interpreter import interpreter_version
 from edge_lstm_device.reference_scores import ReferenceScores, read_reference_scores
@@ -96,25 +97,22 @@ def verify_bundle(bundle_dir: Path | None = None, models: Sequence[str] = (), in
     if unknown:
         raise BundleError(f"no model {', '.join(sorted(unknown))} in {bundle_dir} "
                           f"(have: {', '.join(manifest['artifacts'])})")
-    present = [n for n in tflite_models(manifest, bundle_dir) if not models or n in models]
+    present = _runnable(manifest, bundle_dir, interpreter, models)
     if models and not present and not extra:
-        raise BundleError(f"{', '.join(models)}: not a TFLite file present in {bundle_dir}")
+        raise BundleError(f"{', '.join(models)}: not a file this device can run in {bundle_dir}")
     verdicts, refused = [], {}
-    for name, entry in manifest["artifacts"].items():
-        if models and name not in models:
-            continue
+    for name in [*present, *(n for n in (extra or {}) if n not in present and (not models or n in models))]:
         if name in (extra or {}):
             scorer, runs_in = extra[name]
-        elif name not in present:  # an ONNX file, or a file this copy of the bundle does not have
-            continue
         else:
             try:
                 scorer = SentimentModel.load(bundle_dir, name, threads, interpreter, trust=trust, calibrate=False)
             except ModelLoadError as err:
                 refused[name] = str(err)
                 continue
-            runs_in = f"{scorer.scorer.interpreter_dist} {interpreter_version(scorer.scorer.interpreter_dist)}"
-        verdicts.append(judge_scorer(scorer, name, entry["precision"], runs_in, reference, thresholds))
+            runs_in = _runs_in(scorer)
+        verdicts.append(judge_scorer(scorer, name, model_entry(manifest, name)["precision"], runs_in, reference,
+                                     thresholds))
     return Verification(str(bundle_dir), detect(), reference, thresholds, verdicts, refused)
 
 
@@ -140,3 +138,19 @@ def table(result: Verification) -> str:
     verdict = "every model meets the thresholds on this CPU" if result.passed else "a threshold failed on this CPU"
     lines.append(f"reference: {result.reference.reference}; {verdict}")
     return "\n".join(lines)
+
+
+def _runnable(manifest: dict, bundle_dir: Path, interpreter: str | None, models: Sequence[str]) -> list[str]:
+    """The bundle's models this device runs (``models``: only these): its TFLite files where an
+    interpreter is installed, and the numpy engine's weights where the bundle has them."""
+    tflite = [] if numpy_engine.chosen(interpreter) else tflite_models(manifest, bundle_dir)
+    names = [*tflite, *([NUMPY_WEIGHTS] if NUMPY_WEIGHTS in manifest else [])]
+    return [n for n in names if not models or n in models]
+
+
+def _runs_in(model: object) -> str:
+    """The interpreter (or numpy) that runs a loaded model, and its version."""
+    scorer = model.scorer
+    if getattr(scorer, "interpreter_dist", None) == numpy_engine.ENGINE:
+        return numpy_engine.version()
+    return f"{scorer.interpreter_dist} {interpreter_version(scorer.interpreter_dist)}"

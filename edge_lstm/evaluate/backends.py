@@ -83,6 +83,18 @@ class TFLiteBackend:
 
 
 @dataclass
+class NumpyBackend:
+    """The device's numpy engine on a bundle's weights file (``numpy_weights``)."""
+
+    scorer: Any  # edge_lstm_device.numpy_engine.NumpyScorer
+    name: str
+    batched = True
+
+    def score(self, rows: np.ndarray) -> np.ndarray:
+        return self.scorer.score(rows)
+
+
+@dataclass
 class OnnxBackend:
     session: Any
     name: str

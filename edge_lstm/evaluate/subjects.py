@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from edge_lstm import bundle
-from edge_lstm.evaluate.backends import Backend, open_artifact
+from edge_lstm.evaluate.backends import Backend, NumpyBackend, open_artifact
 from edge_lstm.train.data import Reviews
-from edge_lstm_device.bundle import read_manifest
+from edge_lstm_device.bundle import NUMPY_WEIGHTS, read_manifest
 from edge_lstm_device.files import file_sha256
+from edge_lstm_device.numpy_engine import load_scorer
 from edge_lstm_device.tokenizer import Tokenizer
 
 
@@ -33,11 +34,13 @@ def load_subjects(bundle_dir: Path, only: tuple[str, ...], threads: int) -> tupl
         raise bundle.BundleError(f"no {bundle.MODEL_FILE} in {bundle_dir}: parity needs the float model it was exported from")
     if file_sha256(model_path) != manifest["source_model"]["sha256"]:
         raise bundle.BundleError(f"{model_path} changed since export: run 'edge-lstm export' again")
-    check_names(only, list(manifest["artifacts"]))
+    check_names(only, [*manifest["artifacts"], *([NUMPY_WEIGHTS] if NUMPY_WEIGHTS in manifest else [])])
     backends = [
         (open_artifact(bundle_dir, name, entry, threads), entry["precision"], entry["quantization"] == "dynamic")
         for name, entry in manifest["artifacts"].items() if not only or name in only
     ]
+    if NUMPY_WEIGHTS in manifest and (not only or NUMPY_WEIGHTS in only):  # the device's numpy engine, judged as int8
+        backends.append((NumpyBackend(load_scorer(bundle_dir, manifest, threads), NUMPY_WEIGHTS), "int8", False))
     return bundle.load_tokenizer(bundle_dir), bundle.load_model(bundle_dir), backends
 
 

@@ -23,14 +23,16 @@ from edge_lstm import bundle, termination
 from edge_lstm.export import convert
 from edge_lstm.export import lstm_loop
 from edge_lstm.export import manifest
+from edge_lstm.export import numpy_weights
 from edge_lstm.export import quantize
 from edge_lstm.export import reference_scores
 from edge_lstm.export import selfcheck
-from edge_lstm.evaluate.backends import KerasBackend, TFLiteBackend, open_artifact
+from edge_lstm.evaluate.backends import KerasBackend, NumpyBackend, TFLiteBackend, open_artifact
 from edge_lstm.samples import TEST_SAMPLE, TRAIN_SAMPLE, read_sample
 from edge_lstm_device.files import atomic_write_json
 from edge_lstm_device import bundle as bundle_format
-from edge_lstm_device.bundle import MAX_MANIFEST_BYTES, BundleError, read_bounded, read_manifest
+from edge_lstm_device.bundle import MAX_MANIFEST_BYTES, NUMPY_WEIGHTS, BundleError, read_bounded, read_manifest
+from edge_lstm_device.numpy_weights import WEIGHTS_FILE
 from edge_lstm_device.signing import SIGNATURE_FILE
 from edge_lstm_device.timing import time_calls
 from edge_lstm_device.tokenizer import Tokenizer
@@ -70,7 +72,7 @@ ALL_ARTIFACTS = tuple(
     )
 )
 EXPORT_FILES = frozenset({a.file for a in ALL_ARTIFACTS}
-                         | {bundle.MANIFEST_FILE, REPORT_FILE, bundle_format.REFERENCE_SCORES_FILE})
+                         | {bundle.MANIFEST_FILE, REPORT_FILE, WEIGHTS_FILE, bundle_format.REFERENCE_SCORES_FILE})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -267,6 +269,20 @@ def _build_and_check(art: Artifact, model: Any, max_len: int, staging: Path, cal
     return entry, measured
 
 
+def _build_numpy_weights(model: Any, max_len: int, staging: Path, rows: np.ndarray, reference: np.ndarray,
+                         log: Callable[[str], None]) -> tuple[dict, dict]:
+    """The numpy engine's weights file (int8, the int8 loop file's own values), run by the engine
+    against the float model like an artifact; returns its manifest entry and its measurements."""
+    from edge_lstm_device.numpy_engine import NumpyScorer
+
+    path = staging / WEIGHTS_FILE
+    path.write_bytes(numpy_weights.to_weights_file(lstm_loop.LoopModel.from_model(model), max_len))
+    backend = NumpyBackend(NumpyScorer(path.read_bytes()), NUMPY_WEIGHTS)
+    measured = {"selfcheck": selfcheck.check(backend, rows, reference, selfcheck.INT8_TOLERANCE).to_dict()}
+    log(f"  {path.name}: {path.stat().st_size / 1024:.0f} KiB (the numpy engine's weights)")
+    return numpy_weights.manifest_entry(path), measured
+
+
 def device_order(measured: dict[str, dict], previous: list[str]) -> list[str]:
     """TFLite artifacts, fastest first (median latency at batch 1, one thread, measured here).
     Starting from the ``previous`` order, a model moves ahead of another only when it is more
@@ -339,6 +355,10 @@ def export_bundle(
                                          device_order(measured, _previous_order(bundle_dir)), skipped, scores_entry)
         report = manifest.export_report(measured, SELFCHECK_REVIEWS, LATENCY_CALLS)
         files = [e["file"] for e in entries.values()] + [scores_entry["file"]]
+        if options.int8:  # the numpy engine's weights: int8, as the int8 loop file holds them
+            result[NUMPY_WEIGHTS], report["artifacts"][NUMPY_WEIGHTS] = _build_numpy_weights(
+                model, config["max_len"], staging, rows, reference, log)
+            files.append(WEIGHTS_FILE)
         signature = _commit(bundle_dir, staging, files, result, report)
         return {"manifest": result, "report": report, **({"signature": signature} if signature else {})}
     except (convert.ConversionError, selfcheck.SelfCheckError) as err:

@@ -10,17 +10,20 @@ from typing import Callable
 
 from edge_lstm import bundle
 from edge_lstm.export.exporter import ALL_ARTIFACTS, ExportOptions, export_bundle
-from edge_lstm_device.bundle import MANIFEST_FILE, REFERENCE_SCORES_FILE, TOKENIZER_FILE
+from edge_lstm_device.bundle import MANIFEST_FILE, NUMPY_WEIGHTS, REFERENCE_SCORES_FILE, TOKENIZER_FILE
 from edge_lstm_device.model import REFERENCE_BUNDLE
+from edge_lstm_device.numpy_weights import WEIGHTS_FILE
 
 TRAINED_FILES = (bundle.MODEL_FILE, TOKENIZER_FILE, bundle.METRICS_FILE)
 
 
 def device_files(manifest: dict) -> list[str]:
-    """What the device package ships: the int8 TFLite files, the tokenizer, the reference scores
-    (``verify``) and the manifest."""
+    """What the device package ships: the int8 TFLite files, the numpy engine's weights, the
+    tokenizer, the reference scores (``verify``) and the manifest."""
     tflite = [e["file"] for e in manifest["artifacts"].values() if e["format"] == "tflite" and e["precision"] == "int8"]
-    return [*tflite, TOKENIZER_FILE, *([REFERENCE_SCORES_FILE] if "reference_scores" in manifest else []), MANIFEST_FILE]
+    weights = [manifest[NUMPY_WEIGHTS]["file"]] if NUMPY_WEIGHTS in manifest else []
+    scores = [REFERENCE_SCORES_FILE] if "reference_scores" in manifest else []
+    return [*tflite, *weights, TOKENIZER_FILE, *scores, MANIFEST_FILE]
 
 
 def adopt(source: Path, bundle_dir: Path) -> None:
@@ -39,7 +42,7 @@ def copy_to_device(bundle_dir: Path, manifest: dict, device_dir: Path) -> list[s
     """Replace the device package's reference files; returns their names."""
     names = device_files(manifest)
     bundle.ensure_writable(device_dir)
-    for stale in ({a.file for a in ALL_ARTIFACTS} | {REFERENCE_SCORES_FILE}) - set(names):
+    for stale in ({a.file for a in ALL_ARTIFACTS} | {WEIGHTS_FILE, REFERENCE_SCORES_FILE}) - set(names):
         (device_dir / stale).unlink(missing_ok=True)
     for name in names:
         tmp = device_dir / f".{name}.copy"

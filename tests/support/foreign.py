@@ -41,6 +41,7 @@ __all__ = [
 FLAVOURS: dict[str, tuple[tuple[str, ...], str, str]] = {
     "tflite-runtime": (("tflite-runtime==2.14.0", "numpy<2"), "tflite-runtime", "tflite_runtime.interpreter"),
     "litert": (("ai-edge-litert", "numpy"), "ai-edge-litert", "ai_edge_litert.interpreter"),
+    "numpy": (("numpy",), "numpy", "numpy"),  # no interpreter: the numpy engine (no wheel for the platform)
 }
 _LAYOUT = 2  # bump to invalidate every cache entry
 _MARKER = ".complete.json"
