@@ -23,8 +23,9 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 def test_the_shipped_models_meet_the_thresholds_on_this_cpu() -> None:
     """What the target asks on every CPU: parity's thresholds on whole reviews and short texts."""
     result = verify_bundle()
-    assert result.passed and {v.name for v in result.verdicts} | set(result.refused) == {
-        "int8_loop_tflite", "int8_tflite", "int8_dynamic_tflite"}
+    assert result.passed and {v.name for v in result.verdicts} | set(result.refused) <= {
+        "int8_loop_tflite", "int8_tflite", "int8_dynamic_tflite", "numpy_weights"}
+    assert "numpy_weights" in {v.name for v in result.verdicts}  # the numpy engine runs everywhere
     for verdict in result.verdicts:
         assert set(verdict.sets) == {"reviews", "short"}
         assert verdict.sets["reviews"].texts >= 300 and verdict.sets["short"].texts >= 300
