@@ -40,13 +40,25 @@ class ConnectionHost(ServerView, Protocol):
     def request_ended(self) -> None: ...
 
 
+HEAD, BODY, SCORING = "head", "body", "scoring"  # a connection's phases (Connection.phase)
+_SLOT_STATES = {HEAD: WAITING, BODY: READING, SCORING: BUSY}  # what each is to ConnectionSlots
+
+
 class Connection(asyncio.Protocol):
-    """One client connection: its requests are answered one at a time, in order. A request's state:
-    its head is parsed (``request``), its body awaited (``body_size`` bytes), then it is routed; a
-    prediction waits for its batch (``scoring``) with reading paused."""
+    """One client connection: its requests are answered one at a time, in order. Its phase:
+
+    - HEAD: no request under way; the next head is awaited (a WAITING slot, evictable);
+    - BODY: a head has arrived (``request``); it is routed at once, and a prediction's body
+      (``body_size`` bytes, reserved in the server's budget) is awaited (a READING slot, evictable);
+    - SCORING: a prediction waits for its batch (``scoring``: the service that runs it; a BUSY
+      slot), and what the client sends meanwhile is buffered, up to ``PAUSE_BUFFER_BYTES``.
+
+    Answering a request (``_answer``) always returns to HEAD (:meth:`_end_request`); a refusal that
+    leaves bytes unread (``body_pending``) closes the connection as well."""
 
     def __init__(self, server: ConnectionHost) -> None:
         self.server = server
+        self.phase = HEAD
         self.transport: asyncio.Transport | None = None
         self.client = "-"
         self.buffer = bytearray()
@@ -74,13 +86,13 @@ class Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.slots.release(self)
         self.server.connections.discard(self)
-        if self.request is not None and self.scoring is None:  # gone while its body was awaited
+        if self.phase == BODY:  # gone while its body was awaited
             self._end_request()
         self.transport = None
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
-        if self.scoring is None:
+        if self.phase != SCORING:
             self._advance()
         else:
             self._hold_back_if_flooded()
@@ -93,7 +105,7 @@ class Connection(asyncio.Protocol):
     def shutdown(self, how: int) -> None:
         """Closed by :class:`ConnectionSlots` (evicted, or past its deadline): a body that did not
         come in time is answered 408 first."""
-        if self.request is not None and self.scoring is None and self.body_size:
+        if self.phase == BODY and self.body_size:
             limit = self.server.options.idle_timeout_s
             if time.perf_counter() - self.started < limit:  # evicted: another client needed the slot or memory
                 self._answer_error(RequestTimeout("the body came too slowly while other clients waited"))
@@ -119,7 +131,7 @@ class Connection(asyncio.Protocol):
 
     def close_if_idle(self) -> None:
         """Close the connection if no request is under way (the server is stopping)."""
-        if self.request is None and self.transport is not None:
+        if self.phase == HEAD and self.transport is not None:
             self.transport.close()
 
     # --- requests
@@ -130,12 +142,12 @@ class Connection(asyncio.Protocol):
 
     def _advance(self) -> None:
         """Answer the requests in the buffer, in order, until one must wait for bytes or for its batch."""
-        while self.open and self.scoring is None and not self.write_paused:
-            if self.request is None and not self._take_head():
+        while self.open and self.phase != SCORING and not self.write_paused:
+            if self.phase == HEAD and not self._take_head():
                 break
-            if self.request is not None and not self._take_body():
+            if self.phase == BODY and not self._take_body():
                 break
-        if self.eof and self.request is None and self.open:
+        if self.eof and self.phase == HEAD and self.open:
             self.transport.close()  # type: ignore[union-attr]
 
     def _take_head(self) -> bool:
@@ -155,7 +167,7 @@ class Connection(asyncio.Protocol):
             return False
         self.request, self.body_size, self.body_pending = request, 0, request.has_body
         self.server.request_started()
-        self.server.slots.mark(self, READING if self.body_pending else BUSY)
+        self._enter(BODY)
         self._route(request)
         return True
 
@@ -168,7 +180,7 @@ class Connection(asyncio.Protocol):
         body = bytes(self.buffer[: self.body_size])
         del self.buffer[: self.body_size]
         self.body_size, self.body_pending = 0, False
-        self.server.slots.mark(self, BUSY)
+        self._enter(SCORING)
         self._guarded(lambda: self._submit(body))
         self._release_body()  # parsed into token ids: the bytes are gone
         return True
@@ -287,8 +299,13 @@ class Connection(asyncio.Protocol):
     def _end_request(self) -> None:
         self._release_body()
         self.request, self.body_size, self.body_pending = None, 0, False
-        self.server.slots.mark(self, WAITING)
+        self._enter(HEAD)
         self.server.request_ended()
+
+    def _enter(self, phase: str) -> None:
+        """The one place the phase changes, and with it the connection's slot state."""
+        self.phase = phase
+        self.server.slots.mark(self, _SLOT_STATES[phase])
 
 
 def _refusal() -> bytes:

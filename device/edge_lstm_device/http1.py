@@ -27,10 +27,14 @@ METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"}
 VERSIONS = frozenset({(1, 0), (1, 1)})  # others: 505
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
-_TOKEN = rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+"
-_REQUEST_LINE = re.compile(rb"(?P<method>" + _TOKEN + rb") (?P<target>[\x21-\x7e]+) HTTP/(?P<major>[0-9])\.(?P<minor>[0-9])")
-_VCHAR = rb"[\x21-\x7e\x80-\xff]"  # a visible character or obs-text: no control byte (h11 allows some)
-_FIELD = re.compile(rb"(?P<name>" + _TOKEN + rb"):[ \t]*(?P<value>(?:" + _VCHAR + rb"+(?:[ \t]+" + _VCHAR + rb"+)*)?)[ \t]*")
+# On the head decoded as latin-1 (one character per byte), so \x80-\xff below are the bytes 0x80-0xff.
+_TOKEN = r"[-!#$%&'*+.^_`|~0-9A-Za-z]+"
+_REQUEST_LINE = re.compile(r"(?P<method>" + _TOKEN + r") (?P<target>[\x21-\x7e]+) HTTP/(?P<major>[0-9])\.(?P<minor>[0-9])")
+# token ":" OWS value OWS, where a value is visible characters and obs-text with spaces and tabs
+# inside: together, any run of those and of SP and HTAB. No control byte (h11 allows some but NUL).
+_FIELD_TEXT = _TOKEN + r":[\t\x20-\x7e\x80-\xff]*"
+_FIELD = re.compile(_FIELD_TEXT)  # one field line: token ":" OWS value OWS
+_FIELDS = re.compile(r"(?:" + _FIELD_TEXT + r"\r?\n)*" + _FIELD_TEXT + r"\r?")  # a whole block of well-formed fields
 _HEAD_END = re.compile(rb"\n\r?\n")
 _DIGITS = re.compile(r"[0-9]+")
 
@@ -107,38 +111,48 @@ def _check_incomplete(buffer: bytearray, eof: bool) -> None:
 
 def parse_head(head: bytes) -> Request:
     """The request of ``head`` (its bytes up to the empty line), or :class:`HttpError`."""
-    raw_line, *lines = [line[:-1] if line.endswith(b"\r") else line for line in head.split(b"\n")]
-    if len(raw_line) > MAX_LINE:
+    text = head.decode("iso-8859-1")
+    line, _, block = text.partition("\n")
+    line = line[:-1] if line.endswith("\r") else line
+    if len(line) > MAX_LINE:
         raise HttpError(HTTPStatus.REQUEST_URI_TOO_LONG, "the request line is too long")
-    line = raw_line.decode("iso-8859-1")
-    match = _REQUEST_LINE.fullmatch(raw_line)
+    match = _REQUEST_LINE.fullmatch(line)
     if match is None:
         raise HttpError(HTTPStatus.BAD_REQUEST, f"bad request line {line[:100]!r}")
     version = (int(match["major"]), int(match["minor"]))
-    target = match["target"].decode("ascii")
+    target = match["target"]
     if target.startswith("//"):
         target = "/" + target.lstrip("/")
-    headers = _headers(lines)
-    request = Request(match["method"].decode("ascii"), target, line, headers, _keep_alive(version, headers), version)
+    headers = _headers(block) if block else {}
+    request = Request(match["method"], target, line, headers, _keep_alive(version, headers), version)
     _frame(request)
-    request.expects_continue = version >= (1, 1) and "100-continue" in _comma_values(headers, "expect")
+    request.expects_continue = "expect" in headers and version >= (1, 1) and "100-continue" in _comma_values(headers, "expect")
     return request
 
 
-def _headers(lines: list[bytes]) -> dict[str, list[str]]:
-    if len(lines) > MAX_HEADERS:
+def _headers(block: str) -> dict[str, list[str]]:
+    """The header lines of ``block`` (each ending in LF or CRLF but the last), by lower-case name."""
+    if block.count("\n") >= MAX_HEADERS:
         raise HttpError(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, f"more than {MAX_HEADERS} headers")
+    if len(block) > MAX_LINE or _FIELDS.fullmatch(block) is None:  # (a short block has no line too long)
+        _refuse_header_lines(block)
     headers: dict[str, list[str]] = {}
-    for line in lines:
+    for line in block.split("\n"):  # well-formed: one colon after a token, then OWS, value, OWS and CR
+        name, _, value = line.partition(":")
+        headers.setdefault(name.lower(), []).append(value.strip(" \t\r"))
+    return headers
+
+
+def _refuse_header_lines(block: str) -> None:
+    """Raise the error of the first header line that is too long or malformed (if any)."""
+    for line in block.split("\n"):
+        line = line[:-1] if line.endswith("\r") else line
         if len(line) > MAX_LINE:
             raise HttpError(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "a header line is too long")
-        if line[:1] in (b" ", b"\t"):  # RFC 9112 5.2: a server may refuse obsolete folding; a proxy may read it otherwise
+        if line[:1] in (" ", "\t"):  # RFC 9112 5.2: a server may refuse obsolete folding; a proxy may read it otherwise
             raise HttpError(HTTPStatus.BAD_REQUEST, "obsolete line folding in the request head")
-        field = _FIELD.fullmatch(line)
-        if field is None:
-            raise HttpError(HTTPStatus.BAD_REQUEST, f"malformed header line {line[:60].decode('iso-8859-1')!r}")
-        headers.setdefault(field["name"].decode("ascii").lower(), []).append(field["value"].decode("iso-8859-1"))
-    return headers
+        if _FIELD.fullmatch(line) is None:
+            raise HttpError(HTTPStatus.BAD_REQUEST, f"malformed header line {line[:60]!r}")
 
 
 def _frame(request: Request) -> None:
@@ -151,18 +165,28 @@ def _frame(request: Request) -> None:
         if len(encodings) > 1 or encodings[0].lower() != "chunked":
             raise HttpError(HTTPStatus.NOT_IMPLEMENTED, "only Transfer-Encoding: chunked is known")
         request.chunked = True  # it overrides any Content-Length (RFC 9112 6.3)
-    lengths = {value.strip(" \t") for raw in headers.get("content-length", []) for value in raw.split(",")}
+    if "content-length" not in headers:
+        return
+    length = _one_length(headers["content-length"])
+    if not _DIGITS.fullmatch(length) or len(length) > MAX_LENGTH_DIGITS:
+        raise HttpError(HTTPStatus.BAD_REQUEST, "bad Content-Length header")
+    if not request.chunked:
+        request.content_length = int(length)
+
+
+def _one_length(values: list[str]) -> str:
+    """The one value of the ``Content-Length`` headers (several, or comma lists, must all agree)."""
+    if len(values) == 1 and "," not in values[0]:  # the usual case, without building a set
+        return values[0]
+    lengths = {value.strip(" \t") for raw in values for value in raw.split(",")}
     if len(lengths) > 1:
         raise HttpError(HTTPStatus.BAD_REQUEST, "conflicting Content-Length values")
-    if lengths:
-        length = lengths.pop()
-        if not _DIGITS.fullmatch(length) or len(length) > MAX_LENGTH_DIGITS:
-            raise HttpError(HTTPStatus.BAD_REQUEST, "bad Content-Length header")
-        if not request.chunked:
-            request.content_length = int(length)
+    return lengths.pop()
 
 
 def _keep_alive(version: tuple[int, int], headers: dict[str, list[str]]) -> bool:
+    if "connection" not in headers:
+        return version >= (1, 1)
     connection = _comma_values(headers, "connection")
     return "close" not in connection and (version >= (1, 1) or "keep-alive" in connection)
 

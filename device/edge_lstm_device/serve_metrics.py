@@ -58,7 +58,7 @@ class ServeMetrics:
             Gauge("edge_lstm_connections_max", "The most open connections (--max-connections).",
                   lambda: server.slots.limit),
             _Read("edge_lstm_connections_closed_total", "Connections the server closed: evicted (all slots taken, "
-                  "it waited longest), timeout (no request head or body in time), refused (503, every slot busy).",
+                  "it waited or read a body longest), timeout (no request head or body in time), refused (503, every slot busy).",
                   lambda: {(("reason", r),): server.slots.closed[r] for r in ("evicted", "timeout", "refused")}),
             Gauge("edge_lstm_body_bytes_reserved", "Bytes of request bodies being received or parsed "
                   "(at most --max-body-memory).", lambda: server.bodies.reserved),
