@@ -18,11 +18,13 @@ import re
 from collections.abc import Callable
 
 import pytest
-from edge_lstm_device import http1
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
+pytest.importorskip("hypothesis")  # test tools of the host's [test] extra: a device may lack them
 h11 = pytest.importorskip("h11")
+
+from edge_lstm_device import http1  # noqa: E402
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
 
 REJECT, INCOMPLETE = "reject", "incomplete"
 Outcome = object  # REJECT, INCOMPLETE or (head bytes consumed, body framing: a length or "chunked")

@@ -20,6 +20,8 @@ from typing import Callable
 
 import numpy as np
 
+from edge_lstm_device.cpu import detect
+
 from edge_lstm.bundle import MODEL_FILE
 from edge_lstm_device import bundle as bf
 from edge_lstm_device.timing import WARMUP_CALLS, time_calls
@@ -164,8 +166,11 @@ def run_all(bundle_dir: Path, opts: BenchOptions, only: tuple[str, ...] = (), ke
     macs = lstm_macs(manifest["model"])
     add_ratios(results, macs)
     checks = targets(results)
-    table = "## Each backend in a fresh process (full 200-id rows)\n\n" + markdown(results, macs, opts) + _target_lines(checks)
-    run = {"lstm_macs_per_review": macs, "backends": results, "targets": checks}
+    cpu = detect()  # the features that make XNNPACK and onnxruntime pick their kernels: the figures hold for these
+    table = (f"CPU: {cpu} ({os.cpu_count()} cores); the kernels, and so the ratios, differ on other CPUs.\n\n"
+             "## Each backend in a fresh process (full 200-id rows)\n\n" + markdown(results, macs, opts)
+             + _target_lines(checks))
+    run = {"cpu": cpu.to_dict(), "lstm_macs_per_review": macs, "backends": results, "targets": checks}
     if opts.rounds:
         side = side_by_side(bundle_dir, manifest["model"], opts, log)
         table += "\n\n" + side.pop("table")
