@@ -169,9 +169,6 @@ def calibration_rows(options: ExportOptions, tokenizer: Tokenizer) -> tuple[np.n
 
 def _build(art: Artifact, model: Any, max_len: int, staging: Path, calibration: np.ndarray) -> Path:
     path = staging / art.file
-    if art.format == "onnx" and art.precision == "int8":
-        quantize.to_onnx_int8(staging / "model_float.onnx", path)
-        return path
     if art.format == "onnx":
         data = convert.to_onnx_float(model, max_len)
     elif art.lstm == "loop":
@@ -242,12 +239,19 @@ def _commit(bundle_dir: Path, staging: Path, files: list[str], new_manifest: dic
 
 def _build_and_check(art: Artifact, model: Any, max_len: int, staging: Path, calibration: np.ndarray,
                         calibration_origin: str, rows: np.ndarray, reference: np.ndarray, tools: dict,
-                        log: Callable[[str], None]) -> tuple[dict, dict]:
+                        log: Callable[[str], None], judge: Callable[[Path], tuple[float, float]]) -> tuple[dict, dict]:
     """Build one artifact in ``staging``, run it against the float model; returns its manifest
     entry (reproducible) and its measurements (for the report)."""
     log(f"building {art.name} ({art.lstm} form, {art.scheme if art.precision == 'int8' else 'float'})")
     started = time.perf_counter()
-    path = _build(art, model, max_len, staging, calibration)
+    quantizer = None
+    if art.name == bundle_format.INT8_ONNX:  # the quantizer whose scores agree best with the float model's
+        path = staging / art.file
+        quantizer, candidates = quantize.to_onnx_int8(staging / "model_float.onnx", path, judge)
+        log("  " + ", ".join(f"{'per channel' if c['per_channel'] else 'per tensor'}: {c['label_agreement']:.2%}"
+                             for c in candidates) + f" labels agree with float; kept {_quantizer_name(quantizer)}")
+    else:
+        path = _build(art, model, max_len, staging, calibration)
     if art.format == "onnx":
         _check_onnx(path)
     tolerance = selfcheck.INT8_TOLERANCE if art.precision == "int8" else selfcheck.FLOAT_TOLERANCE
@@ -263,8 +267,9 @@ def _build_and_check(art: Artifact, model: Any, max_len: int, staging: Path, cal
         measured["latency_ms"] = latency.to_dict()
     if art.scheme == "full-integer":
         entry["calibration"] = calibration_origin
-    if art.name == bundle_format.INT8_ONNX:
-        entry["quantizer"] = {"tool": "onnxruntime.quantization.quantize_dynamic", **quantize.ONNX_QUANTIZER}
+    if quantizer is not None:
+        entry["quantizer"] = quantizer
+        measured["quantizers"] = candidates
     log(f"  {art.file}: {path.stat().st_size / 1024:.0f} KiB in {time.perf_counter() - started:.1f} s")
     return entry, measured
 
@@ -330,6 +335,8 @@ def export_bundle(
     for leftover in bundle_dir.glob(STAGING_PREFIX + "*"):
         shutil.rmtree(leftover, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=bundle_dir))
+    scores = reference_scores.build(KerasBackend(model).score, tokenizer, sample, f"shipped sample {TEST_SAMPLE.name}")
+    judge = _onnx_judge(tokenizer, scores)
     try:
         skipped = not_exported(config, options)
         built = {}
@@ -339,7 +346,7 @@ def export_bundle(
                 continue
             try:
                 built[art.name] = _build_and_check(art, model, config["max_len"], staging, calibration,
-                                                   calibration_origin, rows, reference, tools, log)
+                                                   calibration_origin, rows, reference, tools, log, judge)
             except (convert.ConversionError, selfcheck.SelfCheckError) as err:
                 if art.format != "onnx":
                     raise
@@ -349,7 +356,7 @@ def export_bundle(
         entries = {name: entry for name, (entry, _) in built.items()}
         measured = {name: m for name, (_, m) in built.items()}
         _add_size_ratios(entries)
-        scores_entry = _write_reference_scores(staging, model, tokenizer, sample, log)
+        scores_entry = _write_reference_scores(staging, scores, log)
         result = manifest.build_manifest(bundle_dir / bundle.MODEL_FILE, bundle_dir / bundle.TOKENIZER_FILE,
                                          tokenizer, config, entries,
                                          device_order(measured, _previous_order(bundle_dir)), skipped, scores_entry)
@@ -367,16 +374,36 @@ def export_bundle(
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _write_reference_scores(staging: Path, model: Any, tokenizer: Tokenizer, sample: Any,
-                            log: Callable[[str], None]) -> dict:
-    """``reference_scores.json`` in ``staging``: the float model on the shipped test reviews and
-    short texts cut from them; returns its manifest entry."""
-    document = reference_scores.build(KerasBackend(model).score, tokenizer, sample, f"shipped sample {TEST_SAMPLE.name}")
+def _write_reference_scores(staging: Path, document: dict, log: Callable[[str], None]) -> dict:
+    """``reference_scores.json`` in ``staging`` (``reference_scores.build``: the float model on the
+    shipped test reviews and short texts cut from them); returns its manifest entry."""
     path = staging / bundle_format.REFERENCE_SCORES_FILE
     atomic_write_json(path, document)
     counts = {s["name"]: len(s["items"]) for s in document["sets"]}
     log(f"  {path.name}: the float model's scores of " + ", ".join(f"{n} {name}" for name, n in counts.items()))
     return {**manifest.file_entry(path), "sets": counts}
+
+
+def _onnx_judge(tokenizer: Tokenizer, document: dict) -> Callable[[Path], tuple[float, float]]:
+    """An ONNX file's lowest label agreement over the reference sets and its max |Δp|, against the
+    float model's scores (how the int8 ONNX quantizer is chosen)."""
+    from edge_lstm.evaluate.backends import OnnxBackend
+    from edge_lstm_device.agreement import label_agreement
+
+    sets = [(tokenizer.encode_batch([i["text"] for i in s["items"]]), np.array([i["score"] for i in s["items"]]))
+            for s in document["sets"]]
+
+    def judge(path: Path) -> tuple[float, float]:
+        backend = OnnxBackend.from_bytes(path.read_bytes(), path.name)
+        scored = [(backend.score(rows), ref) for rows, ref in sets]
+        return (min(label_agreement(scores, ref) for scores, ref in scored),
+                max(float(np.abs(scores - ref).max()) for scores, ref in scored))
+
+    return judge
+
+
+def _quantizer_name(settings: dict) -> str:
+    return ("per channel" if settings["per_channel"] else "per tensor") + (", 7-bit" if settings["reduce_range"] else "")
 
 
 def _add_size_ratios(entries: dict[str, dict]) -> None:
