@@ -8,7 +8,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from edge_lstm_device.bundle import read_manifest, read_verified
+from edge_lstm_device.bundle import NUMPY_WEIGHTS, read_manifest, read_verified
 from edge_lstm_device.files import atomic_write_bytes, bytes_sha256
 from edge_lstm_device.signing import (
     SIGNATURE_FILE,
@@ -69,7 +69,7 @@ def generate_keypair(private: Path, overwrite: bool = False) -> dict:
 
 def _check_files(bundle_dir: Path, manifest: dict) -> tuple[list[str], list[str]]:
     """(files checked, files absent): every file the manifest pins that is present must match it."""
-    entries = [manifest["tokenizer"], *manifest["artifacts"].values()]
+    entries = [manifest["tokenizer"], *manifest["artifacts"].values(), *([manifest[NUMPY_WEIGHTS]] if NUMPY_WEIGHTS in manifest else [])]
     present = [e for e in entries if os.path.lexists(bundle_dir / e["file"])]
     for entry in present:
         read_verified(bundle_dir, entry)

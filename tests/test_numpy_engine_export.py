@@ -168,3 +168,20 @@ def test_parity_judges_the_numpy_engine_as_an_int8_form() -> None:
     _, _, backends = load_subjects(BUNDLE, ("numpy_weights",), 1)
     (backend, precision, dynamic), = backends
     assert backend.name == "numpy_weights" and precision == "int8" and not dynamic and backend.batched
+
+
+def test_the_reference_and_the_device_ship_the_weights_the_manifest_pins() -> None:
+    import json
+
+    from edge_lstm_device.files import file_sha256
+    from edge_lstm_device.model import REFERENCE_BUNDLE
+
+    from edge_lstm import bundle
+    from edge_lstm.export.reference import device_files
+
+    manifest = json.loads((BUNDLE / "manifest.json").read_text())
+    assert "model_numpy.npz" in device_files(manifest)
+    for folder in (BUNDLE, REFERENCE_BUNDLE):
+        assert file_sha256(folder / "model_numpy.npz") == manifest["numpy_weights"]["sha256"]
+    again = to_weights_file(LoopModel.from_model(bundle.load_model(BUNDLE)), 200)
+    assert again == (BUNDLE / "model_numpy.npz").read_bytes()  # a re-export writes the same bytes

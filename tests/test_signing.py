@@ -97,9 +97,10 @@ def test_openssl_verifies_the_signature(bundle: Path, key: Path, tmp_path: Path)
     assert check.returncode == 0 and "Verified Successfully" in check.stdout, check.stdout + check.stderr
 
 
-def test_sign_refuses_a_bundle_whose_files_do_not_match(bundle: Path, key: Path) -> None:
-    tokenizer = bundle / "tokenizer.json"
-    tokenizer.write_bytes(tokenizer.read_bytes().replace(b"the", b"thE", 1))
+@pytest.mark.parametrize("name", ["tokenizer.json", "model_numpy.npz"])
+def test_sign_refuses_a_bundle_whose_files_do_not_match(bundle: Path, key: Path, name: str) -> None:
+    changed = bundle / name
+    changed.write_bytes(changed.read_bytes().replace(b"the" if name.endswith("json") else b"structure", b"thE", 1))
     result = run("sign", "--bundle", str(bundle), "--key", str(key))
     assert result.exit_code == 1 and result.output.count("\n") == 1 and "does not match the manifest" in result.output
     assert not (bundle / "manifest.sig").exists()

@@ -25,7 +25,6 @@ from edge_lstm_device.cpu import CpuFeatures, detect
 from edge_lstm_device.interpreter import interpreter_class, interpreter_version
 from edge_lstm_device.model import MODEL_ENV, REFERENCE_BUNDLE, BundleError, SentimentModel, device_order
 from edge_lstm_device.pool import ModelPool, default_workers
-from edge_lstm_device.runtime import MAX_BATCH
 from edge_lstm_device.signing import read_trusted_manifest, resolve_trust
 from edge_lstm_device.timing import time_calls
 
@@ -86,7 +85,8 @@ def scaling(args: argparse.Namespace) -> dict:
         with ModelPool([pool.first]) as alone:
             one = throughput(alone)
         many = throughput(pool)
-        return {"model": pool.first.name, "workers": pool.workers, "reviews_per_s_1": round(one, 1),
+        return {"model": pool.first.name, "workers": pool.workers, "max_batch": pool.first.scorer.max_batch,
+                "reviews_per_s_1": round(one, 1),
                 "reviews_per_s_n": round(many, 1), "speedup": round(many / one, 2)}
 
 
@@ -150,7 +150,7 @@ def _table(report: dict) -> str:
               f"{len(LONG_TEXT.split())} words",
               f"budgets: start-up to first prediction <= {STARTUP_BUDGET_S} s, peak RSS <= {MEMORY_BUDGET_MB} MB",
               f"{w['model']}: {w['reviews_per_s_1']:.0f} reviews/s with 1 worker, {w['reviews_per_s_n']:.0f} with "
-              f"{w['workers']} ({w['speedup']:.2f}x), reviews of 14 to 225 words in batches of up to {MAX_BATCH}"]
+              f"{w['workers']} ({w['speedup']:.2f}x), reviews of 14 to 225 words in batches of up to {w['max_batch']}"]
     fastest = report["fastest_here"]
     if fastest and fastest != report["default"]:
         lines.append(f"fastest here: {fastest}, the default is {report['default']}; to make it the default: "

@@ -58,6 +58,9 @@ class ArmArch:
     cpuinfo: str  # one core's /proc/cpuinfo lines (after "processor")
     machine: str  # the wheels' platform suffix
     debian_python: dict[str, str] = field(default_factory=dict)  # project -> Debian package
+    suite: str = _SUITE
+    python: str = "3.11"  # the suite's Python
+    debian_arch: str = ""  # the Debian architecture, where the key is not one ("armhf-trixie")
 
     def platforms(self) -> tuple[str, ...]:
         """Wheel platforms up to bookworm's glibc 2.36 (tflite-runtime 2.14 is manylinux_2_34)."""
@@ -86,8 +89,19 @@ ARCHES: dict[str, ArmArch] = {
         "CPU architecture: 7\nCPU variant\t: 0x0\nCPU part\t: 0xc07\nCPU revision\t: 5\n",
         "armv7l",
         {"numpy": "python3-numpy", "cffi": "python3-cffi"},
+        debian_arch="armhf",
     ),
 }
+# Where no interpreter wheel exists: the numpy engine alone, on Debian's own Python and numpy.
+ARCHES["armhf-trixie"] = ArmArch("qemu-arm-static", "cortex-a7", ARCHES["armhf"].cpuinfo, "armv7l",
+                                 {"numpy": "python3-numpy"}, "trixie", "3.13", "armhf")  # 32-bit Trixie
+ARCHES["armel"] = ArmArch(  # the Pi Zero / Zero W / 1's ARM1176 (Trixie has no armel packages)
+    "qemu-arm-static", "arm1176",
+    "model name\t: ARMv6-compatible processor rev 7 (v6l)\nBogoMIPS\t: 697.95\nFeatures\t: half thumb fastmult "
+    "vfp edsp java tls\nCPU implementer\t: 0x41\nCPU architecture: 7\nCPU variant\t: 0x0\nCPU part\t: 0xb76\n"
+    "CPU revision\t: 7\n", "armv6l", {"numpy": "python3-numpy"}, debian_arch="armel")
+ARCHES["riscv64"] = ArmArch("qemu-riscv64-static", "rv64", "isa\t\t: rv64imafdc\nmmu\t\t: sv39\n", "riscv64",
+                            {"numpy": "python3-numpy"}, "trixie", "3.13")
 _PROBE = (
     "import importlib, platform, sys\n"
     "from importlib.metadata import version\n"
@@ -165,7 +179,8 @@ def isolated_venv(kind: str, cache_root: Path, extra: Sequence[str] = ()) -> For
 
 def arm_python(cache_root: Path, flavour: str = "litert", arch: str = "arm64",
                extra: Sequence[str] = ()) -> ForeignPython:
-    """Debian bookworm's ``arch`` Python 3.11 under qemu with ``flavour`` and ``extra`` wheels."""
+    """Debian's ``arch`` Python (bookworm's 3.11, or the suite ``ARCHES`` names) under qemu with
+    ``flavour`` and ``extra`` wheels."""
     spec = ARCHES[arch]
     reqs, dist, module = _flavour(flavour)
     qemu = shutil.which(spec.qemu)
@@ -175,8 +190,9 @@ def arm_python(cache_root: Path, flavour: str = "litert", arch: str = "arm64",
         raise ForeignEnvUnavailable(f"arm_python needs: apt-get install -y {' '.join(missing)}")
     assert qemu is not None and debootstrap is not None
     rootfs = _arm_rootfs(Path(cache_root), arch, debootstrap, qemu)
-    command = (qemu, "-cpu", spec.cpu, "-L", str(rootfs), str(rootfs / "usr" / "bin" / "python3.11"))
-    flags = ["--only-binary=:all:", "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311"]
+    command = (qemu, "-cpu", spec.cpu, "-L", str(rootfs), str(rootfs / "usr" / "bin" / f"python{spec.python}"))
+    abi = "cp" + spec.python.replace(".", "")
+    flags = ["--only-binary=:all:", "--python-version", spec.python, "--implementation", "cp", "--abi", abi]
     flags += [f"--platform={p}" for p in spec.platforms()]
     debian = json.loads((rootfs / _DEBIAN_VERSIONS).read_text())
     reqs = (*reqs, *extra, *(f"{name}=={version}" for name, version in debian.items()))
@@ -227,16 +243,16 @@ def _stub_wheel(folder: Path, name: str, version: str) -> None:
 
 
 def _arm_rootfs(cache_root: Path, arch: str, debootstrap: str, qemu: str) -> Path:
-    """First-stage debootstrap of bookworm for ``arch``, plus the ``--include``'d python3 closure."""
+    """First-stage debootstrap of ``arch``'s suite, plus the ``--include``'d python3 closure."""
     if os.geteuid() != 0:
         raise ForeignEnvUnavailable("debootstrap (arm_python) must run as root")
     spec = ARCHES[arch]
     include = ",".join(("python3", *spec.debian_python.values()))
-    target = cache_root / f"rootfs-{arch}-{_digest(_SUITE, 'minbase', include)}"
+    target = cache_root / f"rootfs-{arch}-{_digest(spec.suite, 'minbase', include)}"
 
     def build(dest: Path) -> str:
-        _check([debootstrap, "--foreign", f"--arch={arch}", "--variant=minbase", f"--include={include}",
-                _SUITE, str(dest), _debian_mirror()])
+        _check([debootstrap, "--foreign", f"--arch={spec.debian_arch or arch}", "--variant=minbase", f"--include={include}",
+                spec.suite, str(dest), _debian_mirror()])
         # --foreign unpacks only the Required set; the other packages are merely downloaded.
         meta = dest / "debootstrap"
         debpaths = dict(line.split(maxsplit=1) for line in (meta / "debpaths").read_text().splitlines())
@@ -248,16 +264,16 @@ def _arm_rootfs(cache_root: Path, arch: str, debootstrap: str, qemu: str) -> Pat
             deb.unlink()
         _link_alternatives(dest)
         # qemu -L falls back to host paths that are missing in the rootfs: shadow the host's .pth dir
-        (dest / "usr" / "local" / "lib" / "python3.11" / "dist-packages").mkdir(parents=True, exist_ok=True)
+        (dest / "usr" / "local" / "lib" / f"python{spec.python}" / "dist-packages").mkdir(parents=True, exist_ok=True)
         proc = dest / "proc"
         if proc.is_symlink():  # debootstrap links proc -> /proc when it runs inside a container
             proc.unlink()
         proc.mkdir(exist_ok=True)
         (proc / "cpuinfo").write_text(spec.proc_cpuinfo())
-        py = [qemu, "-cpu", spec.cpu, "-L", str(dest), str(dest / "usr" / "bin" / "python3.11"), "-c"]
+        py = [qemu, "-cpu", spec.cpu, "-L", str(dest), str(dest / "usr" / "bin" / f"python{spec.python}"), "-c"]
         versions = _check([*py, _DEBIAN_PROBE, *spec.debian_python]).decode()
         (dest / _DEBIAN_VERSIONS).write_text(versions)
-        return f"Debian {_SUITE} {arch} rootfs: " + _check([*py, _ROOTFS_PROBE]).decode().strip()
+        return f"Debian {spec.suite} {arch} rootfs: " + _check([*py, _ROOTFS_PROBE]).decode().strip()
 
     _cached(target, build)
     return target
