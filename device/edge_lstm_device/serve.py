@@ -138,7 +138,7 @@ def reload(server: Server, args: argparse.Namespace) -> bool:
     server.services.swap(new)
     server.metrics.reloads.inc()
     log(f"reloaded in {time.perf_counter() - started:.2f} s: {new.name} (sha256 {new.info['sha256']['model'][:12]}): "
-        f"{new.info['why']}")
+        f"{new.pool.first.choice.reason}")
     fallbacks = new.pool.first.choice.fallbacks  # faster models of the bundle that did not load or failed verify
     if fallbacks:
         server.metrics.reload_fallbacks.inc()
@@ -207,10 +207,10 @@ def _announce(args: argparse.Namespace, server: Server, service: Service) -> Non
         print(f"warning: {url} is reachable from other machines and takes no token: "
               "anyone who reaches it can use the model (see --token-file)", file=sys.stderr)
     if args.json:
-        print(json.dumps({"url": url, "model": service.name, "why": service.info["why"],
+        print(json.dumps({"url": url, "model": service.name, "why": service.pool.first.choice.reason,
                           "workers": service.pool.workers}), flush=True)
     else:
-        print(f"serving {service.name} ({service.pool.workers} workers) on {url}: {service.info['why']}", flush=True)
+        print(f"serving {service.name} ({service.pool.workers} workers) on {url}: {service.pool.first.choice.reason}", flush=True)
 
 
 def _drain(server: Server) -> int:
