@@ -334,9 +334,9 @@ def export_bundle(
     tools = manifest.tool_versions()
     for leftover in bundle_dir.glob(STAGING_PREFIX + "*"):
         shutil.rmtree(leftover, ignore_errors=True)
-    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=bundle_dir))
     scores = reference_scores.build(KerasBackend(model).score, tokenizer, sample, f"shipped sample {TEST_SAMPLE.name}")
     judge = _onnx_judge(tokenizer, scores)
+    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=bundle_dir))  # (removed by the finally below)
     try:
         skipped = not_exported(config, options)
         built = {}
