@@ -126,7 +126,7 @@ def test_device_tests_pass_on_armv7() -> None:
     ARM binary can be exec'd from inside the emulation; ``no_child_process`` skips the others)."""
     py = _environment("armhf", "tflite-runtime")
     check_no_tensorflow(py)
-    summary = _run_device_tests(py, "-p", "no_child_process")
+    summary = _run_device_tests(py, "-p", "no_child_process", "-m", "not heavy")
     passed = re.search(r"(\d+) passed", summary)
     assert passed and int(passed.group(1)) > 0, summary
 

@@ -54,6 +54,7 @@ def test_speed_order_keeps_the_manifests_first_within_the_noise() -> None:
     assert speed_order({"a": 3.0, "b": 1.0}, "a") == ["b", "a"]
 
 
+@pytest.mark.heavy
 def test_the_fastest_model_that_fails_verify_is_not_run(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(calibrate, "relative_times", lambda models, texts: {
         "int8_loop_tflite": 1.0, "int8_dynamic_tflite": 2.0, "int8_tflite": 5.0})
@@ -73,6 +74,7 @@ def test_the_fastest_model_that_fails_verify_is_not_run(monkeypatch: pytest.Monk
     assert set(model.choice.calibration.verdicts) == {"int8_loop_tflite", "int8_dynamic_tflite"}
 
 
+@pytest.mark.heavy
 def test_the_choice_is_cached_per_environment(fresh_cache: Path) -> None:
     first = SentimentModel.load()
     assert first.choice.calibration is not None and not first.choice.calibration.cached

@@ -20,6 +20,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "edge_lstm_device", *args], capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.heavy
 def test_the_shipped_models_meet_the_thresholds_on_this_cpu() -> None:
     """What the target asks on every CPU: parity's thresholds on whole reviews and short texts."""
     result = verify_bundle()
