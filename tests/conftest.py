@@ -73,3 +73,12 @@ def small_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
                            catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return out
+
+
+@pytest.fixture(scope="session", autouse=True)
+def calibration_cache(tmp_path_factory: pytest.TempPathFactory):
+    """The device's cache (calibration choices, probed files) of this test session: a choice cached
+    by an earlier session, or by the user, cannot decide which model a test gets."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("EDGE_LSTM_CACHE", str(tmp_path_factory.mktemp("edge-lstm-cache")))
+        yield

@@ -25,3 +25,12 @@ def sample_reviews() -> tuple[list[str], list[int]]:
 @pytest.fixture(scope="module")
 def model() -> SentimentModel:
     return SentimentModel.load()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def calibration_cache(tmp_path_factory: pytest.TempPathFactory):
+    """The device's cache (calibration choices, probed files) of this test session: a choice cached
+    by an earlier session, or by the user, cannot decide which model a test gets."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("EDGE_LSTM_CACHE", str(tmp_path_factory.mktemp("edge-lstm-cache")))
+        yield

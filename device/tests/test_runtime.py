@@ -156,10 +156,13 @@ def test_cli_info_json() -> None:
     assert unchanged["lstm"] == "loop" and unchanged["skipped"] == {} and "measured_here" not in unchanged
 
 
-def test_default_is_the_fastest_model_that_loads(bundle_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_default_is_the_fastest_model_that_loads(bundle_copy: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 tmp_path: Path) -> None:
     """An interpreter that refuses the loop form (as an old one refuses a newer op version)
     falls back to the next model of the manifest's order, and says why."""
     from edge_lstm_device import model as model_module
+
+    monkeypatch.setenv("EDGE_LSTM_CACHE", str(tmp_path / "cache"))  # a choice made under a refusal stays here
 
     real = model_module.TFLiteScorer
 
