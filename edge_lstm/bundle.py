@@ -8,15 +8,15 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from edge_lstm_device.bundle import (  # noqa: F401 (the format's names, re-exported for the host)
+from edge_lstm_device.bundle.files import atomic_write_json
+from edge_lstm_device.bundle.manifest import (  # noqa: F401 (the format's names, re-exported for the host)
     MANIFEST_FILE,
     METRICS_FILE,
     MODEL_FILE,
     TOKENIZER_FILE,
     BundleError,
 )
-from edge_lstm_device.files import atomic_write_json
-from edge_lstm_device.tokenizer import Tokenizer, TokenizerError
+from edge_lstm_device.bundle.tokenizer import Tokenizer, TokenizerError
 
 DEFAULT_BUNDLE = Path("export")
 

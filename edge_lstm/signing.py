@@ -1,6 +1,6 @@
 """Signing bundles on the build host: ed25519 key pairs (``edge-lstm keygen``) and
 ``manifest.sig`` (``edge-lstm sign``). The signature's format and its check are the device's
-(``edge_lstm_device.signing``, docs/bundle-format.md#signatures-manifestsig)."""
+(``edge_lstm_device.bundle.signing``, docs/bundle-format.md#signatures-manifestsig)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import os
 import tempfile
 from pathlib import Path
 
-from edge_lstm_device.bundle import NUMPY_WEIGHTS, read_manifest, read_verified
-from edge_lstm_device.files import atomic_write_bytes, bytes_sha256
-from edge_lstm_device.signing import (
+from edge_lstm_device.bundle.files import atomic_write_bytes, bytes_sha256
+from edge_lstm_device.bundle.manifest import NUMPY_WEIGHTS, read_manifest, read_verified
+from edge_lstm_device.bundle.signing import (
     SIGNATURE_FILE,
     TrustedKey,
     crypto,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from edge_lstm_device.quiet import hide_native_stderr  # noqa: F401 (one implementation, shared)
+from edge_lstm_device.runtime.quiet import hide_native_stderr  # noqa: F401 (one implementation, shared)
 
 
 def quiet_tensorflow() -> None:

@@ -79,10 +79,10 @@ def train(name: str, data: Path, word_index: Path, folder: Path, epochs: int) ->
     quiet_tensorflow()
     import keras
     import tensorflow as tf
+    from edge_lstm_device.bundle.tokenizer import Tokenizer
 
     from edge_lstm.importing.keras_index import tokenizer_from_word_index
     from edge_lstm.train.data import load_imdb
-    from edge_lstm_device.tokenizer import Tokenizer
 
     train_set = load_imdb(data, ("train",))["train"]
     keras.utils.set_random_seed(0)

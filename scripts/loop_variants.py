@@ -77,7 +77,7 @@ class ConversionCrashed(RuntimeError):
 
 
 def _spin(content: bytes, row: np.ndarray, ready, stop) -> None:
-    from edge_lstm_device.runtime import TFLiteScorer
+    from edge_lstm_device.runtime.scoring import TFLiteScorer
 
     scorer = TFLiteScorer(content)
     scorer.score(row)
@@ -88,7 +88,7 @@ def _spin(content: bytes, row: np.ndarray, ready, stop) -> None:
 
 def _batched_us(content: bytes, rows: np.ndarray) -> float | None:
     """Microseconds per review scored ``BATCH`` per call (None: the form takes one review per call)."""
-    from edge_lstm_device.runtime import TFLiteScorer
+    from edge_lstm_device.runtime.scoring import TFLiteScorer
 
     scorer = TFLiteScorer(content, max_batch=BATCH)
     if scorer.max_batch == 1:
@@ -101,8 +101,8 @@ def _batched_us(content: bytes, rows: np.ndarray) -> float | None:
 
 
 def _latency(content: bytes, rows: np.ndarray, contended: bool) -> float:
-    from edge_lstm_device.runtime import TFLiteScorer
-    from edge_lstm_device.timing import time_calls
+    from edge_lstm_device.runtime.scoring import TFLiteScorer
+    from edge_lstm_device.tools.timing import time_calls
 
     scorer = TFLiteScorer(content)
     context = multiprocessing.get_context("spawn")
@@ -126,7 +126,7 @@ def _resident_mb() -> float:
 
 
 def _allocated_in_child(content: bytes) -> float:
-    from edge_lstm_device.runtime import TFLiteScorer  # imported before the baseline
+    from edge_lstm_device.runtime.scoring import TFLiteScorer  # imported before the baseline
 
     before = _resident_mb()
     scorer = TFLiteScorer(content)
@@ -144,7 +144,7 @@ def _allocated_mb(content: bytes) -> float:
 
 def measure(content: bytes, rows: np.ndarray, short_rows: np.ndarray, labels: np.ndarray, reference: np.ndarray,
             short_reference: np.ndarray) -> dict:
-    from edge_lstm_device.runtime import TFLiteScorer
+    from edge_lstm_device.runtime.scoring import TFLiteScorer
 
     scores = TFLiteScorer(content).score(rows)
     short_scores = TFLiteScorer(content).score(short_rows)
@@ -166,10 +166,10 @@ def main() -> None:
     args = parser.parse_args()
     quiet_tensorflow()
     from edge_lstm import bundle
-    from edge_lstm.export.convert import ConversionError
     from edge_lstm.evaluate.sidebyside import short_reviews
-    from edge_lstm.train.data import load_imdb
+    from edge_lstm.export.convert import ConversionError
     from edge_lstm.samples import TRAIN_SAMPLE, read_sample
+    from edge_lstm.train.data import load_imdb
 
     model, tokenizer = bundle.load_model(args.bundle), bundle.load_tokenizer(args.bundle)
     test = load_imdb(args.data, ("test",))["test"].balanced(args.limit, 0)

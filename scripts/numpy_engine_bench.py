@@ -30,15 +30,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "device")]
 
-from edge_lstm_device.bundle import NUMPY_WEIGHTS, read_verified  # noqa: E402
-from edge_lstm_device.model import REFERENCE_BUNDLE, SentimentModel  # noqa: E402
-from edge_lstm_device.numpy_engine import NumpyScorer  # noqa: E402
+from edge_lstm_device.bundle.manifest import NUMPY_WEIGHTS, read_verified  # noqa: E402
+from edge_lstm_device.runtime.model import REFERENCE_BUNDLE, SentimentModel  # noqa: E402
+from edge_lstm_device.runtime.numpy_engine.engine import NumpyScorer  # noqa: E402
 
 ARITHMETICS = ("float", "int8")
 RSS_PROBE = """
 import sys
 sys.path[:0] = {paths!r}
-from edge_lstm_device.model import SentimentModel
+from edge_lstm_device.runtime.model import SentimentModel
 {load}
 model.predict("A wonderful, moving film with a brilliant cast. I loved every minute of it.")
 print(next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM")) / 1024)
@@ -105,10 +105,10 @@ def peak_rss() -> None:
     loads = {"int8 loop TFLite": "model = SentimentModel.load(model='int8_loop_tflite')"}
     for arithmetic in ARITHMETICS:
         loads[f"numpy ({arithmetic})"] = (
-            "from edge_lstm_device.bundle import NUMPY_WEIGHTS, read_manifest, read_verified\n"
-            "from edge_lstm_device.model import REFERENCE_BUNDLE\n"
-            "from edge_lstm_device.numpy_engine import NumpyScorer\n"
-            "from edge_lstm_device.tokenizer import Tokenizer\n"
+            "from edge_lstm_device.bundle.manifest import NUMPY_WEIGHTS, read_manifest, read_verified\n"
+            "from edge_lstm_device.runtime.model import REFERENCE_BUNDLE\n"
+            "from edge_lstm_device.runtime.numpy_engine.engine import NumpyScorer\n"
+            "from edge_lstm_device.bundle.tokenizer import Tokenizer\n"
             "manifest = read_manifest(REFERENCE_BUNDLE)\n"
             "tokenizer = Tokenizer.from_json(read_verified(REFERENCE_BUNDLE, manifest['tokenizer']), 'tokenizer.json')\n"
             f"scorer = NumpyScorer(read_verified(REFERENCE_BUNDLE, manifest[NUMPY_WEIGHTS]), arithmetic={arithmetic!r})\n"

@@ -17,13 +17,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "device")]
 
+from edge_lstm_device.runtime.numpy_engine.engine import NumpyScorer  # noqa: E402
+from edge_lstm_device.runtime.scoring import TFLiteScorer  # noqa: E402
+
 from edge_lstm import bundle  # noqa: E402
 from edge_lstm.evaluate.sidebyside import short_reviews  # noqa: E402
 from edge_lstm.export.lstm_loop import LoopModel  # noqa: E402
 from edge_lstm.export.numpy_weights import to_weights_file  # noqa: E402
 from edge_lstm.train.data import load_imdb  # noqa: E402
-from edge_lstm_device.numpy_engine import NumpyScorer  # noqa: E402
-from edge_lstm_device.runtime import TFLiteScorer  # noqa: E402
 
 BUNDLE = ROOT / "export"
 

@@ -4,7 +4,7 @@
 
 Starts two servers, ``edge-lstm-device serve --quiet --workers 2`` and the same with ``--max-batch 1``,
 then measures, round after round and each with the project's load tester
-(``python -m edge_lstm_device.loadtest``) and with ``hey`` (Debian package ``hey``):
+(``python -m edge_lstm_device.tools.loadtest``) and with ``hey`` (Debian package ``hey``):
 (a) ``GET /v1/health``, (b) one short review per request, (c) one real IMDB test review per request
 (``edge_lstm/samples/test_reviews.jsonl.gz``), (d) the same as (c) against the ``--max-batch 1``
 server. The cases and tools take turns within each round, so the ratios compare runs made under the
@@ -140,7 +140,7 @@ def median_review(texts: list[str]) -> str:
 def run_loadtest(server: Server, case: Case, files: dict[str, Path], clients: int, requests: int) -> dict:
     what = ["--path", "/v1/health"] if case.texts is None else (
         ["--text", SHORT_REVIEW] if case.texts == "short" else ["--texts-file", str(files["imdb_lines"])])
-    done = subprocess.run([sys.executable, "-m", "edge_lstm_device.loadtest", "--url", server.url, "--clients",
+    done = subprocess.run([sys.executable, "-m", "edge_lstm_device.tools.loadtest", "--url", server.url, "--clients",
                            str(clients), "--requests", str(requests), "--pid", str(server.proc.pid), "--json", *what],
                           cwd=ROOT, capture_output=True, text=True, timeout=900)
     if done.returncode not in (0, 3):  # 3: a target missed (reported as measured)

@@ -38,8 +38,8 @@ from urllib.parse import urlsplit
 from serve_load import ROOT, SHORT_REVIEW, Server, get_json, hey_version, publish, start_server, stop_server
 
 sys.path.insert(0, str(ROOT / "device"))
-from edge_lstm_device.connections import DEFAULT_MAX_CONNECTIONS  # noqa: E402
-from edge_lstm_device.model import REFERENCE_BUNDLE, SentimentModel  # noqa: E402
+from edge_lstm_device.runtime.model import REFERENCE_BUNDLE, SentimentModel  # noqa: E402
+from edge_lstm_device.serving.connections import DEFAULT_MAX_CONNECTIONS  # noqa: E402
 
 BEGIN, END = "<!-- serve-ops:begin -->", "<!-- serve-ops:end -->"
 PARTIAL_HEAD = b"POST /v1/predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from edge_lstm_device.cli import main as device_main
 
 from edge_lstm.cli import COMMANDS, main
-from edge_lstm_device.cli import main as device_main
 
 
 @pytest.mark.parametrize("verb", sorted(COMMANDS))
@@ -36,7 +36,7 @@ def test_device_help(verb: str, capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_importing_packages_does_not_import_tensorflow() -> None:
     code = ("import sys, edge_lstm.cli, edge_lstm.train.data, edge_lstm.bundle, edge_lstm.export.exporter, edge_lstm.evaluate.parity, "
-            "edge_lstm_device.cli, edge_lstm_device.model; "
+            "edge_lstm_device.cli, edge_lstm_device.runtime.model; "
             "bad = [m for m in ('tensorflow', 'tf_keras', 'keras', 'onnx', 'onnxruntime', 'tf2onnx') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -151,7 +151,7 @@ def assert_shows(page: Page, answer: dict) -> None:
 # ------------------------------------------------------------------ the page as a file and over HTTP
 
 def demo_html() -> str:
-    return files("edge_lstm_device").joinpath("demo.html").read_text(encoding="utf-8")
+    return files("edge_lstm_device.serving").joinpath("demo.html").read_text(encoding="utf-8")
 
 
 def test_the_page_has_no_external_assets() -> None:

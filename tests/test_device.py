@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from edge_lstm_device.model import REFERENCE_BUNDLE
+from edge_lstm_device.runtime.model import REFERENCE_BUNDLE
+
 from tests.conftest import BUNDLE
 
 SHIPPED = ("model_int8_loop.tflite", "model_int8.tflite", "model_int8_dynamic.tflite", "tokenizer.json",

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from edge_lstm_device.runtime.model import REFERENCE_BUNDLE, SentimentModel
 
 from edge_lstm.samples import TEST_SAMPLE, read_sample
-from edge_lstm_device.model import REFERENCE_BUNDLE, SentimentModel
 from tests.conftest import ROOT
 from tests.support.foreign import ForeignEnvUnavailable, ForeignPython, arm_python, check_no_tensorflow, isolated_venv
 

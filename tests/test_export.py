@@ -14,14 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from edge_lstm_device.bundle.tokenizer import Tokenizer
+from edge_lstm_device.runtime.scoring import TFLiteScorer
 
 from edge_lstm import bundle, termination
-from edge_lstm.export import exporter
-from edge_lstm.export import lstm_loop, quantize
+from edge_lstm.export import exporter, lstm_loop, quantize
 from edge_lstm.export.exporter import ExportError, ExportOptions, export_bundle
 from edge_lstm.samples import TEST_SAMPLE, read_sample
-from edge_lstm_device.runtime import TFLiteScorer
-from edge_lstm_device.tokenizer import Tokenizer
 from tests.conftest import BUNDLE
 
 pytestmark = pytest.mark.slow

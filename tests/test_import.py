@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from edge_lstm_device.files import file_sha256
-from edge_lstm_device.tokenizer import Tokenizer
+from edge_lstm_device.bundle.files import file_sha256
+from edge_lstm_device.bundle.tokenizer import Tokenizer
 
 from edge_lstm.cli import main
 from edge_lstm.importing.keras_index import (
@@ -288,7 +288,7 @@ def _device_records(out: Path, tmp_path: Path) -> tuple[list[str], list[dict]]:
 def _assert_agree(device: list, keras: list) -> None:
     """The device's labels against Keras' at parity's int8 threshold: int8 kernels differ by CPU,
     so a label near the boundary may flip on one CPU and not another (parity allows it)."""
-    from edge_lstm_device.agreement import Thresholds
+    from edge_lstm_device.runtime.agreement import Thresholds
 
     assert len(device) == len(keras) == SAMPLE_TEXTS
     agreement = float(np.mean([a == b for a, b in zip(device, keras)]))

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from edge_lstm_device.runtime.scoring import TFLiteScorer
 
 from edge_lstm.export import lstm_loop
 from edge_lstm.export.lstm_loop import LoopModel, pad_state_table
-from edge_lstm_device.runtime import TFLiteScorer
 from tests.conftest import BUNDLE
 
 FLOAT_EXACT = 1e-5

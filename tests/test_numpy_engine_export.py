@@ -1,5 +1,5 @@
 """The numpy engine against Keras and the loop form's TFLite files: the weights file the host writes
-(``edge_lstm/export/numpy_weights.py``) and the device's engine (``edge_lstm_device/numpy_engine.py``).
+(``edge_lstm/export/numpy_weights.py``) and the device's engine (``edge_lstm_device/runtime/numpy_engine/engine.py``).
 
 Tolerances: float weights within 1e-5 of Keras; int8 weights run with int8 arithmetic within
 1e-3 of the int8 loop TFLite model (measured 1.3e-4 on the shipped reviews: both quantize each row
@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from edge_lstm_device.numpy_engine import NumpyScorer
-from edge_lstm_device.numpy_weights import read
-from edge_lstm_device.runtime import TFLiteScorer
+from edge_lstm_device.bundle.numpy_weights import read
+from edge_lstm_device.runtime.numpy_engine.engine import NumpyScorer
+from edge_lstm_device.runtime.scoring import TFLiteScorer
 
 from edge_lstm.export import lstm_loop
 from edge_lstm.export.lstm_loop import LoopModel
@@ -149,7 +149,7 @@ def test_export_pins_the_weights_file_and_the_engine_scores_it(small_bundle) -> 
     the artifacts: older devices read the bundle as before), checked by the engine against Keras."""
     import json
 
-    from edge_lstm_device.bundle import read_manifest, read_verified
+    from edge_lstm_device.bundle.manifest import read_manifest, read_verified
 
     manifest = read_manifest(small_bundle)
     entry = manifest["numpy_weights"]
@@ -173,8 +173,8 @@ def test_parity_judges_the_numpy_engine_as_an_int8_form() -> None:
 def test_the_reference_and_the_device_ship_the_weights_the_manifest_pins() -> None:
     import json
 
-    from edge_lstm_device.files import file_sha256
-    from edge_lstm_device.model import REFERENCE_BUNDLE
+    from edge_lstm_device.bundle.files import file_sha256
+    from edge_lstm_device.runtime.model import REFERENCE_BUNDLE
 
     from edge_lstm import bundle
     from edge_lstm.export.reference import device_files

@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from edge_lstm_device.bundle.tokenizer import Tokenizer
+from edge_lstm_device.runtime.scoring import TFLiteScorer
 
-from edge_lstm.evaluate.backends import TFLiteBackend
 from edge_lstm.cli import main
+from edge_lstm.evaluate.backends import TFLiteBackend
 from edge_lstm.evaluate.parity import Thresholds, run_parity
 from edge_lstm.samples import TEST_SAMPLE, read_sample
-from edge_lstm_device.runtime import TFLiteScorer
-from edge_lstm_device.tokenizer import Tokenizer
 from tests.conftest import BUNDLE
 
 pytestmark = pytest.mark.slow

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 
+from edge_lstm_device.bundle.files import file_sha256
+
 from edge_lstm.train.training import TrainConfig
-from edge_lstm_device.files import file_sha256
 from tests.conftest import BUNDLE
 
 

@@ -6,12 +6,12 @@ import json
 from pathlib import Path
 
 import numpy as np
+from edge_lstm_device.bundle.files import file_sha256
+from edge_lstm_device.bundle.manifest import read_manifest
+from edge_lstm_device.bundle.reference_scores import read_reference_scores
 
 from edge_lstm.export.reference_scores import sentences, short_texts
 from edge_lstm.samples import TEST_SAMPLE, read_sample
-from edge_lstm_device.bundle import read_manifest
-from edge_lstm_device.files import file_sha256
-from edge_lstm_device.reference_scores import read_reference_scores
 
 
 def test_sentences_are_cut_at_their_ends_and_kept_by_length() -> None:

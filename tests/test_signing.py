@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from edge_lstm_device.bundle import signing
+from edge_lstm_device.runtime.model import REFERENCE_BUNDLE, SentimentModel
 
 from edge_lstm.cli import main
 from edge_lstm.commands.export import signature_note
 from edge_lstm.export import exporter
-from edge_lstm_device import signing
-from edge_lstm_device.model import REFERENCE_BUNDLE, SentimentModel
 
 
 def run(*argv: str):

@@ -8,11 +8,8 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-from edge_lstm_device import tokenizer as tokenizer_module
-from edge_lstm_device.tokenizer import (
+from edge_lstm_device.bundle import tokenizer as tokenizer_module
+from edge_lstm_device.bundle.tokenizer import (
     MAX_REVIEW_CHARS,
     MAX_REVIEW_WORDS,
     MAX_TOKENIZER_BYTES,
@@ -25,6 +22,8 @@ from edge_lstm_device.tokenizer import (
     has_words,
     split_words,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 TOK = Tokenizer.fit(["the film the film the great", "a great film, isn't it?"], num_words=10, max_len=8)
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from edge_lstm_device.bundle.tokenizer import Tokenizer
+from edge_lstm_device.bundle.vectorizer import VectorizerTokenizer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from edge_lstm_device.tokenizer import Tokenizer
-from edge_lstm_device.vectorizer import VectorizerTokenizer
 
 CORPUS = ["The cat sat on the mat!", "A dog, a cat... and THE bird", "don't stop-believing", "Café ÉCOLE naïve",
           "x_y z-z <br />tags", "10/10 would watch again", "ÀÉÎ àéî ß", "tab\tseparated\nlines"]

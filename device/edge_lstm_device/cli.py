@@ -15,16 +15,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Iterable, Iterator, Sequence
 
 from edge_lstm_device import __version__
-from edge_lstm_device.connections import BODY_GRACE_S, DEFAULT_BODY_MEMORY, DEFAULT_MAX_CONNECTIONS
-from edge_lstm_device.model import MODEL_ENV, NO_CALIBRATE_ENV, calibration_disabled
-from edge_lstm_device.pool import MAX_WORKERS as MAX_THREADS  # threads and workers share one range
-from edge_lstm_device.quiet import hide_native_stderr
-from edge_lstm_device.runtime import MAX_BATCH
-from edge_lstm_device.signing import TRUST_ENV, resolve_trust
+from edge_lstm_device.bundle.signing import TRUST_ENV, resolve_trust
+from edge_lstm_device.runtime.model import MODEL_ENV, NO_CALIBRATE_ENV, calibration_disabled
+from edge_lstm_device.runtime.pool import MAX_WORKERS as MAX_THREADS  # threads and workers share one range
+from edge_lstm_device.runtime.quiet import hide_native_stderr
+from edge_lstm_device.runtime.scoring import MAX_BATCH
+from edge_lstm_device.serving.connections import BODY_GRACE_S, DEFAULT_BODY_MEMORY, DEFAULT_MAX_CONNECTIONS
 
 if TYPE_CHECKING:
-    from edge_lstm_device.calibrate import Calibration
-    from edge_lstm_device.tokenizer import Tokenizer
+    from edge_lstm_device.bundle.tokenizer import Tokenizer
+    from edge_lstm_device.runtime.calibrate import Calibration
 
 CHUNK = 256  # reviews read, scored (split across the workers) and printed together
 EXIT_FATAL, EXIT_USAGE, EXIT_SOME_LINES_FAILED = 1, 2, 3
@@ -106,7 +106,7 @@ def _raw_reviews(texts: Sequence[str], file: str | None) -> Iterator[Review]:
 
 def _reviews(texts: Sequence[str], file: str | None) -> Iterator[Review]:
     """Every review to score; empty ones carry an error instead of a meaningless score."""
-    from edge_lstm_device.tokenizer import has_words
+    from edge_lstm_device.bundle.tokenizer import has_words
 
     for review in _raw_reviews(texts, file):
         if review.error is None and not has_words(review.text):
@@ -116,7 +116,7 @@ def _reviews(texts: Sequence[str], file: str | None) -> Iterator[Review]:
 
 def _token_ids(chunk: list[Review], tokenizer: Tokenizer) -> tuple[list[Review], list[list[int]]]:
     """The chunk with over-long reviews marked as errors, and the ids of the others."""
-    from edge_lstm_device.tokenizer import ReviewTooLongError
+    from edge_lstm_device.bundle.tokenizer import ReviewTooLongError
 
     marked, ids = [], []
     for review in chunk:
@@ -155,8 +155,8 @@ def _emit(review: Review, result: dict | None, as_json: bool, model: str) -> Non
 
 
 def predict(args: argparse.Namespace) -> int:
-    from edge_lstm_device.model import BundleError
-    from edge_lstm_device.pool import ModelPool
+    from edge_lstm_device.runtime.model import BundleError
+    from edge_lstm_device.runtime.pool import ModelPool
 
     try:
         pool = ModelPool.load(args.bundle, args.model, args.workers, args.threads, args.interpreter, trust=args.trust,
@@ -164,7 +164,7 @@ def predict(args: argparse.Namespace) -> int:
     except (BundleError, ImportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_FATAL
-    from edge_lstm_device.runtime import ModelRunError
+    from edge_lstm_device.runtime.scoring import ModelRunError
 
     failed = seen = 0
     try:
@@ -188,10 +188,10 @@ def predict(args: argparse.Namespace) -> int:
 
 
 def info(args: argparse.Namespace) -> int:
-    from edge_lstm_device.cpu import detect
-    from edge_lstm_device.interpreter import interpreter_version
-    from edge_lstm_device.bundle import model_entry
-    from edge_lstm_device.model import REFERENCE_BUNDLE, BundleError, SentimentModel, device_order
+    from edge_lstm_device.bundle.manifest import model_entry
+    from edge_lstm_device.runtime.cpu import detect
+    from edge_lstm_device.runtime.interpreters import interpreter_version
+    from edge_lstm_device.runtime.model import REFERENCE_BUNDLE, BundleError, SentimentModel, device_order
 
     try:
         trusted = resolve_trust(args.trust)
@@ -221,8 +221,8 @@ def info(args: argparse.Namespace) -> int:
 
 
 def verify(args: argparse.Namespace) -> int:
-    from edge_lstm_device.model import BundleError
-    from edge_lstm_device.verify import table, verify_bundle
+    from edge_lstm_device.runtime.model import BundleError
+    from edge_lstm_device.runtime.verify import table, verify_bundle
 
     try:
         result = verify_bundle(args.bundle, args.only, args.interpreter, args.threads, resolve_trust(args.trust))
@@ -234,8 +234,8 @@ def verify(args: argparse.Namespace) -> int:
 
 
 def calibrate(args: argparse.Namespace) -> int:
-    from edge_lstm_device.calibrate import CalibrationError
-    from edge_lstm_device.model import BundleError, recalibrate
+    from edge_lstm_device.runtime.calibrate import CalibrationError
+    from edge_lstm_device.runtime.model import BundleError, recalibrate
 
     try:
         model = recalibrate(args.bundle, args.threads, args.interpreter, trust=resolve_trust(args.trust))
@@ -251,7 +251,7 @@ def calibrate(args: argparse.Namespace) -> int:
 
 
 def calibration_table(calibration: Calibration) -> str:
-    from edge_lstm_device.cpu import CpuFeatures
+    from edge_lstm_device.runtime.cpu import CpuFeatures
 
     lines = [f"{'model':<22}{'time':>7}  verdict"]
     for name, relative in calibration.relative_time.items():
@@ -282,13 +282,13 @@ def _plain(value: object) -> str:
 
 def bench(args: argparse.Namespace) -> int:
     if args.serve:  # load-test a running server instead
-        from edge_lstm_device.loadtest import main as load_test
+        from edge_lstm_device.tools.loadtest import main as load_test
 
         extra = [*(["--pid", str(args.pid)] if args.pid else []), *(["--json"] if args.json else []),
                  *(["--token-file", str(args.token_file)] if args.token_file else [])]
         return load_test(["--url", args.serve, "--clients", str(args.clients), "--requests", str(args.requests), *extra])
-    from edge_lstm_device.bench import BenchError, run_bench
-    from edge_lstm_device.bundle import BundleError
+    from edge_lstm_device.bundle.manifest import BundleError
+    from edge_lstm_device.tools.bench import BenchError, run_bench
 
     try:
         report, table, code = run_bench(args)
@@ -300,7 +300,7 @@ def bench(args: argparse.Namespace) -> int:
 
 
 def serve(args: argparse.Namespace) -> int:
-    from edge_lstm_device.serve import run_serve
+    from edge_lstm_device.serving.app import run_serve
 
     return run_serve(args)
 

@@ -8,8 +8,8 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
-from edge_lstm_device.files import bytes_sha256
-from edge_lstm_device.model import REFERENCE_BUNDLE
+from edge_lstm_device.bundle.files import bytes_sha256
+from edge_lstm_device.runtime.model import REFERENCE_BUNDLE
 
 
 def copy_reference(dest: Path) -> Path:

@@ -8,8 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-
-from edge_lstm_device.model import SentimentModel
+from edge_lstm_device.runtime.model import SentimentModel
 
 # 300 real IMDB test reviews (the host package's shipped sample: plain gzipped JSON lines)
 SAMPLE = Path(__file__).resolve().parents[2] / "edge_lstm" / "samples" / "test_reviews.jsonl.gz"

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-
-from edge_lstm_device.agreement import Thresholds, failures, measure
+from edge_lstm_device.runtime.agreement import Thresholds, failures, measure
 
 
 def test_int8_agreement_threshold_and_accuracy_change() -> None:

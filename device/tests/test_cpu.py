@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import platform
 
-from edge_lstm_device.cpu import KERNEL_FEATURES, EXTRA_FLAGS, _extra_flags, detect
+from edge_lstm_device.runtime.cpu import EXTRA_FLAGS, KERNEL_FEATURES, _extra_flags, detect
 
 HOST_AMX = "processor\t: 0\nflags\t\t: fpu sse4_1 sse4_2 avx avx2 fma avx512f avx512_vnni amx_tile amx_int8\n"
 

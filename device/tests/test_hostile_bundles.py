@@ -12,11 +12,10 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from edge_lstm_device.bundle import BundleError, read_manifest
-from edge_lstm_device.files import bytes_sha256
-from edge_lstm_device.model import REFERENCE_BUNDLE, SentimentModel
-from edge_lstm_device.runtime import ModelRunError, TFLiteScorer
+from edge_lstm_device.bundle.files import bytes_sha256
+from edge_lstm_device.bundle.manifest import BundleError, read_manifest
+from edge_lstm_device.runtime.model import REFERENCE_BUNDLE, SentimentModel
+from edge_lstm_device.runtime.scoring import ModelRunError, TFLiteScorer
 
 LOOP = "model_int8_loop.tflite"
 
@@ -166,7 +165,7 @@ def test_zero_width_only_reviews_are_empty() -> None:
 def test_a_probe_passed_in_one_interpreter_does_not_vouch_for_another(monkeypatch: pytest.MonkeyPatch) -> None:
     """A mutated file that ai-edge-litert loads can crash tflite-runtime 2.14: the probe's record
     of a file that passed names the interpreter and version that loaded it."""
-    from edge_lstm_device import probe
+    from edge_lstm_device.runtime import probe
 
     digest = "ab" * 32
     monkeypatch.setattr(probe, "interpreter_version", lambda dist: "2.3.0")

@@ -7,7 +7,7 @@ from __future__ import annotations
 from http import HTTPStatus
 
 import pytest
-from edge_lstm_device import http1
+from edge_lstm_device.serving import http1
 
 
 def test_a_request_head_is_parsed() -> None:

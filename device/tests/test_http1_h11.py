@@ -22,7 +22,7 @@ import pytest
 pytest.importorskip("hypothesis")  # test tools of the host's [test] extra: a device may lack them
 h11 = pytest.importorskip("h11")
 
-from edge_lstm_device import http1  # noqa: E402
+from edge_lstm_device.serving import http1  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 

@@ -10,14 +10,13 @@ import zipfile
 
 import numpy as np
 import pytest
-
-from edge_lstm_device.bundle import NUMPY_WEIGHTS, BundleError, read_manifest, read_verified
-from edge_lstm_device.interpreter import NoInterpreterError
-from edge_lstm_device.model import REFERENCE_BUNDLE
-from edge_lstm_device.numpy_engine import NumpyScorer
-from edge_lstm_device.numpy_weights import QUANTIZED_MIN_ELEMENTS, WeightsError, quantize, write
-from edge_lstm_device.runtime import ModelRunError, ModelShapeError, TFLiteScorer
-from edge_lstm_device.tokenizer import Tokenizer
+from edge_lstm_device.bundle.manifest import NUMPY_WEIGHTS, BundleError, read_manifest, read_verified
+from edge_lstm_device.bundle.numpy_weights import QUANTIZED_MIN_ELEMENTS, WeightsError, quantize, write
+from edge_lstm_device.bundle.tokenizer import Tokenizer
+from edge_lstm_device.runtime.interpreters import NoInterpreterError
+from edge_lstm_device.runtime.model import REFERENCE_BUNDLE
+from edge_lstm_device.runtime.numpy_engine.engine import NumpyScorer
+from edge_lstm_device.runtime.scoring import ModelRunError, ModelShapeError, TFLiteScorer
 
 VOCAB, WIDTH, UNITS, MAX_LEN = 300, 16, 16, 23
 
@@ -236,8 +235,8 @@ def test_reference_weights_score_like_the_int8_loop_model(shipped: dict, arithme
 
 
 def test_without_an_interpreter_the_numpy_engine_runs_and_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
-    from edge_lstm_device import interpreter
-    from edge_lstm_device.model import SentimentModel
+    from edge_lstm_device.runtime import interpreters as interpreter
+    from edge_lstm_device.runtime.model import SentimentModel
 
     monkeypatch.setattr(interpreter, "CANDIDATES", ())  # as on a Pi Zero: no TFLite wheel
     model = SentimentModel.load()
@@ -252,7 +251,7 @@ def test_interpreter_numpy_is_asked_for_and_a_bundle_without_weights_is_refused(
     import json
     import shutil
 
-    from edge_lstm_device.model import SentimentModel
+    from edge_lstm_device.runtime.model import SentimentModel
 
     assert SentimentModel.load(interpreter="numpy").choice.reason.startswith("asked for")
     for name in ("tokenizer.json", "model_int8_loop.tflite"):
@@ -269,9 +268,9 @@ def test_info_and_serves_info_name_the_engine(capsys: pytest.CaptureFixture[str]
     import json
 
     from edge_lstm_device.cli import main
-    from edge_lstm_device.model import SentimentModel
-    from edge_lstm_device.pool import ModelPool
-    from edge_lstm_device.serve import Limits, info_payload
+    from edge_lstm_device.runtime.model import SentimentModel
+    from edge_lstm_device.runtime.pool import ModelPool
+    from edge_lstm_device.serving.app import Limits, info_payload
 
     assert main(["info", "--interpreter", "numpy", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)

@@ -12,9 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import sample_reviews
-from edge_lstm_device.model import REFERENCE_BUNDLE, BundleError, SentimentModel, device_order
+from edge_lstm_device.runtime.model import REFERENCE_BUNDLE, BundleError, SentimentModel, device_order
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ("model_int8_loop.tflite", "model_int8.tflite", "model_int8_dynamic.tflite", "tokenizer.json",
@@ -160,7 +159,7 @@ def test_default_is_the_fastest_model_that_loads(bundle_copy: Path, monkeypatch:
                                                  tmp_path: Path) -> None:
     """An interpreter that refuses the loop form (as an old one refuses a newer op version)
     falls back to the next model of the manifest's order, and says why."""
-    from edge_lstm_device import model as model_module
+    from edge_lstm_device.runtime import model as model_module
 
     monkeypatch.setenv("EDGE_LSTM_CACHE", str(tmp_path / "cache"))  # a choice made under a refusal stays here
 
@@ -192,7 +191,7 @@ def test_env_picks_the_default_model() -> None:
 
 @pytest.mark.parametrize("workers", [2, 3])
 def test_workers_give_the_same_predictions_in_input_order(model: SentimentModel, workers: int) -> None:
-    from edge_lstm_device.pool import ModelPool
+    from edge_lstm_device.runtime.pool import ModelPool
 
     texts = sample_reviews()[0][:50]
     with ModelPool([model] + [model.replica() for _ in range(workers - 1)]) as pool:

@@ -23,16 +23,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from edge_lstm_device.batcher import Batcher, BatcherClosed
-from edge_lstm_device.connections import DEFAULT_MAX_CONNECTIONS
-from edge_lstm_device.loadtest import run_load
-from edge_lstm_device.model import REFERENCE_BUNDLE, Prediction, SentimentModel
-from edge_lstm_device.pool import ModelPool
-from edge_lstm_device.runtime import MAX_BATCH, ModelRunError
-from edge_lstm_device.serve import Limits, Server, ServerOptions, is_exposed
-from edge_lstm_device.service import Service, Services
-
 from conftest import sample_reviews
+from edge_lstm_device.runtime.model import REFERENCE_BUNDLE, Prediction, SentimentModel
+from edge_lstm_device.runtime.pool import ModelPool
+from edge_lstm_device.runtime.scoring import MAX_BATCH, ModelRunError
+from edge_lstm_device.serving.app import Limits, Server, ServerOptions, is_exposed
+from edge_lstm_device.serving.batcher import Batcher, BatcherClosed
+from edge_lstm_device.serving.connections import DEFAULT_MAX_CONNECTIONS
+from edge_lstm_device.serving.service import Service, Services
+from edge_lstm_device.tools.loadtest import run_load
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -768,7 +767,7 @@ def test_run_load(server: Served) -> None:
 
 def test_loadtest_texts_file_and_other_paths(server: Served, tmp_path: Path) -> None:
     def loadtest(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "edge_lstm_device.loadtest", "--url", f"http://{HOST}:{server.port}",
+        return subprocess.run([sys.executable, "-m", "edge_lstm_device.tools.loadtest", "--url", f"http://{HOST}:{server.port}",
                                *args], cwd=ROOT, check=False, capture_output=True, text=True, timeout=120)
 
     texts = tmp_path / "reviews.txt"
@@ -797,7 +796,7 @@ def test_run_load_counts_a_server_that_does_not_answer() -> None:
     assert report["errors"] == 4 and report["error_kinds"] == {"TimeoutError": 4}
 
 
-@pytest.mark.parametrize("command", [["edge_lstm_device.loadtest", "--url"], ["edge_lstm_device", "bench", "--serve"]])
+@pytest.mark.parametrize("command", [["edge_lstm_device.tools.loadtest", "--url"], ["edge_lstm_device", "bench", "--serve"]])
 def test_loadtest_command(server: Served, command: list[str]) -> None:
     done = subprocess.run([sys.executable, "-m", *command, f"http://{HOST}:{server.port}",
                            "--clients", "2", "--requests", "10", "--json"],

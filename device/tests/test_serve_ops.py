@@ -14,9 +14,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from edge_lstm_device.connections import DEFAULT_MAX_CONNECTIONS, OPEN_FILES_BESIDES, ConnectionSlots, fit_open_files
-from edge_lstm_device.model import REFERENCE_BUNDLE
-
+from edge_lstm_device.runtime.model import REFERENCE_BUNDLE
+from edge_lstm_device.serving.connections import (
+    DEFAULT_MAX_CONNECTIONS,
+    OPEN_FILES_BESIDES,
+    ConnectionSlots,
+    fit_open_files,
+)
 from test_serve import HOST, JSON, ROOT, Served, call, predict, start, stop
 
 prometheus_parser = pytest.importorskip("prometheus_client.parser")
@@ -308,7 +312,6 @@ def test_a_reload_keeps_the_old_model_when_the_new_signature_is_wrong(tmp_path: 
     """With --trust, SIGHUP on a bundle signed by another key (or unsigned) keeps the model served;
     a bundle signed by the trusted key is switched to."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
     from test_signing import sign, write_public_key
 
     key, stranger = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()

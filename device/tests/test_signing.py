@@ -14,11 +14,11 @@ pytest.importorskip("cryptography")
 from cryptography.hazmat.primitives import serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
-
-from edge_lstm_device import cli, signing  # noqa: E402
-from edge_lstm_device.bundle import read_manifest  # noqa: E402
-from edge_lstm_device.model import REFERENCE_BUNDLE, BundleError, SentimentModel  # noqa: E402
-from edge_lstm_device.pool import ModelPool  # noqa: E402
+from edge_lstm_device import cli
+from edge_lstm_device.bundle import signing  # noqa: E402
+from edge_lstm_device.bundle.manifest import read_manifest  # noqa: E402
+from edge_lstm_device.runtime.model import REFERENCE_BUNDLE, BundleError, SentimentModel  # noqa: E402
+from edge_lstm_device.runtime.pool import ModelPool  # noqa: E402
 
 TEXT = "What a wonderful film"
 

@@ -13,15 +13,14 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from edge_lstm_device.batcher import Batcher
-from edge_lstm_device.connections import BUSY, READING, WAITING, BodyBudget, ConnectionSlots
-from edge_lstm_device.model import SentimentModel
-from edge_lstm_device.pool import ModelPool
-from edge_lstm_device.serve import Limits, Server, ServerOptions
-from edge_lstm_device.service import Service, Services
-
-from test_serve_wire import _answers
+from edge_lstm_device.runtime.model import SentimentModel
+from edge_lstm_device.runtime.pool import ModelPool
+from edge_lstm_device.serving.app import Limits, Server, ServerOptions
+from edge_lstm_device.serving.batcher import Batcher
+from edge_lstm_device.serving.connections import BUSY, READING, WAITING, BodyBudget, ConnectionSlots
+from edge_lstm_device.serving.service import Service, Services
 from test_serve import CALL_TIMEOUT_S, HOST, call
+from test_serve_wire import _answers
 
 SLOW_HEAD = b"POST /v1/predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n"
 BODY = b'{"texts": ["a great film"]}'

@@ -5,9 +5,14 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from edge_lstm_device.tokenizer import MAX_CHARS_ENV, MAX_WORDS_ENV, ReviewTooLongError, Tokenizer, TokenizerError
-from edge_lstm_device.vectorizer import VectorizerTokenizer
+from edge_lstm_device.bundle.tokenizer import (
+    MAX_CHARS_ENV,
+    MAX_WORDS_ENV,
+    ReviewTooLongError,
+    Tokenizer,
+    TokenizerError,
+)
+from edge_lstm_device.bundle.vectorizer import VectorizerTokenizer
 
 
 def _tokenizer(standardize: str | None = "lower_and_strip_punctuation", max_len: int = 6) -> VectorizerTokenizer:

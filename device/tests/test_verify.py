@@ -8,12 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from bundles import copy_reference, edit_manifest, edit_reference_scores, invert_scores
-from edge_lstm_device.agreement import Thresholds
-from edge_lstm_device.bundle import BundleError
-from edge_lstm_device.reference_scores import NoReferenceScores
-from edge_lstm_device.verify import table, verify_bundle
+from edge_lstm_device.bundle.manifest import BundleError
+from edge_lstm_device.bundle.reference_scores import NoReferenceScores
+from edge_lstm_device.runtime.agreement import Thresholds
+from edge_lstm_device.runtime.verify import table, verify_bundle
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:

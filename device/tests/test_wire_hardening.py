@@ -12,13 +12,12 @@ import sys
 from collections.abc import Iterator
 
 import pytest
-from edge_lstm_device import hosts
-from edge_lstm_device.batcher import Batcher
-from edge_lstm_device.model import ModelChoice, SentimentModel
-from edge_lstm_device.pool import ModelPool
-from edge_lstm_device.serve import Server, ServerOptions, reload
-from edge_lstm_device.service import Service, Services
-
+from edge_lstm_device.runtime.model import ModelChoice, SentimentModel
+from edge_lstm_device.runtime.pool import ModelPool
+from edge_lstm_device.serving import hosts
+from edge_lstm_device.serving.app import Server, ServerOptions, reload
+from edge_lstm_device.serving.batcher import Batcher
+from edge_lstm_device.serving.service import Service, Services
 from test_serve import CALL_TIMEOUT_S, HOST, ROOT, Served, guarded, raw, start, stop  # noqa: F401 -- (guarded: a fixture)
 
 
@@ -88,7 +87,7 @@ def test_a_reload_serving_a_fallback_model_is_logged_and_counted(monkeypatch, ca
     fallback = SentimentModel.load()
     fallback.choice = ModelChoice(fallback.name, "the fastest model this interpreter can load",
                                   {"faster_tflite": "cannot load: not in this interpreter"})
-    monkeypatch.setattr("edge_lstm_device.serve.load_service", lambda args, limits: _service(fallback))
+    monkeypatch.setattr("edge_lstm_device.serving.app.load_service", lambda args, limits: _service(fallback))
     try:
         assert reload(server, argparse.Namespace(bundle=None))
         logged = capsys.readouterr().err

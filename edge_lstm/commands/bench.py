@@ -40,10 +40,11 @@ def bench_command(bundle_dir: Path, reviews: int, batch: int, rounds: int, only:
       edge-lstm bench --out docs/bench.md   # ./export: the published report
       edge-lstm bench --rounds 0 --only int8_tflite --only float_tflite --json
     """
+    from edge_lstm_device.bundle.files import atomic_write_bytes
+    from edge_lstm_device.bundle.manifest import BundleError
+
     from edge_lstm.evaluate import bench
     from edge_lstm.evaluate.subjects import UnknownArtifactError
-    from edge_lstm_device.bundle import BundleError
-    from edge_lstm_device.files import atomic_write_bytes
 
     opts = bench.BenchOptions(reviews=reviews, batch=batch, rounds=rounds)
     try:

@@ -63,10 +63,11 @@ def export_command(bundle_dir: Path, int8: bool, tflite_scheme: str, calibration
     if tflite_scheme != "both" and not int8:
         raise click.UsageError("--tflite-scheme needs --int8")
     quiet_tensorflow()
+    from edge_lstm_device.bundle.tokenizer import ReviewTooLongError
+
     from edge_lstm.bundle import BundleError
-    from edge_lstm.train.data import DataError
     from edge_lstm.export.exporter import ExportError, ExportOptions, export_bundle
-    from edge_lstm_device.tokenizer import ReviewTooLongError
+    from edge_lstm.train.data import DataError
 
     options = ExportOptions(int8, tflite_scheme, calibration_reviews, data)
     started = time.perf_counter()

@@ -94,7 +94,7 @@ def _named(model_file: Any, labels: str | None) -> Any:
 
 def _tokenizer(kind: str, path: Path, spec: Any) -> Any:
     """Our tokenizer for the model's vocabulary and length (built from the Keras index, or loaded)."""
-    from edge_lstm_device.tokenizer import Tokenizer, TokenizerError
+    from edge_lstm_device.bundle.tokenizer import Tokenizer, TokenizerError
 
     from edge_lstm.importing.keras_index import WordIndexError, tokenizer_from_word_index
 
@@ -113,7 +113,7 @@ def _tokenizer(kind: str, path: Path, spec: Any) -> Any:
 
 def _vectorizer_tokenizer(model_file: Any) -> Any:
     """The bundle's tokenizer: the model's TextVectorization, reproduced by the device package."""
-    from edge_lstm_device.vectorizer import VectorizerTokenizer
+    from edge_lstm_device.bundle.vectorizer import VectorizerTokenizer
 
     spec = model_file.spec
     return VectorizerTokenizer(model_file.vocabulary, spec.max_len, spec.vectorizer.standardize)
@@ -157,7 +157,7 @@ def _max_len_hint(tok_path: Path, max_len: int | None) -> int | None:
     """--max-len, else the length of an edge-lstm tokenizer (used only if the model leaves it open)."""
     if max_len is not None:
         return max_len
-    from edge_lstm_device.tokenizer import Tokenizer, TokenizerError
+    from edge_lstm_device.bundle.tokenizer import Tokenizer, TokenizerError
 
     try:
         return Tokenizer.load(tok_path).max_len
@@ -203,7 +203,7 @@ def _equivalence(model: Any, reference: Any, rows: np.ndarray, reference_input: 
 
 def _record(model_path: Path, spec: Any, tok_kind: str, tok_path: Path, tokenizer: Any,
             loader: str, max_diff: float, rows: int) -> dict:
-    from edge_lstm_device.files import file_sha256
+    from edge_lstm_device.bundle.files import file_sha256
 
     return {
         "source": {"file": model_path.name, "sha256": file_sha256(model_path), "bytes": model_path.stat().st_size,
@@ -227,7 +227,7 @@ def _record(model_path: Path, spec: Any, tok_kind: str, tok_path: Path, tokenize
 
 def _write(out: Path, model: Any, model_file: Any, tokenizer: Any, record: dict) -> list[str]:
     """Write the bundle into a folder beside ``out``, check it reads back, then rename it into place."""
-    from edge_lstm_device.files import atomic_write_json
+    from edge_lstm_device.bundle.files import atomic_write_json
 
     from edge_lstm import bundle
     from edge_lstm.importing.modelfile import ModelFileError, read_model_file, write_bundle_attrs

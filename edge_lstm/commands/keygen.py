@@ -25,8 +25,9 @@ def keygen_command(out: Path, force: bool, as_json: bool) -> None:
       edge-lstm sign --bundle export --key ~/.config/edge-lstm/signing.key
       scp ~/.config/edge-lstm/signing.key.pub pi@raspberrypi.local:trusted.pub
     """
+    from edge_lstm_device.bundle.manifest import BundleError
+
     from edge_lstm.signing import SigningError, generate_keypair
-    from edge_lstm_device.bundle import BundleError
 
     try:
         result = generate_keypair(out, overwrite=force)

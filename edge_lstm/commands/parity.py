@@ -58,15 +58,22 @@ def parity_command(bundle_dir: Path, data: Path | None, limit: int | None, seed:
       edge-lstm parity --bundle mybundle --original model.keras     # an imported model
     """
     quiet_tensorflow()
+    from edge_lstm_device.bundle.manifest import class_names
+    from edge_lstm_device.bundle.tokenizer import ReviewTooLongError
+    from edge_lstm_device.runtime.model import BundleError, read_manifest
+
     from edge_lstm.evaluate import report as report_files
     from edge_lstm.evaluate.backends import KerasBackend
-    from edge_lstm.train.data import DataError
     from edge_lstm.evaluate.parity import Thresholds, run_parity
-    from edge_lstm.evaluate.subjects import UnknownArtifactError, load_subjects, original_model, parity_reviews, text_input
+    from edge_lstm.evaluate.subjects import (
+        UnknownArtifactError,
+        load_subjects,
+        original_model,
+        parity_reviews,
+        text_input,
+    )
     from edge_lstm.importing.modelfile import ModelFileError
-    from edge_lstm_device.bundle import class_names
-    from edge_lstm_device.model import BundleError, read_manifest
-    from edge_lstm_device.tokenizer import ReviewTooLongError
+    from edge_lstm.train.data import DataError
 
     thresholds = Thresholds(float_min_agreement, float_max_diff, int8_min_agreement, int8_max_accuracy_change)
     try:

@@ -26,8 +26,9 @@ def sign_command(bundle_dir: Path, key_path: Path, as_json: bool) -> None:
       edge-lstm sign --key signing.key                       # the shipped reference bundle in ./export
       edge-lstm sign --bundle runs/b1 --key signing.key --json
     """
+    from edge_lstm_device.bundle.manifest import BundleError
+
     from edge_lstm.signing import SigningError, sign_bundle
-    from edge_lstm_device.bundle import BundleError
 
     try:
         result = sign_bundle(bundle_dir, key_path)

@@ -12,9 +12,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-
-from edge_lstm_device.model import read_verified
-from edge_lstm_device.runtime import TFLiteScorer, as_scores
+from edge_lstm_device.runtime.model import read_verified
+from edge_lstm_device.runtime.scoring import TFLiteScorer, as_scores
 
 
 class Backend(Protocol):
@@ -86,7 +85,7 @@ class TFLiteBackend:
 class NumpyBackend:
     """The device's numpy engine on a bundle's weights file (``numpy_weights``)."""
 
-    scorer: Any  # edge_lstm_device.numpy_engine.NumpyScorer
+    scorer: Any  # edge_lstm_device.runtime.numpy_engine.engine.NumpyScorer
     name: str
     batched = True
 

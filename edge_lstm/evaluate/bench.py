@@ -19,12 +19,11 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-
-from edge_lstm_device.cpu import detect
+from edge_lstm_device.bundle import manifest as bf
+from edge_lstm_device.runtime.cpu import detect
+from edge_lstm_device.tools.timing import WARMUP_CALLS, time_calls
 
 from edge_lstm.bundle import MODEL_FILE
-from edge_lstm_device import bundle as bf
-from edge_lstm_device.timing import WARMUP_CALLS, time_calls
 
 KERAS = "keras_float"
 
@@ -58,8 +57,8 @@ def _open(bundle_dir: Path, name: str, entry: dict | None, threads: int):
 
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(1)
-        from edge_lstm.evaluate.backends import KerasBackend
         from edge_lstm.bundle import load_model
+        from edge_lstm.evaluate.backends import KerasBackend
 
         return KerasBackend(load_model(bundle_dir))
     from edge_lstm.evaluate.backends import open_artifact
@@ -150,10 +149,11 @@ def run_all(bundle_dir: Path, opts: BenchOptions, only: tuple[str, ...] = (), ke
             log: Callable[[str], None] = print) -> dict:
     """Every backend of a bundle (and the Keras baseline), each in a fresh process, on the
     shipped sample reviews: the results, the targets, and the markdown table."""
+    from edge_lstm_device.bundle.manifest import read_manifest
+
     from edge_lstm.bundle import load_tokenizer
     from edge_lstm.evaluate.subjects import check_names
     from edge_lstm.samples import TEST_SAMPLE, read_sample
-    from edge_lstm_device.bundle import read_manifest
 
     manifest = read_manifest(bundle_dir)
     rows = load_tokenizer(bundle_dir).encode_batch(read_sample(TEST_SAMPLE).texts)

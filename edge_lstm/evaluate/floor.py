@@ -22,8 +22,7 @@ def step_macs(model: dict) -> int:
 def int8_peak_macs_per_s() -> float:
     """Multiply-adds per second of a dynamic-range int8 matrix product, one thread."""
     import tensorflow as tf
-
-    from edge_lstm_device.interpreter import make_interpreter
+    from edge_lstm_device.runtime.interpreters import make_interpreter
 
     rows, inputs, outputs = PEAK_SHAPE
     weights = tf.constant(np.random.default_rng(0).normal(size=(inputs, outputs)).astype(np.float32))

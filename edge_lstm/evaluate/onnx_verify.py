@@ -1,4 +1,4 @@
-"""A bundle's ONNX files verified like its TFLite models (``edge_lstm_device.verify``): text in,
+"""A bundle's ONNX files verified like its TFLite models (``edge_lstm_device.runtime.verify``): text in,
 onnxruntime's probabilities out, against the bundle's reference scores, on this CPU.
 
 It needs numpy, onnxruntime and the device package only (no TensorFlow), so it runs where
@@ -15,12 +15,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-
-from edge_lstm_device.bundle import read_verified
-from edge_lstm_device.model import load_tokenizer
-from edge_lstm_device.runtime import as_scores
-from edge_lstm_device.signing import read_trusted_manifest
-from edge_lstm_device.verify import TextScorer, table, verify_bundle
+from edge_lstm_device.bundle.manifest import read_verified
+from edge_lstm_device.bundle.signing import read_trusted_manifest
+from edge_lstm_device.runtime.model import load_tokenizer
+from edge_lstm_device.runtime.scoring import as_scores
+from edge_lstm_device.runtime.verify import TextScorer, table, verify_bundle
 
 ONNX_BATCH = 64  # rows per run(), as the host's parity scores them (dynamic int8 scales per batch)
 

@@ -14,11 +14,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 import numpy as np
+from edge_lstm_device.runtime.agreement import Agreement, Thresholds, accuracy, label_agreement, tied_flips
+from edge_lstm_device.runtime.agreement import failures as agreement_failures
 
 from edge_lstm.evaluate.backends import Backend
 from edge_lstm.train.data import Reviews
-from edge_lstm_device.agreement import Agreement, Thresholds, accuracy, label_agreement, tied_flips
-from edge_lstm_device.agreement import failures as agreement_failures
 
 DEPENDENCE_TOLERANCE = 1e-6
 ORDER_PROBE = 200  # reviews re-scored in reverse order

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from edge_lstm_device.bundle.files import atomic_write_bytes
 
 from edge_lstm.evaluate.parity import ParityReport
-from edge_lstm_device.files import atomic_write_bytes
 
 REPORT_MD = "parity_report.md"
 REPORT_PNG = "parity_scores.png"

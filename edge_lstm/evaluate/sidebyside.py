@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from edge_lstm_device.bundle import manifest as bf
+from edge_lstm_device.bundle.tokenizer import Tokenizer
+from edge_lstm_device.runtime.scoring import MAX_BATCH
 
 from edge_lstm.evaluate.backends import Backend, open_artifact
-from edge_lstm_device import bundle as bf
-from edge_lstm_device.runtime import MAX_BATCH
-from edge_lstm_device.tokenizer import Tokenizer
 
 REFERENCE = "int8_onnx, batch 1"  # the one-at-a-time reference
 FILE_REFERENCE = "int8_onnx, batch 64"  # the file-throughput reference
@@ -97,7 +97,7 @@ class SideBySideOptions:
 def run(bundle_dir: Path, tokenizer: Tokenizer, texts: list[str], opts: SideBySideOptions,
         log: Callable[[str], None] = print) -> list[Contender]:
     """Measure every contender, interleaved, ``opts.rounds`` times."""
-    from edge_lstm_device.bundle import read_manifest
+    from edge_lstm_device.bundle.manifest import read_manifest
 
     field_ = contenders(bundle_dir, read_manifest(bundle_dir), opts.file_batch)
     imdb, short = texts[: opts.reviews], short_reviews(texts, opts.reviews)

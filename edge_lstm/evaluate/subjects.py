@@ -6,13 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from edge_lstm_device.bundle.files import file_sha256
+from edge_lstm_device.bundle.manifest import NUMPY_WEIGHTS, read_manifest
+from edge_lstm_device.bundle.tokenizer import Tokenizer
+from edge_lstm_device.runtime.numpy_engine.engine import load_scorer
+
 from edge_lstm import bundle
 from edge_lstm.evaluate.backends import Backend, NumpyBackend, open_artifact
 from edge_lstm.train.data import Reviews
-from edge_lstm_device.bundle import NUMPY_WEIGHTS, read_manifest
-from edge_lstm_device.files import file_sha256
-from edge_lstm_device.numpy_engine import load_scorer
-from edge_lstm_device.tokenizer import Tokenizer
 
 
 class UnknownArtifactError(ValueError):

@@ -18,24 +18,18 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
+from edge_lstm_device.bundle import manifest as bundle_format
+from edge_lstm_device.bundle.files import atomic_write_json
+from edge_lstm_device.bundle.manifest import MAX_MANIFEST_BYTES, NUMPY_WEIGHTS, BundleError, read_bounded, read_manifest
+from edge_lstm_device.bundle.numpy_weights import WEIGHTS_FILE
+from edge_lstm_device.bundle.signing import SIGNATURE_FILE
+from edge_lstm_device.bundle.tokenizer import Tokenizer
+from edge_lstm_device.tools.timing import time_calls
 
 from edge_lstm import bundle, termination
-from edge_lstm.export import convert
-from edge_lstm.export import lstm_loop
-from edge_lstm.export import manifest
-from edge_lstm.export import numpy_weights
-from edge_lstm.export import quantize
-from edge_lstm.export import reference_scores
-from edge_lstm.export import selfcheck
 from edge_lstm.evaluate.backends import KerasBackend, NumpyBackend, TFLiteBackend, open_artifact
+from edge_lstm.export import convert, lstm_loop, manifest, numpy_weights, quantize, reference_scores, selfcheck
 from edge_lstm.samples import TEST_SAMPLE, TRAIN_SAMPLE, read_sample
-from edge_lstm_device.files import atomic_write_json
-from edge_lstm_device import bundle as bundle_format
-from edge_lstm_device.bundle import MAX_MANIFEST_BYTES, NUMPY_WEIGHTS, BundleError, read_bounded, read_manifest
-from edge_lstm_device.numpy_weights import WEIGHTS_FILE
-from edge_lstm_device.signing import SIGNATURE_FILE
-from edge_lstm_device.timing import time_calls
-from edge_lstm_device.tokenizer import Tokenizer
 
 STAGING_PREFIX = ".export-staging-"
 SELFCHECK_REVIEWS = 64
@@ -278,7 +272,7 @@ def _build_numpy_weights(model: Any, max_len: int, staging: Path, rows: np.ndarr
                          log: Callable[[str], None]) -> tuple[dict, dict]:
     """The numpy engine's weights file (int8, the int8 loop file's own values), run by the engine
     against the float model like an artifact; returns its manifest entry and its measurements."""
-    from edge_lstm_device.numpy_engine import NumpyScorer
+    from edge_lstm_device.runtime.numpy_engine.engine import NumpyScorer
 
     path = staging / WEIGHTS_FILE
     path.write_bytes(numpy_weights.to_weights_file(lstm_loop.LoopModel.from_model(model), max_len))
@@ -387,8 +381,9 @@ def _write_reference_scores(staging: Path, document: dict, log: Callable[[str], 
 def _onnx_judge(tokenizer: Tokenizer, document: dict) -> Callable[[Path], tuple[float, float]]:
     """An ONNX file's lowest label agreement over the reference sets and its max |Δp|, against the
     float model's scores (how the int8 ONNX quantizer is chosen)."""
+    from edge_lstm_device.runtime.agreement import label_agreement
+
     from edge_lstm.evaluate.backends import OnnxBackend
-    from edge_lstm_device.agreement import label_agreement
 
     sets = [(tokenizer.encode_batch([i["text"] for i in s["items"]]), np.array([i["score"] for i in s["items"]]))
             for s in document["sets"]]

@@ -7,11 +7,10 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from edge_lstm_device.files import file_sha256
-from edge_lstm_device.interpreter import interpreter_version, make_interpreter
-from edge_lstm_device.bundle import FORMAT_VERSION
-from edge_lstm_device.tokenizer import Tokenizer
-
+from edge_lstm_device.bundle.files import file_sha256
+from edge_lstm_device.bundle.manifest import FORMAT_VERSION
+from edge_lstm_device.bundle.tokenizer import Tokenizer
+from edge_lstm_device.runtime.interpreters import interpreter_version, make_interpreter
 
 STATEFUL_OPS = frozenset({"UNIDIRECTIONAL_SEQUENCE_LSTM", "VAR_HANDLE", "ASSIGN_VARIABLE"})
 

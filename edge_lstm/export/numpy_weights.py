@@ -1,5 +1,5 @@
 """The numpy engine's weights file (``model_numpy.npz``, format in
-``edge_lstm_device/numpy_weights.py``), written from the loop form's model: the same constants the
+``edge_lstm_device/bundle/numpy_weights.py``), written from the loop form's model: the same constants the
 loop form's graph holds (the hoisted projection's kernel and bias, the GRU's two recurrent
 kernels, the pad-state table), int8 where the dynamic-range converter quantizes them."""
 
@@ -8,8 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from edge_lstm_device import numpy_weights as fmt
-from edge_lstm_device.numpy_engine import ARITHMETIC
+from edge_lstm_device.bundle import numpy_weights as fmt
+from edge_lstm_device.runtime.numpy_engine.engine import ARITHMETIC
 
 from edge_lstm.export.cells import Cell, GruCell
 from edge_lstm.export.lstm_loop import LoopForm, LoopModel, _padded_len, pad_state_table, steps_per_iteration

@@ -1,6 +1,6 @@
 """The bundle's reference scores: the float model's outputs for the shipped test reviews and for
 short texts cut from them, written by every export so that a device can verify its own models
-(``edge-lstm-device verify``; the reader is ``edge_lstm_device.reference_scores``)."""
+(``edge-lstm-device verify``; the reader is ``edge_lstm_device.bundle.reference_scores``)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import re
 from typing import Any
 
 import numpy as np
+from edge_lstm_device.bundle.reference_scores import FORMAT_VERSION
+from edge_lstm_device.bundle.tokenizer import Tokenizer
 
 from edge_lstm.train.data import Reviews
-from edge_lstm_device.reference_scores import FORMAT_VERSION
-from edge_lstm_device.tokenizer import Tokenizer
 
 SENTENCES_PER_REVIEW = 2  # one-sentence texts cut from each review: ~2 per review, as many as the reviews and more
 SENTENCE_WORDS = (4, 30)  # a sentence of fewer words says little; longer ones are reviews again

@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from edge_lstm_device.runtime.scoring import top_labels
 
 from edge_lstm.evaluate.backends import Backend
-from edge_lstm_device.runtime import top_labels
 
 
 class SelfCheckError(Exception):

@@ -37,9 +37,8 @@ from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
 
 import numpy as np
-
-from edge_lstm_device.files import cache_dir
-from edge_lstm_device.limits import env_limit
+from edge_lstm_device.bundle.files import cache_dir
+from edge_lstm_device.bundle.limits import env_limit
 
 try:
     from lzma import LZMAError

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+from edge_lstm_device.bundle.tokenizer import Tokenizer
 
 from edge_lstm import bundle
 from edge_lstm.train.data import Reviews
-from edge_lstm_device.tokenizer import Tokenizer
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import stat
 from pathlib import Path
 from typing import Any, Callable
 
-from edge_lstm_device.files import bytes_sha256
+from edge_lstm_device.bundle.files import bytes_sha256
 
 FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge_lstm_device.numpy_cells import State
-from edge_lstm_device.numpy_network import Cell, Network
+from edge_lstm_device.runtime.numpy_engine.cells import State
+from edge_lstm_device.runtime.numpy_engine.network import Cell, Network
 
 PAD_ID = 0
 

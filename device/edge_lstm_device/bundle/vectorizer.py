@@ -18,7 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
-from edge_lstm_device.tokenizer import (
+from edge_lstm_device.bundle.tokenizer import (
     FORMAT_VERSION,
     MAX_MAX_LEN,
     MAX_NUM_WORDS,

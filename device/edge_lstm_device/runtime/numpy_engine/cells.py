@@ -22,7 +22,7 @@ from typing import Callable
 
 import numpy as np
 
-from edge_lstm_device.numpy_weights import Tensor
+from edge_lstm_device.bundle.numpy_weights import Tensor
 
 State = tuple[np.ndarray, ...]
 _HALF = np.float32(0.5)

@@ -9,18 +9,26 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from edge_lstm_device import numpy_engine
-from edge_lstm_device.bundle import (NUMPY_WEIGHTS, TOKENIZER_FILE, BundleError, class_names, device_order, read_manifest,
-                                    read_verified, tflite_models)
-from edge_lstm_device.runtime import TFLiteScorer
-from edge_lstm_device.signing import Trust, read_trusted_manifest
-from edge_lstm_device.tokenizer import Tokenizer, TokenizerError
-from edge_lstm_device.vectorizer import VectorizerTokenizer
+from edge_lstm_device.bundle.manifest import (
+    NUMPY_WEIGHTS,
+    TOKENIZER_FILE,
+    BundleError,
+    class_names,
+    device_order,
+    read_manifest,
+    read_verified,
+    tflite_models,
+)
+from edge_lstm_device.bundle.signing import Trust, read_trusted_manifest
+from edge_lstm_device.bundle.tokenizer import Tokenizer, TokenizerError
+from edge_lstm_device.bundle.vectorizer import VectorizerTokenizer
+from edge_lstm_device.runtime.numpy_engine import engine as numpy_engine
+from edge_lstm_device.runtime.scoring import TFLiteScorer
 
 if TYPE_CHECKING:
-    from edge_lstm_device.calibrate import Calibration
+    from edge_lstm_device.runtime.calibrate import Calibration
 
-REFERENCE_BUNDLE = Path(__file__).resolve().parent / "reference"
+REFERENCE_BUNDLE = Path(__file__).resolve().parent.parent / "reference"
 MODEL_ENV = "EDGE_LSTM_MODEL"  # the model the CLI runs when --model is not given
 NO_CALIBRATE_ENV = "EDGE_LSTM_NO_CALIBRATE"  # set (not "" or "0"): the manifest's order, no calibration
 __all__ = ["BundleError", "ModelChoice", "Prediction", "REFERENCE_BUNDLE", "SentimentModel", "device_order",
@@ -58,7 +66,7 @@ class ModelChoice:
     @property
     def fallbacks(self) -> dict[str, str]:
         """The skipped models that would have run but could not (refused, or failed verify here)."""
-        from edge_lstm_device.calibrate import SLOWER
+        from edge_lstm_device.runtime.calibrate import SLOWER
 
         return {name: why for name, why in self.skipped.items() if not why.startswith(SLOWER)}
 
@@ -149,7 +157,7 @@ def recalibrate(bundle_dir: Path | None = None, threads: int = 1, interpreter: s
                 trust: Trust = None) -> SentimentModel:
     """Calibrate again on this CPU, whatever was measured before; the model chosen, loaded
     (``CalibrationError`` when none passes, ``NoReferenceScores`` for a bundle that has none)."""
-    from edge_lstm_device.reference_scores import read_reference_scores
+    from edge_lstm_device.bundle.reference_scores import read_reference_scores
 
     loader = _Loader.open(Path(bundle_dir) if bundle_dir else REFERENCE_BUNDLE, threads, interpreter, trust)
     read_reference_scores(loader.bundle_dir, loader.manifest)  # no reference scores: say so, do not fall back
@@ -217,10 +225,10 @@ class _Loader:
     def calibrated(self, again: bool = False) -> SentimentModel:
         """The model calibration chose for this environment (cached, else measured now; ``again``:
         measured now, whatever the cache holds)."""
-        from edge_lstm_device import calibrate as calibration
-        from edge_lstm_device.cpu import detect
-        from edge_lstm_device.interpreter import interpreter_class, interpreter_version
-        from edge_lstm_device.reference_scores import read_reference_scores
+        from edge_lstm_device.bundle.reference_scores import read_reference_scores
+        from edge_lstm_device.runtime import calibrate as calibration
+        from edge_lstm_device.runtime.cpu import detect
+        from edge_lstm_device.runtime.interpreters import interpreter_class, interpreter_version
 
         if "reference_scores" not in self.manifest:
             return self.first_loadable(" (not calibrated: the bundle has no reference scores)")
@@ -263,7 +271,7 @@ def _load_scorer(bundle_dir: Path, manifest: dict, name: str, threads: int, inte
     content = read_verified(bundle_dir, entry)
     try:
         if Path(bundle_dir).resolve() != REFERENCE_BUNDLE:
-            from edge_lstm_device.probe import probe  # (subprocess: imported only when needed)
+            from edge_lstm_device.runtime.probe import probe  # (subprocess: imported only when needed)
 
             probe(Path(bundle_dir) / entry["file"], entry["sha256"], interpreter)
         return TFLiteScorer(content, threads, interpreter)

@@ -1,4 +1,4 @@
-"""What ``serve``'s ``GET /metrics`` reports (Prometheus text format, :mod:`edge_lstm_device.metrics`)."""
+"""What ``serve``'s ``GET /metrics`` reports (Prometheus text format, :mod:`edge_lstm_device.serving.prometheus`)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import threading
 from collections.abc import Collection
 from typing import Protocol
 
-from edge_lstm_device.connections import BodyBudget, ConnectionSlots
-from edge_lstm_device.metrics import Counter, Gauge, Histogram, Labels, Metric, render, resident_bytes
-from edge_lstm_device.service import Services
+from edge_lstm_device.serving.connections import BodyBudget, ConnectionSlots
+from edge_lstm_device.serving.prometheus import Counter, Gauge, Histogram, Labels, Metric, render, resident_bytes
+from edge_lstm_device.serving.service import Services
 
 
 class Observed(Protocol):

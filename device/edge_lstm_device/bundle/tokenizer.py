@@ -19,15 +19,15 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from itertools import repeat
 from dataclasses import dataclass, field
+from itertools import repeat
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from edge_lstm_device.limits import env_limit
-from edge_lstm_device.files import atomic_write_bytes, bytes_sha256
+from edge_lstm_device.bundle.files import atomic_write_bytes, bytes_sha256
+from edge_lstm_device.bundle.limits import env_limit
 
 PAD_ID = 0
 START_ID = 1
@@ -217,7 +217,7 @@ class Tokenizer(TokenizerFile):
         if not isinstance(data, dict):
             raise TokenizerError(f"malformed tokenizer: expected a JSON object, got {type(data).__name__}")
         if data.get("kind", KIND) != KIND:
-            from edge_lstm_device.vectorizer import VectorizerTokenizer  # (the other kind)
+            from edge_lstm_device.bundle.vectorizer import VectorizerTokenizer  # (the other kind)
 
             if data.get("kind") != VectorizerTokenizer.kind:
                 raise TokenizerError(f"unknown tokenizer kind {_short(data.get('kind'))}")

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_lstm_device import numpy_runner
-from edge_lstm_device.bundle import NUMPY_WEIGHTS, BundleError, read_verified
-from edge_lstm_device.numpy_network import Network, build
-from edge_lstm_device.numpy_weights import WeightsError, read
-from edge_lstm_device.runtime import ModelRunError, ModelShapeError, as_scores
+from edge_lstm_device.bundle.manifest import NUMPY_WEIGHTS, BundleError, read_verified
+from edge_lstm_device.bundle.numpy_weights import WeightsError, read
+from edge_lstm_device.runtime.numpy_engine import runner as numpy_runner
+from edge_lstm_device.runtime.numpy_engine.network import Network, build
+from edge_lstm_device.runtime.scoring import ModelRunError, ModelShapeError, as_scores
 
 ENGINE = "numpy"
 ARITHMETIC = "float"  # int8 weights dequantized: as close to the float model as int8 arithmetic, 0.6x its time (DEVELOPERS.md)
@@ -84,7 +84,7 @@ def load_scorer(bundle_dir: Path, manifest: dict, threads: int = 1) -> NumpyScor
 def chosen(interpreter: str | None, model: str | None = None) -> bool:
     """Whether the numpy engine runs: asked for (``--interpreter numpy``, or its weights as the
     model), or no model asked for and no TFLite interpreter installed."""
-    from edge_lstm_device.interpreter import installed
+    from edge_lstm_device.runtime.interpreters import installed
 
     return interpreter == ENGINE or model == NUMPY_WEIGHTS or (interpreter is None and model is None and not installed())
 

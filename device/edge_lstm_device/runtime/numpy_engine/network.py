@@ -9,8 +9,8 @@ from typing import Any, Callable, Union
 
 import numpy as np
 
-from edge_lstm_device.numpy_cells import GruCell, LstmCell, Product
-from edge_lstm_device.numpy_weights import ACTIVATIONS, CELL_KINDS, MERGE_MODES, Tensor, WeightsError, get
+from edge_lstm_device.bundle.numpy_weights import ACTIVATIONS, CELL_KINDS, MERGE_MODES, Tensor, WeightsError, get
+from edge_lstm_device.runtime.numpy_engine.cells import GruCell, LstmCell, Product
 
 Cell = Union[LstmCell, GruCell]  # (not X | Y: the device runs on Python 3.9)
 MAX_UNITS = 4096

@@ -1,6 +1,6 @@
 """Score reviews with N interpreters in parallel threads (the interpreter releases the GIL in
 ``invoke()``); results come back in input order and equal one worker's. Each interpreter scores
-its share in batches (:class:`~edge_lstm_device.runtime.TFLiteScorer`). Used by ``predict``,
+its share in batches (:class:`~edge_lstm_device.runtime.scoring.TFLiteScorer`). Used by ``predict``,
 ``bench`` and ``serve``."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from edge_lstm_device.model import Prediction, SentimentModel
-from edge_lstm_device.signing import Trust
+from edge_lstm_device.bundle.signing import Trust
+from edge_lstm_device.runtime.model import Prediction, SentimentModel
 
 MAX_WORKERS = 64
 

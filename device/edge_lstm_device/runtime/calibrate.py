@@ -19,14 +19,14 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
-from edge_lstm_device.bundle import BundleError, parse_json, read_bounded
-from edge_lstm_device.cpu import CpuFeatures, detect
-from edge_lstm_device.files import atomic_write_json, bytes_sha256, cache_dir
-from edge_lstm_device.reference_scores import ReferenceScores
-from edge_lstm_device.verify import ModelVerdict, judge_scorer
+from edge_lstm_device.bundle.files import atomic_write_json, bytes_sha256, cache_dir
+from edge_lstm_device.bundle.manifest import BundleError, parse_json, read_bounded
+from edge_lstm_device.bundle.reference_scores import ReferenceScores
+from edge_lstm_device.runtime.cpu import CpuFeatures, detect
+from edge_lstm_device.runtime.verify import ModelVerdict, judge_scorer
 
 if TYPE_CHECKING:
-    from edge_lstm_device.model import SentimentModel
+    from edge_lstm_device.runtime.model import SentimentModel
 
 SLOWER = "slower here"  # how a model not verified because a faster one passed is named (ModelChoice.fallbacks)
 

@@ -14,11 +14,12 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import Protocol
 
-from edge_lstm_device import hosts, http1, metrics
-from edge_lstm_device.connections import BODY_GRACE_S, DEFAULT_BODY_MEMORY, DEFAULT_MAX_CONNECTIONS
-from edge_lstm_device.serve_metrics import ServeMetrics
-from edge_lstm_device.service import Services
-from edge_lstm_device.tokenizer import ReviewTooLongError, Tokenizer
+from edge_lstm_device.bundle.tokenizer import ReviewTooLongError, Tokenizer
+from edge_lstm_device.serving import hosts, http1
+from edge_lstm_device.serving import prometheus as metrics
+from edge_lstm_device.serving.connections import BODY_GRACE_S, DEFAULT_BODY_MEMORY, DEFAULT_MAX_CONNECTIONS
+from edge_lstm_device.serving.metrics import ServeMetrics
+from edge_lstm_device.serving.service import Services
 
 ROUTES = {"/v1/predict": "POST", "/v1/health": "GET", "/v1/info": "GET", "/metrics": "GET", "/": "GET"}  # path -> method
 PUBLIC = {"/"}  # answered without the bearer token (the page asks for it, for the API calls it makes)

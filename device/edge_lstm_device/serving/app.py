@@ -3,9 +3,9 @@
 ``POST /v1/predict`` ``{"texts": [...]}`` answers ``{"model": ..., "predictions": [...]}`` in order;
 ``GET /v1/health`` and ``GET /v1/info`` describe the server, ``GET /metrics`` in Prometheus' text
 format, ``GET /`` is a demo page. One interpreter per worker; the reviews of concurrent requests are
-scored together, up to ``--max-batch`` per interpreter call (:class:`~edge_lstm_device.batcher.Batcher`;
+scored together, up to ``--max-batch`` per interpreter call (:class:`~edge_lstm_device.serving.batcher.Batcher`;
 a review's score does not depend on its batch mates). HTTP/1.1 with keep-alive, at most
-``--max-connections`` connections (:class:`~edge_lstm_device.connections.ConnectionSlots`). Every
+``--max-connections`` connections (:class:`~edge_lstm_device.serving.connections.ConnectionSlots`). Every
 refusal is a JSON error with its 4xx status; the server keeps running. SIGHUP loads the bundle again
 and switches to it once it scores (:func:`reload`). On SIGTERM or SIGINT it stops accepting,
 finishes the requests in flight and exits 0.
@@ -24,18 +24,19 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from edge_lstm_device import __version__, hosts
-from edge_lstm_device.api import Limits, ServerOptions
-from edge_lstm_device.batcher import Batcher
-from edge_lstm_device.connection import log
-from edge_lstm_device.connections import MAX_CONNECTIONS, fit_open_files
-from edge_lstm_device.bundle import model_entry
-from edge_lstm_device.interpreter import interpreter_version
-from edge_lstm_device.model import BundleError
-from edge_lstm_device.pool import MAX_WORKERS, ModelPool, default_workers
-from edge_lstm_device.runtime import MAX_BATCH
-from edge_lstm_device.server import Server
-from edge_lstm_device.service import Service, Services
+from edge_lstm_device import __version__
+from edge_lstm_device.bundle.manifest import model_entry
+from edge_lstm_device.runtime.interpreters import interpreter_version
+from edge_lstm_device.runtime.model import BundleError
+from edge_lstm_device.runtime.pool import MAX_WORKERS, ModelPool, default_workers
+from edge_lstm_device.runtime.scoring import MAX_BATCH
+from edge_lstm_device.serving import hosts
+from edge_lstm_device.serving.api import Limits, ServerOptions
+from edge_lstm_device.serving.batcher import Batcher
+from edge_lstm_device.serving.connection import log
+from edge_lstm_device.serving.connections import MAX_CONNECTIONS, fit_open_files
+from edge_lstm_device.serving.server import Server
+from edge_lstm_device.serving.service import Service, Services
 
 __all__ = ["Limits", "Server", "ServerOptions", "is_exposed", "load_service", "reload", "run_serve"]
 

@@ -19,14 +19,14 @@ import subprocess
 import sys
 import time
 
-from edge_lstm_device import numpy_engine
-from edge_lstm_device.bundle import NUMPY_WEIGHTS, model_entry
-from edge_lstm_device.cpu import CpuFeatures, detect
-from edge_lstm_device.interpreter import interpreter_class, interpreter_version
-from edge_lstm_device.model import MODEL_ENV, REFERENCE_BUNDLE, BundleError, SentimentModel, device_order
-from edge_lstm_device.pool import ModelPool, default_workers
-from edge_lstm_device.signing import read_trusted_manifest, resolve_trust
-from edge_lstm_device.timing import time_calls
+from edge_lstm_device.bundle.manifest import NUMPY_WEIGHTS, model_entry
+from edge_lstm_device.bundle.signing import read_trusted_manifest, resolve_trust
+from edge_lstm_device.runtime.cpu import CpuFeatures, detect
+from edge_lstm_device.runtime.interpreters import interpreter_class, interpreter_version
+from edge_lstm_device.runtime.model import MODEL_ENV, REFERENCE_BUNDLE, BundleError, SentimentModel, device_order
+from edge_lstm_device.runtime.numpy_engine import engine as numpy_engine
+from edge_lstm_device.runtime.pool import ModelPool, default_workers
+from edge_lstm_device.tools.timing import time_calls
 
 STARTUP_BUDGET_S = 0.35
 MEMORY_BUDGET_MB = 50.0

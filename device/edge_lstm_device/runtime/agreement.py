@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge_lstm_device.runtime import top_labels
+from edge_lstm_device.runtime.scoring import top_labels
 
 
 @dataclass(frozen=True)

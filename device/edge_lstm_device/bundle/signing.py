@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Union
 
-from edge_lstm_device.bundle import BundleError, read_bounded, read_manifest
-from edge_lstm_device.files import bytes_sha256
+from edge_lstm_device.bundle.files import bytes_sha256
+from edge_lstm_device.bundle.manifest import BundleError, read_bounded, read_manifest
 
 SIGNATURE_FILE = "manifest.sig"
 TRUST_ENV = "EDGE_LSTM_TRUST"  # the trusted public key when --trust is not given

@@ -1,6 +1,6 @@
 """``serve``'s event loop: one thread accepts and answers every connection
-(:class:`~edge_lstm_device.connection.Connection`), at most ``max_connections``
-(:class:`~edge_lstm_device.connections.ConnectionSlots`); the batcher's scoring threads run the
+(:class:`~edge_lstm_device.serving.connection.Connection`), at most ``max_connections``
+(:class:`~edge_lstm_device.serving.connections.ConnectionSlots`); the batcher's scoring threads run the
 model and hand each result back to the loop.
 """
 
@@ -13,12 +13,12 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from edge_lstm_device.api import ROUTES, ServerOptions
-from edge_lstm_device.connection import Connection, log
-from edge_lstm_device.connections import BodyBudget, ConnectionSlots
-from edge_lstm_device.model import Prediction
-from edge_lstm_device.serve_metrics import ServeMetrics
-from edge_lstm_device.service import Services
+from edge_lstm_device.runtime.model import Prediction
+from edge_lstm_device.serving.api import ROUTES, ServerOptions
+from edge_lstm_device.serving.connection import Connection, log
+from edge_lstm_device.serving.connections import BodyBudget, ConnectionSlots
+from edge_lstm_device.serving.metrics import ServeMetrics
+from edge_lstm_device.serving.service import Services
 
 LISTEN_BACKLOG = 1024  # listen() backlog (the kernel caps it at net.core.somaxconn)
 ACCEPT_BURST = 32  # connections accepted per wakeup at most: the new ones are read before many more come

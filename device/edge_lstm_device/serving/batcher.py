@@ -16,9 +16,9 @@ import threading
 from collections import deque
 from typing import Callable, Sequence
 
-from edge_lstm_device.model import Prediction
-from edge_lstm_device.pool import ModelPool
-from edge_lstm_device.runtime import MAX_BATCH
+from edge_lstm_device.runtime.model import Prediction
+from edge_lstm_device.runtime.pool import ModelPool
+from edge_lstm_device.runtime.scoring import MAX_BATCH
 
 DEFAULT_WINDOW_S = 0.001
 _NO_COLLECTOR = sys.maxsize  # the wanted count while no thread waits for jobs: submitting wakes nobody

@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from edge_lstm_device.batcher import Batcher
-from edge_lstm_device.pool import ModelPool
+from edge_lstm_device.runtime.pool import ModelPool
+from edge_lstm_device.serving.batcher import Batcher
 
 CHECK_REVIEW = "A fine film, well acted and moving."  # scored once by a new service before it is used
 

@@ -1,7 +1,7 @@
 """Load and run a TFLite file in a child process first, so a file that crashes the interpreter
 (a malformed flatbuffer can segfault it) costs the child, never the caller.
 
-``python -m edge_lstm_device.probe FILE SHA256 [--interpreter NAME]`` exits 0 when the file
+``python -m edge_lstm_device.runtime.probe FILE SHA256 [--interpreter NAME]`` exits 0 when the file
 loads and scores one review. Files that passed are remembered by sha256 and by the interpreter
 that loaded them (package and version: a file one interpreter takes can crash another) in the cache
 folder (``$EDGE_LSTM_CACHE`` or ``~/.cache/edge-lstm``), so each file is probed once per interpreter.
@@ -14,9 +14,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from edge_lstm_device.bundle import BundleError
-from edge_lstm_device.files import bytes_sha256, cache_dir
-from edge_lstm_device.interpreter import interpreter_class, interpreter_version
+from edge_lstm_device.bundle.files import bytes_sha256, cache_dir
+from edge_lstm_device.bundle.manifest import BundleError
+from edge_lstm_device.runtime.interpreters import interpreter_class, interpreter_version
 
 PROBE_TIMEOUT_S = 120
 
@@ -36,7 +36,7 @@ def probe(path: Path, sha256: str, interpreter: str | None = None) -> None:
     marker = _marker(sha256, interpreter)
     if marker.exists():
         return
-    cmd = [sys.executable, "-m", "edge_lstm_device.probe", str(path), sha256]
+    cmd = [sys.executable, "-m", "edge_lstm_device.runtime.probe", str(path), sha256]
     if interpreter:
         cmd += ["--interpreter", interpreter]
     try:
@@ -64,12 +64,12 @@ def _probe_rows(max_len: int) -> list[list[list[int]]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m edge_lstm_device.probe")
+    parser = argparse.ArgumentParser(prog="python -m edge_lstm_device.runtime.probe")
     parser.add_argument("file", type=Path)
     parser.add_argument("sha256")
     parser.add_argument("--interpreter", default=None)
     args = parser.parse_args(argv)
-    from edge_lstm_device.runtime import TFLiteScorer
+    from edge_lstm_device.runtime.scoring import TFLiteScorer
 
     data = args.file.read_bytes()
     if bytes_sha256(data) != args.sha256:

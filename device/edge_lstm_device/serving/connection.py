@@ -1,5 +1,5 @@
 """One client connection of ``serve``: an asyncio protocol that reads request heads and bodies
-(:mod:`~edge_lstm_device.http1`), answers them in order through :func:`~edge_lstm_device.api.route`,
+(:mod:`~edge_lstm_device.serving.http1`), answers them in order through :func:`~edge_lstm_device.serving.api.route`,
 and hands predictions to the batcher. Its server is a :class:`ConnectionHost`.
 """
 
@@ -13,13 +13,22 @@ from collections.abc import Callable
 from http import HTTPStatus
 from typing import Protocol
 
-from edge_lstm_device import __version__, http1
-from edge_lstm_device.api import (Page, RequestError, RequestTimeout, ServerView, Unavailable, body_size,
-                                  parse_predict, route)
-from edge_lstm_device.batcher import BatcherClosed
-from edge_lstm_device.connections import BUSY, READING, WAITING, BodyBudget, ConnectionSlots
-from edge_lstm_device.model import Prediction
-from edge_lstm_device.service import Service
+from edge_lstm_device import __version__
+from edge_lstm_device.runtime.model import Prediction
+from edge_lstm_device.serving import http1
+from edge_lstm_device.serving.api import (
+    Page,
+    RequestError,
+    RequestTimeout,
+    ServerView,
+    Unavailable,
+    body_size,
+    parse_predict,
+    route,
+)
+from edge_lstm_device.serving.batcher import BatcherClosed
+from edge_lstm_device.serving.connections import BUSY, READING, WAITING, BodyBudget, ConnectionSlots
+from edge_lstm_device.serving.service import Service
 
 SERVER_NAME = f"edge-lstm-device/{__version__}"  # the Server header
 PAUSE_BUFFER_BYTES = 1 << 16  # a connection's unread bytes while its request is scored, at most (then reading pauses)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_lstm_device.bundle import REFERENCE_SCORES_FILE, BundleError, class_names, parse_json, read_verified
+from edge_lstm_device.bundle.manifest import REFERENCE_SCORES_FILE, BundleError, class_names, parse_json, read_verified
 
 MAX_SET_TEXTS = 10_000
 FORMAT_VERSION = 1

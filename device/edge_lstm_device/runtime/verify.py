@@ -15,12 +15,12 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
-from edge_lstm_device.agreement import Agreement, Thresholds, failures, measure
-from edge_lstm_device import numpy_engine
-from edge_lstm_device.bundle import NUMPY_WEIGHTS, BundleError, model_entry, tflite_models
-from edge_lstm_device.cpu import CpuFeatures, detect
-from edge_lstm_device.interpreter import interpreter_version
-from edge_lstm_device.reference_scores import ReferenceScores, read_reference_scores
+from edge_lstm_device.bundle.manifest import NUMPY_WEIGHTS, BundleError, model_entry, tflite_models
+from edge_lstm_device.bundle.reference_scores import ReferenceScores, read_reference_scores
+from edge_lstm_device.runtime.agreement import Agreement, Thresholds, failures, measure
+from edge_lstm_device.runtime.cpu import CpuFeatures, detect
+from edge_lstm_device.runtime.interpreters import interpreter_version
+from edge_lstm_device.runtime.numpy_engine import engine as numpy_engine
 
 
 class TextScorer(Protocol):
@@ -87,8 +87,8 @@ def verify_bundle(bundle_dir: Path | None = None, models: Sequence[str] = (), in
                   extra: dict[str, tuple[TextScorer, str]] | None = None) -> Verification:
     """Judge each TFLite model of the bundle this interpreter loads (``models``: only these) on
     this CPU; ``extra``: more of its artifacts, as ``{name: (scorer, what it runs in)}``."""
-    from edge_lstm_device.model import REFERENCE_BUNDLE, ModelLoadError, SentimentModel
-    from edge_lstm_device.signing import read_trusted_manifest
+    from edge_lstm_device.bundle.signing import read_trusted_manifest
+    from edge_lstm_device.runtime.model import REFERENCE_BUNDLE, ModelLoadError, SentimentModel
 
     bundle_dir = Path(bundle_dir) if bundle_dir else REFERENCE_BUNDLE
     manifest = read_trusted_manifest(bundle_dir, trust)

@@ -48,7 +48,8 @@ def interpreter_version(dist: str) -> str:
     version = getattr(sys.modules.get(package), "__version__", None)
     if isinstance(version, str):
         return version
-    from importlib.metadata import PackageNotFoundError, version as metadata_version
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as metadata_version
 
     try:
         return metadata_version(dist)

@@ -1,6 +1,6 @@
 """Load-test a running ``edge-lstm-device serve``: keep-alive clients on one event loop, standard library only.
 
-    python -m edge_lstm_device.loadtest --url http://127.0.0.1:8080 --clients 32 --requests 10000 --pid PID
+    python -m edge_lstm_device.tools.loadtest --url http://127.0.0.1:8080 --clients 32 --requests 10000 --pid PID
 
 Each client holds one HTTP/1.1 connection and posts one review per request, one request after the
 other (a closed loop: with C clients, about C requests wait or run at any time). The clients are
@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from edge_lstm_device.timing import summarize
+from edge_lstm_device.tools.timing import summarize
 
 DEFAULT_TEXT = "What a wonderful film, the cast was great and the story moved me."
 RSS_WINDOW = 1000  # RSS is read after the first and after the last this many requests
@@ -230,7 +230,7 @@ def _read_texts(path: Path) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m edge_lstm_device.loadtest",
+    parser = argparse.ArgumentParser(prog="python -m edge_lstm_device.tools.loadtest",
                                      description="Load-test a running edge-lstm-device serve (one review per request).")
     parser.add_argument("--url", required=True, help="the server, e.g. http://127.0.0.1:8080")
     parser.add_argument("--clients", type=int, default=32, help="concurrent keep-alive connections (default: 32)")

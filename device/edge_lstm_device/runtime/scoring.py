@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_lstm_device.interpreter import interpreter_class
+from edge_lstm_device.runtime.interpreters import interpreter_class
 
 MAX_BATCH = 16  # reviews per invoke(); larger batches were no faster per review (docs/loop_variants.md)
 
