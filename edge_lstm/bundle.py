@@ -8,17 +8,18 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from edge_lstm_device.bundle import tokenizers
 from edge_lstm_device.bundle.files import atomic_write_json
 from edge_lstm_device.bundle.manifest import (  # noqa: F401 (the format's names, re-exported for the host)
     MANIFEST_FILE,
-    METRICS_FILE,
-    MODEL_FILE,
     TOKENIZER_FILE,
     BundleError,
 )
-from edge_lstm_device.bundle.tokenizer import Tokenizer, TokenizerError
+from edge_lstm_device.bundle.tokenizer_file import TokenizerError, TokenizerFile
 
 DEFAULT_BUNDLE = Path("export")
+MODEL_FILE = "model.h5"  # the float model (the device never reads it)
+METRICS_FILE = "metrics.json"  # how it was trained
 
 
 def ensure_writable(directory: Path) -> None:
@@ -32,7 +33,7 @@ def ensure_writable(directory: Path) -> None:
         raise BundleError(f"cannot write to {directory}: {err.strerror or err}") from err
 
 
-def write_trained(out_dir: Path, model: Any, tokenizer: Tokenizer, metrics: dict) -> None:
+def write_trained(out_dir: Path, model: Any, tokenizer: TokenizerFile, metrics: dict) -> None:
     """Write model, tokenizer and metrics; each file appears whole or not at all."""
     ensure_writable(out_dir)
     fd, tmp_model = tempfile.mkstemp(dir=out_dir, prefix=".model.", suffix=".h5")
@@ -49,9 +50,9 @@ def write_trained(out_dir: Path, model: Any, tokenizer: Tokenizer, metrics: dict
     atomic_write_json(out_dir / METRICS_FILE, metrics)
 
 
-def load_tokenizer(bundle_dir: Path) -> Tokenizer:
+def load_tokenizer(bundle_dir: Path) -> TokenizerFile:
     try:
-        return Tokenizer.load(bundle_dir / TOKENIZER_FILE)
+        return tokenizers.load(bundle_dir / TOKENIZER_FILE)
     except TokenizerError as err:
         raise BundleError(str(err)) from err
 

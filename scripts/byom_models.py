@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -64,14 +63,14 @@ def _rating_classes(ids: list[str]):
     return np.where(ratings <= 4, 0, np.where(ratings <= 8, 1, 2))
 
 
-def import_args(name: str, word_index: Path) -> list[str]:
-    """The arguments ``edge-lstm import`` needs besides the model file."""
+def import_args(name: str, word_index: Path) -> dict:
+    """What ``edge-lstm import`` needs besides the model file (``ImportRequest``'s fields)."""
     if name == "keras_io_bidirectional":
-        return ["--word-index", str(word_index), "--max-len", "200"]
+        return {"word_index": word_index, "max_len": 200}
     if name == "tutorial_text_vectorization":
-        return []
-    labels = ["--labels", ",".join(RATING_CLASSES)] if name == "lecture_ratings" else []
-    return ["--tokenizer", str(ROOT / "export" / "tokenizer.json"), *labels]
+        return {}
+    labels = {"labels": ",".join(RATING_CLASSES)} if name == "lecture_ratings" else {}
+    return {"tokenizer_path": ROOT / "export" / "tokenizer.json", **labels}
 
 
 def train(name: str, data: Path, word_index: Path, folder: Path, epochs: int) -> Path:
@@ -120,11 +119,24 @@ def _previous_rows(report: Path) -> dict[str, str]:
     return {line.split("|")[1].strip(): line for line in rows[1:] if line.split("|")[1].strip() in MODELS}
 
 
-def _cli(*args: str) -> dict:
-    done = subprocess.run(["edge-lstm", *args], capture_output=True, text=True)
-    if done.returncode not in (0, 3):
-        raise RuntimeError(f"edge-lstm {' '.join(args)} failed: {done.stderr[-800:]}")
-    return json.loads(done.stdout) if "--json" in args else {}
+def _measure(path: Path, bundle: Path, data: Path, extra: dict) -> tuple[dict, dict]:
+    """import -> export --int8 -> parity --original -> bench, through the functions the commands call."""
+    from edge_lstm.evaluate import report
+    from edge_lstm.evaluate.bench import BenchOptions, run_all
+    from edge_lstm.evaluate.check import ParityRequest, check_parity
+    from edge_lstm.export.exporter import ExportOptions, export_bundle
+    from edge_lstm.importing.pipeline import ImportRequest, import_model
+
+    import_model(ImportRequest(path, bundle, force=True, **extra), log=_log)
+    export_bundle(bundle, ExportOptions(int8=True), log=_log)
+    parity = check_parity(ParityRequest(bundle, data=data, original=path), log=_log)
+    report.write(parity, bundle)
+    bench = run_all(bundle, BenchOptions(rounds=3), (), keras=False, log=_log)
+    return parity.to_dict(), {k: v for k, v in bench.items() if k != "table"}
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 def main() -> None:
@@ -148,11 +160,7 @@ def main() -> None:
             print(f"training {name}", file=sys.stderr)
             train(name, args.data, args.word_index, args.work, args.epochs)
         bundle = args.work / f"{name}-bundle"
-        _cli("import", str(path), "--out", str(bundle), "--force", *extra)
-        _cli("export", "--int8", "--bundle", str(bundle))
-        parity = _cli("parity", "--bundle", str(bundle), "--original", str(path), "--data", str(args.data), "--json",
-                      "--report-dir", str(bundle))
-        bench = _cli("bench", "--bundle", str(bundle), "--no-keras", "--rounds", "3", "--json")
+        parity, bench = _measure(path, bundle, args.data, extra)
         manifest = json.loads((bundle / "manifest.json").read_text())
         by_name = {b["name"]: b for b in parity["backends"]}
         loop, floop = by_name["int8_loop_tflite"], by_name["float_loop_tflite"]

@@ -40,20 +40,17 @@ def main() -> int:
     parser.add_argument("--only", action="append", default=[], choices=[f.key for f in FAMILIES])
     parser.add_argument("--report", type=Path, default=ROOT / "docs" / REPORT_MD)
     args = parser.parse_args()
-    from click.testing import CliRunner
+    from edge_lstm.export.exporter import ExportOptions, export_bundle
+    from edge_lstm.tf_setup import quiet_tensorflow
 
-    from edge_lstm.cli import main as edge_lstm
-
+    quiet_tensorflow()
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         exported = Path(tmp) / "exported"
         exported.mkdir()
         for name in ("model.h5", "tokenizer.json", "metrics.json"):
             shutil.copy(ROOT / "export" / name, exported / name)
-        done = CliRunner().invoke(edge_lstm, ["export", "--int8", "--bundle", str(exported)], catch_exceptions=False)
-        if done.exit_code != 0:
-            print(done.output, file=sys.stderr)
-            return 1
+        export_bundle(exported, ExportOptions(int8=True), log=lambda line: print(line, file=sys.stderr))
         for family in FAMILIES:
             if args.only and family.key not in args.only:
                 continue

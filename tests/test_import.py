@@ -254,9 +254,9 @@ def test_splitting_against_the_keras_index() -> None:
 
 def test_outputs_that_differ_write_nothing(lecture: dict[str, Path], tmp_path: Path,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    from edge_lstm.commands import import_model
+    from edge_lstm.importing import equivalence
 
-    monkeypatch.setattr(import_model, "TOLERANCE", -1.0)  # any difference, even 0, is too much
+    monkeypatch.setattr(equivalence, "TOLERANCE", -1.0)  # any difference, even 0, is too much
     result = _import(lecture["h5"], tmp_path / "b")
     assert result.exit_code == 1 and "nothing written" in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == []

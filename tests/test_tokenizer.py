@@ -8,24 +8,16 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from edge_lstm_device.bundle import tokenizer as tokenizer_module
-from edge_lstm_device.bundle.tokenizer import (
-    MAX_REVIEW_CHARS,
-    MAX_REVIEW_WORDS,
-    MAX_TOKENIZER_BYTES,
-    OOV_ID,
-    PAD_ID,
-    START_ID,
-    ReviewTooLongError,
-    Tokenizer,
-    TokenizerError,
-    has_words,
-    split_words,
-)
+from edge_lstm_device.bundle import tokenizer_file as tokenizer_module
+from edge_lstm_device.bundle.text import MAX_REVIEW_CHARS, MAX_REVIEW_WORDS, ReviewTooLongError, has_words, split_words
+from edge_lstm_device.bundle.tokenizer import OOV_ID, PAD_ID, START_ID, Tokenizer
+from edge_lstm_device.bundle.tokenizer_file import MAX_TOKENIZER_BYTES, TokenizerError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-TOK = Tokenizer.fit(["the film the film the great", "a great film, isn't it?"], num_words=10, max_len=8)
+from edge_lstm.train.vocabulary import fit_tokenizer
+
+TOK = fit_tokenizer(["the film the film the great", "a great film, isn't it?"], num_words=10, max_len=8)
 
 
 def test_split_words_rules() -> None:
@@ -56,7 +48,7 @@ def test_encode_pre_pads_and_pre_truncates() -> None:
 
 
 def test_words_beyond_num_words_are_oov() -> None:
-    tok = Tokenizer.fit(["a a a b b c"], num_words=5, max_len=4)
+    tok = fit_tokenizer(["a a a b b c"], num_words=5, max_len=4)
     assert tok.words == ("a", "b")
     assert tok.ids("c") == [START_ID, OOV_ID]
 
@@ -85,7 +77,7 @@ def test_load_missing_file(tmp_path) -> None:
 
 def test_fit_is_deterministic_whatever_the_order() -> None:
     texts = ["b a", "c a b", "d d a"]
-    assert Tokenizer.fit(texts).words == Tokenizer.fit(list(reversed(texts))).words
+    assert fit_tokenizer(texts).words == fit_tokenizer(list(reversed(texts))).words
 
 
 @settings(max_examples=300, deadline=None)
@@ -164,7 +156,7 @@ def test_review_limits_are_read_at_call_time(monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_fit_is_not_limited() -> None:  # training data is bounded by the loader, not here
-    assert Tokenizer.fit(["a " * (MAX_REVIEW_WORDS + 10)], num_words=5).words == ("a",)
+    assert fit_tokenizer(["a " * (MAX_REVIEW_WORDS + 10)], num_words=5).words == ("a",)
 
 
 def _peak(call) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from edge_lstm_device.bundle.tokenizer import Tokenizer
+from edge_lstm_device.bundle import tokenizers
 from edge_lstm_device.bundle.vectorizer import VectorizerTokenizer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -57,6 +57,6 @@ def test_unpadded_ids_equal_the_layers_without_a_sequence_length() -> None:
 
 def test_the_tokenizer_file_round_trips_by_its_kind() -> None:
     ours = _ours(_layer("lower", 7), 7)
-    again = Tokenizer.from_json(ours.to_json())  # the one reader of tokenizer.json dispatches on "kind"
+    again = tokenizers.from_json(ours.to_json())  # the one reader of tokenizer.json dispatches on "kind"
     assert isinstance(again, VectorizerTokenizer) and again == ours and again.fingerprint() == ours.fingerprint()
     assert again.settings()["padding"] == "post" and again.num_words == len(ours.words) + 2

@@ -106,7 +106,7 @@ def _raw_reviews(texts: Sequence[str], file: str | None) -> Iterator[Review]:
 
 def _reviews(texts: Sequence[str], file: str | None) -> Iterator[Review]:
     """Every review to score; empty ones carry an error instead of a meaningless score."""
-    from edge_lstm_device.bundle.tokenizer import has_words
+    from edge_lstm_device.bundle.text import has_words
 
     for review in _raw_reviews(texts, file):
         if review.error is None and not has_words(review.text):
@@ -116,7 +116,7 @@ def _reviews(texts: Sequence[str], file: str | None) -> Iterator[Review]:
 
 def _token_ids(chunk: list[Review], tokenizer: Tokenizer) -> tuple[list[Review], list[list[int]]]:
     """The chunk with over-long reviews marked as errors, and the ids of the others."""
-    from edge_lstm_device.bundle.tokenizer import ReviewTooLongError
+    from edge_lstm_device.bundle.text import ReviewTooLongError
 
     marked, ids = [], []
     for review in chunk:
@@ -258,7 +258,7 @@ def calibration_table(calibration: Calibration) -> str:
         verdict = "CHOSEN" if name == calibration.chosen else calibration.skipped.get(name, "-")
         lines.append(f"{name:<22}{relative:>6.2f}×  {verdict}")
     env = calibration.environment
-    lines += [f"time: each model's time ÷ the fastest's, one review at a time, median of interleaved rounds",
+    lines += ["time: each model's time ÷ the fastest's, one review at a time, median of interleaved rounds",
               f"CPU: {CpuFeatures(**env['cpu'])}; interpreter: {env['interpreter']}; {calibration.seconds:.2f} s",
               f"{calibration.chosen}: {calibration.reason}"]
     return "\n".join(lines)

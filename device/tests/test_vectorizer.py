@@ -5,13 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from edge_lstm_device.bundle.tokenizer import (
-    MAX_CHARS_ENV,
-    MAX_WORDS_ENV,
-    ReviewTooLongError,
-    Tokenizer,
-    TokenizerError,
-)
+from edge_lstm_device.bundle.text import MAX_CHARS_ENV, MAX_WORDS_ENV, ReviewTooLongError
+from edge_lstm_device.bundle import tokenizers
+from edge_lstm_device.bundle.tokenizer_file import TokenizerError
 from edge_lstm_device.bundle.vectorizer import VectorizerTokenizer
 
 
@@ -50,10 +46,17 @@ def test_rows_are_post_padded_and_keep_the_first_ids() -> None:
 
 def test_the_file_names_its_kind_and_is_checked() -> None:
     data = json.loads(_tokenizer().to_json())
-    assert data["kind"] == "text_vectorization" and Tokenizer.from_dict(data) == _tokenizer()
+    assert data["kind"] == "text_vectorization" and tokenizers.from_dict(data) == _tokenizer()
     with pytest.raises(TokenizerError, match="num_words"):
-        Tokenizer.from_dict({**data, "num_words": 3})
+        tokenizers.from_dict({**data, "num_words": 3})
     with pytest.raises(TokenizerError, match="unknown tokenizer kind"):
-        Tokenizer.from_dict({**data, "kind": "bpe"})
+        tokenizers.from_dict({**data, "kind": "bpe"})
     with pytest.raises(TokenizerError, match="standardize"):
-        Tokenizer.from_dict({**data, "standardize": "strip_punctuation"})
+        tokenizers.from_dict({**data, "standardize": "strip_punctuation"})
+
+
+def test_a_kind_reads_only_its_own_files() -> None:
+    from edge_lstm_device.bundle.tokenizer import Tokenizer
+
+    with pytest.raises(TokenizerError, match="'text_vectorization' is not 'imdb'"):
+        Tokenizer.from_json(_tokenizer().to_json())

@@ -63,7 +63,7 @@ def export_command(bundle_dir: Path, int8: bool, tflite_scheme: str, calibration
     if tflite_scheme != "both" and not int8:
         raise click.UsageError("--tflite-scheme needs --int8")
     quiet_tensorflow()
-    from edge_lstm_device.bundle.tokenizer import ReviewTooLongError
+    from edge_lstm_device.bundle.text import ReviewTooLongError
 
     from edge_lstm.bundle import BundleError
     from edge_lstm.export.exporter import ExportError, ExportOptions, export_bundle

@@ -58,44 +58,24 @@ def parity_command(bundle_dir: Path, data: Path | None, limit: int | None, seed:
       edge-lstm parity --bundle mybundle --original model.keras     # an imported model
     """
     quiet_tensorflow()
-    from edge_lstm_device.bundle.manifest import class_names
-    from edge_lstm_device.bundle.tokenizer import ReviewTooLongError
-    from edge_lstm_device.runtime.model import BundleError, read_manifest
+    from edge_lstm_device.bundle.text import ReviewTooLongError
+    from edge_lstm_device.runtime.model import BundleError
 
     from edge_lstm.evaluate import report as report_files
-    from edge_lstm.evaluate.backends import KerasBackend
-    from edge_lstm.evaluate.parity import Thresholds, run_parity
-    from edge_lstm.evaluate.subjects import (
-        UnknownArtifactError,
-        load_subjects,
-        original_model,
-        parity_reviews,
-        text_input,
-    )
+    from edge_lstm.evaluate.check import ParityRequest, check_parity
+    from edge_lstm.evaluate.parity import Thresholds
+    from edge_lstm.evaluate.subjects import UnknownArtifactError
     from edge_lstm.importing.modelfile import ModelFileError
     from edge_lstm.train.data import DataError
 
     thresholds = Thresholds(float_min_agreement, float_max_diff, int8_min_agreement, int8_max_accuracy_change)
+    request = ParityRequest(bundle_dir, data, limit, seed, only, thresholds, original, threads)
     try:
-        tokenizer, model, backends = load_subjects(bundle_dir, only, threads)
-        classes = class_names(read_manifest(bundle_dir))
-        reviews, source = parity_reviews(data, limit, seed)
-        rows = tokenizer.encode_batch(reviews.texts)
-        reference_name, reference_input, unpadded = "keras_float", rows, False
-        if original is not None:  # the user's own model is the reference; the rebuilt one is judged too
-            backends.insert(0, (KerasBackend(model, name="rebuilt_keras_float"), "float32", False))
-            model, loader, reads_text, unpadded = original_model(original, bundle_dir)
-            reference_input = text_input(model, reviews.texts) if reads_text else rows
-            reference_name = f"original ({original.name})"
-            status(f"reference: {original.name} ({loader})")
+        result = check_parity(request, log=status)
     except UnknownArtifactError as err:
         raise click.UsageError(str(err)) from err
     except (BundleError, DataError, ReviewTooLongError, ModelFileError) as err:
         raise click.ClickException(str(err)) from err
-    status(f"scoring {len(rows)} reviews with {reference_name} (reference)")
-    reference = KerasBackend(model, name=reference_name, unpadded=unpadded).score(reference_input)
-    result = run_parity(reviews, rows, reference, backends, thresholds, source, log=status,
-                        reference_name=reference_name, classes=classes)
     try:
         written = report_files.write(result, report_dir or bundle_dir) if report else []
         report_error = None

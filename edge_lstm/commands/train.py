@@ -17,7 +17,7 @@ def _train(data: Path | None, out_dir: Path, cfg: TrainConfig, limit: int | None
            as_json: bool) -> dict:
     """Read the data, train, write the bundle; returns the metrics."""
     from edge_lstm_device.bundle.files import file_sha256
-    from edge_lstm_device.bundle.tokenizer import ReviewTooLongError
+    from edge_lstm_device.bundle.text import ReviewTooLongError
 
     from edge_lstm.bundle import BundleError, ensure_writable
     from edge_lstm.train.data import DataError, load_imdb, resolve_source

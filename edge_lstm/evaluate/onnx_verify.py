@@ -17,9 +17,10 @@ from typing import Any, Sequence
 import numpy as np
 from edge_lstm_device.bundle.manifest import read_verified
 from edge_lstm_device.bundle.signing import read_trusted_manifest
+from edge_lstm_device.runtime.judge import TextScorer
 from edge_lstm_device.runtime.model import load_tokenizer
 from edge_lstm_device.runtime.scoring import as_scores
-from edge_lstm_device.runtime.verify import TextScorer, table, verify_bundle
+from edge_lstm_device.runtime.verify import table, verify_bundle
 
 ONNX_BATCH = 64  # rows per run(), as the host's parity scores them (dynamic int8 scales per batch)
 

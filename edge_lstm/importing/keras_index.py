@@ -14,7 +14,8 @@ import json
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from edge_lstm_device.bundle.tokenizer import FIRST_WORD_ID, OOV_ID, Tokenizer, split_words
+from edge_lstm_device.bundle.text import split_words
+from edge_lstm_device.bundle.tokenizer import FIRST_WORD_ID, OOV_ID, Tokenizer
 
 DEFAULT_WORD_INDEX = Path("~/.keras/datasets/imdb_word_index.json")
 INDEX_FROM = 3  # keras.datasets.imdb.load_data's default: id = rank + 3

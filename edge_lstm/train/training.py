@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-from edge_lstm_device.bundle.tokenizer import Tokenizer
 
 from edge_lstm import bundle
 from edge_lstm.train.data import Reviews
+from edge_lstm.train.vocabulary import fit_tokenizer
 
 
 @dataclass(frozen=True)
@@ -126,7 +126,7 @@ def train(
     tf.config.experimental.enable_op_determinism()
 
     fit_reviews, val_reviews = split_validation(train_reviews, cfg.validation_split, cfg.validation, cfg.seed)
-    tokenizer = Tokenizer.fit(fit_reviews.texts + val_reviews.texts, cfg.num_words, cfg.max_len)
+    tokenizer = fit_tokenizer(fit_reviews.texts + val_reviews.texts, cfg.num_words, cfg.max_len)
     x_fit, x_val = tokenizer.encode_batch(fit_reviews.texts), tokenizer.encode_batch(val_reviews.texts)
     x_test = tokenizer.encode_batch(test_reviews.texts)
     log(f"tokenized {len(x_fit) + len(x_val)} training and {len(x_test)} test reviews")

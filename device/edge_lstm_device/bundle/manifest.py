@@ -16,12 +16,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from edge_lstm_device.bundle.files import bytes_sha256
+from edge_lstm_device.bundle.tokenizer_file import MAX_TOKENIZER_BYTES
 
 FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"
 TOKENIZER_FILE = "tokenizer.json"
-MODEL_FILE = "model.h5"  # the float model (host only)
-METRICS_FILE = "metrics.json"  # how it was trained (host only)
 REPORT_FILE = "export_report.json"  # what the export measured on its machine
 REFERENCE_SCORES_FILE = "reference_scores.json"  # texts and the float model's scores for them (verify)
 
@@ -48,7 +47,6 @@ NUMPY_WEIGHTS = "numpy_weights"  # the numpy engine's weights file (numpy_weight
 
 MAX_MANIFEST_BYTES = 1 << 20
 MAX_ARTIFACT_BYTES = 256 << 20
-MAX_TOKENIZER_BYTES = 16 << 20
 MAX_REFERENCE_SCORES_BYTES = 8 << 20
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 

@@ -18,16 +18,16 @@ from typing import Sequence
 
 import numpy as np
 
-from edge_lstm_device.bundle.tokenizer import (
+from edge_lstm_device.bundle.text import words_within_limits
+from edge_lstm_device.bundle.tokenizer_file import (
     FORMAT_VERSION,
     MAX_MAX_LEN,
     MAX_NUM_WORDS,
     TokenizerError,
     TokenizerFile,
-    _int_field,
-    _short,
-    _words_field,
-    words_within_limits,
+    int_field,
+    short_value,
+    words_field,
 )
 
 PAD_ID, OOV_ID, FIRST_WORD_ID = 0, 1, 2
@@ -49,7 +49,7 @@ class VectorizerTokenizer(TokenizerFile):
 
     def __post_init__(self) -> None:
         if self.standardize not in STANDARDIZE:
-            raise TokenizerError(f"unsupported standardize {_short(self.standardize)}")
+            raise TokenizerError(f"unsupported standardize {short_value(self.standardize)}")
         if self.max_len < 1:
             raise TokenizerError(f"max_len must be >= 1, got {self.max_len}")
         if len(set(self.words)) != len(self.words):
@@ -92,12 +92,12 @@ class VectorizerTokenizer(TokenizerFile):
     def from_dict(cls, data: dict) -> VectorizerTokenizer:
         """Check every field; raises only ``TokenizerError``."""
         if data.get("format_version") != FORMAT_VERSION or type(data.get("format_version")) is not int:
-            raise TokenizerError(f"unsupported tokenizer format {_short(data.get('format_version'))}")
-        num_words = _int_field(data, "num_words", FIRST_WORD_ID, MAX_NUM_WORDS)
-        max_len = _int_field(data, "max_len", 1, MAX_MAX_LEN)
-        words = _words_field(data, num_words - FIRST_WORD_ID)
+            raise TokenizerError(f"unsupported tokenizer format {short_value(data.get('format_version'))}")
+        num_words = int_field(data, "num_words", FIRST_WORD_ID, MAX_NUM_WORDS)
+        max_len = int_field(data, "max_len", 1, MAX_MAX_LEN)
+        words = words_field(data, num_words - FIRST_WORD_ID)
         if len(words) != num_words - FIRST_WORD_ID:
             raise TokenizerError("malformed tokenizer: num_words does not match the vocabulary")
         if data.get("split", "whitespace") != "whitespace":
-            raise TokenizerError(f"unsupported split {_short(data.get('split'))}")
+            raise TokenizerError(f"unsupported split {short_value(data.get('split'))}")
         return cls(words, max_len, data.get("standardize"))

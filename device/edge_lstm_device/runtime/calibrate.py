@@ -22,8 +22,8 @@ import numpy as np
 from edge_lstm_device.bundle.files import atomic_write_json, bytes_sha256, cache_dir
 from edge_lstm_device.bundle.manifest import BundleError, parse_json, read_bounded
 from edge_lstm_device.bundle.reference_scores import ReferenceScores
-from edge_lstm_device.runtime.cpu import CpuFeatures, detect
-from edge_lstm_device.runtime.verify import ModelVerdict, judge_scorer
+from edge_lstm_device.runtime.cpu import CpuFeatures
+from edge_lstm_device.runtime.judge import ModelVerdict, judge_scorer
 
 if TYPE_CHECKING:
     from edge_lstm_device.runtime.model import SentimentModel

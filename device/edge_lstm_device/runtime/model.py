@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
+from edge_lstm_device.bundle import tokenizers
 from edge_lstm_device.bundle.manifest import (
     NUMPY_WEIGHTS,
     TOKENIZER_FILE,
@@ -20,8 +21,7 @@ from edge_lstm_device.bundle.manifest import (
     tflite_models,
 )
 from edge_lstm_device.bundle.signing import Trust, read_trusted_manifest
-from edge_lstm_device.bundle.tokenizer import Tokenizer, TokenizerError
-from edge_lstm_device.bundle.vectorizer import VectorizerTokenizer
+from edge_lstm_device.bundle.tokenizer_file import TokenizerError, TokenizerFile
 from edge_lstm_device.runtime.numpy_engine import engine as numpy_engine
 from edge_lstm_device.runtime.scoring import TFLiteScorer
 
@@ -74,7 +74,7 @@ class ModelChoice:
 class SentimentModel:
     """Review text in, :class:`Prediction` out. Thread-safe; the LSTM state is reset per review."""
 
-    def __init__(self, tokenizer: Tokenizer | VectorizerTokenizer, scorer: TFLiteScorer, name: str, manifest: dict,
+    def __init__(self, tokenizer: TokenizerFile, scorer: TFLiteScorer, name: str, manifest: dict,
                  choice: ModelChoice | None = None) -> None:
         self.tokenizer, self.scorer, self.name, self.manifest = tokenizer, scorer, name, manifest
         self.choice = choice or ModelChoice(name, "asked for", {})
@@ -175,7 +175,7 @@ class _Loader:
 
     bundle_dir: Path
     manifest: dict
-    tokenizer: Tokenizer | VectorizerTokenizer
+    tokenizer: TokenizerFile
     threads: int
     interpreter: str | None
 
@@ -281,10 +281,10 @@ def _load_scorer(bundle_dir: Path, manifest: dict, name: str, threads: int, inte
         raise ModelLoadError(" ".join(str(err).split())[:300]) from err
 
 
-def load_tokenizer(bundle_dir: Path, manifest: dict) -> Tokenizer | VectorizerTokenizer:
+def load_tokenizer(bundle_dir: Path, manifest: dict) -> TokenizerFile:
     entry = manifest["tokenizer"]
     try:
-        tokenizer = Tokenizer.from_json(read_verified(bundle_dir, entry), TOKENIZER_FILE)
+        tokenizer = tokenizers.from_json(read_verified(bundle_dir, entry), TOKENIZER_FILE)
     except TokenizerError as err:
         raise BundleError(f"bad tokenizer in {bundle_dir}: {err}") from err
     if tokenizer.num_words != manifest["model"]["num_words"]:

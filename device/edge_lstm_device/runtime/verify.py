@@ -9,56 +9,17 @@ model passes when every set meets the thresholds of its precision.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, Sequence
-
-import numpy as np
+from typing import Sequence
 
 from edge_lstm_device.bundle.manifest import NUMPY_WEIGHTS, BundleError, model_entry, tflite_models
 from edge_lstm_device.bundle.reference_scores import ReferenceScores, read_reference_scores
-from edge_lstm_device.runtime.agreement import Agreement, Thresholds, failures, measure
+from edge_lstm_device.runtime.agreement import Thresholds
 from edge_lstm_device.runtime.cpu import CpuFeatures, detect
 from edge_lstm_device.runtime.interpreters import interpreter_version
+from edge_lstm_device.runtime.judge import ModelVerdict, TextScorer, judge_scorer
 from edge_lstm_device.runtime.numpy_engine import engine as numpy_engine
-
-
-class TextScorer(Protocol):
-    def scores(self, texts: Sequence[str]) -> np.ndarray: ...
-
-
-@dataclass
-class ModelVerdict:
-    """One model's agreement with the float model on every set, and the thresholds it misses."""
-
-    name: str
-    precision: str  # "int8" or "float32"
-    runs_in: str  # the interpreter (or onnxruntime) and its version
-    sets: dict[str, Agreement]
-    failures: list[str] = field(default_factory=list)  # "short: label agreement 99.00% < 99.50%"
-
-    @property
-    def passed(self) -> bool:
-        return not self.failures
-
-    def summary(self) -> str:
-        """Labels agree per set, in words."""
-        return ", ".join(f"{a.label_agreement:.2%} of {a.texts} {name}" for name, a in self.sets.items())
-
-    def to_dict(self) -> dict:
-        return {"name": self.name, "precision": self.precision, "runs_in": self.runs_in, "passed": self.passed,
-                "failures": self.failures, "sets": {name: a.to_dict() for name, a in self.sets.items()}}
-
-
-def judge_scorer(scorer: TextScorer, name: str, precision: str, runs_in: str, reference: ReferenceScores,
-                 thresholds: Thresholds = Thresholds()) -> ModelVerdict:
-    """Score every reference set with ``scorer`` and judge it."""
-    verdict = ModelVerdict(name, precision, runs_in, {})
-    for text_set in reference.sets:
-        result = measure(scorer.scores(text_set.texts), text_set.scores, text_set.labels, thresholds)
-        verdict.sets[text_set.name] = result
-        verdict.failures += [f"{text_set.name}: {why}" for why in failures(result, precision, thresholds)]
-    return verdict
 
 
 @dataclass

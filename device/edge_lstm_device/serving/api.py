@@ -14,7 +14,8 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import Protocol
 
-from edge_lstm_device.bundle.tokenizer import ReviewTooLongError, Tokenizer
+from edge_lstm_device.bundle.text import ReviewTooLongError
+from edge_lstm_device.bundle.tokenizer import Tokenizer
 from edge_lstm_device.serving import hosts, http1
 from edge_lstm_device.serving import prometheus as metrics
 from edge_lstm_device.serving.connections import BODY_GRACE_S, DEFAULT_BODY_MEMORY, DEFAULT_MAX_CONNECTIONS
