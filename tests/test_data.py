@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_lstm.train import data
-from edge_lstm.train.data import DataError, load_imdb, resolve_source
+from edge_lstm.train import download
+from edge_lstm.train.data import DataError, load_imdb
+from edge_lstm.train.download import resolve_source
 from tests.conftest import make_tarball, tiny_imdb_files
 
 
@@ -92,7 +93,7 @@ def test_source_order(tmp_path: Path, tiny_tarball: Path, monkeypatch: pytest.Mo
     monkeypatch.delenv("EDGE_LSTM_DATA", raising=False)
     with pytest.raises(DataError, match="aclImdb_v1.tar.gz"):
         resolve_source(None, download=False)
-    cached = tmp_path / "cache" / data.ARCHIVE_NAME
+    cached = tmp_path / "cache" / download.ARCHIVE_NAME
     cached.parent.mkdir()
     cached.write_bytes(tiny_tarball.read_bytes())
     assert resolve_source(None) == cached
@@ -106,10 +107,10 @@ def test_source_order(tmp_path: Path, tiny_tarball: Path, monkeypatch: pytest.Mo
 
 
 def test_offline_download_fails_clearly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(data, "OFFICIAL_URL", "http://127.0.0.1:9/aclImdb_v1.tar.gz")
-    dest = tmp_path / "cache" / data.ARCHIVE_NAME
+    monkeypatch.setattr(download, "OFFICIAL_URL", "http://127.0.0.1:9/aclImdb_v1.tar.gz")
+    dest = tmp_path / "cache" / download.ARCHIVE_NAME
     with pytest.raises(DataError, match="download failed"):
-        data.fetch_official(dest)
+        download.fetch_official(dest)
     assert not dest.exists() and not list(dest.parent.glob("*.part"))
 
 

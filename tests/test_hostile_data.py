@@ -13,7 +13,7 @@ from typing import Callable
 
 import pytest
 
-from edge_lstm.train import data
+from edge_lstm.train import data, download
 from edge_lstm.train.data import DataError, load_imdb
 from tests.conftest import make_tarball, tiny_imdb_files
 
@@ -355,33 +355,33 @@ class _Response:
 
 
 def _serve(monkeypatch: pytest.MonkeyPatch, *chunks: bytes | BaseException, length: str = "") -> None:
-    monkeypatch.setattr(data.urllib.request, "urlopen", lambda *a, **k: _Response(list(chunks), length))
+    monkeypatch.setattr(download.urllib.request, "urlopen", lambda *a, **k: _Response(list(chunks), length))
 
 
 @pytest.mark.parametrize("interrupt", [KeyboardInterrupt(), MemoryError(), RuntimeError("boom")])
 def test_interrupted_download_leaves_no_part_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                   interrupt: BaseException) -> None:
     _serve(monkeypatch, b"x" * 1000, interrupt)
-    dest = tmp_path / "cache" / data.ARCHIVE_NAME
+    dest = tmp_path / "cache" / download.ARCHIVE_NAME
     with pytest.raises(type(interrupt)):
-        data.fetch_official(dest)
+        download.fetch_official(dest)
     assert not dest.exists() and not list(dest.parent.iterdir())
 
 
 def test_broken_download_is_a_data_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import http.client
 
-    dest = tmp_path / data.ARCHIVE_NAME
+    dest = tmp_path / download.ARCHIVE_NAME
     _serve(monkeypatch, b"x" * 10, http.client.IncompleteRead(b"x"), length="nonsense")
     with pytest.raises(DataError, match="download failed"):
-        data.fetch_official(dest)
+        download.fetch_official(dest)
     _serve(monkeypatch, b"not the tarball")
     with pytest.raises(DataError, match="wrong checksum"):
-        data.fetch_official(dest)
-    monkeypatch.setattr(data, "MAX_DOWNLOAD_BYTES", 100)
+        download.fetch_official(dest)
+    monkeypatch.setattr(download, "MAX_DOWNLOAD_BYTES", 100)
     _serve(monkeypatch, *[b"y" * 60] * 5)
     with pytest.raises(DataError, match="over 100 bytes"):
-        data.fetch_official(dest)
+        download.fetch_official(dest)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -392,5 +392,5 @@ def test_progress_callback_error_removes_the_part_file(tmp_path: Path, monkeypat
         raise ValueError("display broke")
 
     with pytest.raises(ValueError):
-        data.fetch_official(tmp_path / data.ARCHIVE_NAME, progress)
+        download.fetch_official(tmp_path / download.ARCHIVE_NAME, progress)
     assert list(tmp_path.iterdir()) == []

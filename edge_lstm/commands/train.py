@@ -20,7 +20,8 @@ def _train(data: Path | None, out_dir: Path, cfg: TrainConfig, limit: int | None
     from edge_lstm_device.bundle.text import ReviewTooLongError
 
     from edge_lstm.bundle import BundleError, ensure_writable
-    from edge_lstm.train.data import DataError, load_imdb, resolve_source
+    from edge_lstm.train.data import DataError, load_imdb
+    from edge_lstm.train.download import resolve_source
 
     try:
         ensure_writable(out_dir)

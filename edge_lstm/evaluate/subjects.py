@@ -71,7 +71,8 @@ def text_input(model: Any, texts: list[str]) -> Any:
 def parity_reviews(data: Path | None, limit: int | None, seed: int) -> tuple[Reviews, str]:
     """The shipped 300-review sample, or the test split of ``data``; a balanced subset with ``limit``."""
     from edge_lstm.samples import TEST_SAMPLE, read_sample
-    from edge_lstm.train.data import load_imdb, resolve_source
+    from edge_lstm.train.data import load_imdb
+    from edge_lstm.train.download import resolve_source
 
     if data is None:
         reviews = read_sample(TEST_SAMPLE)

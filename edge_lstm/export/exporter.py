@@ -151,7 +151,8 @@ def check_model(model: Any, tokenizer: Tokenizer, spec: Any) -> dict:
 def calibration_rows(options: ExportOptions, tokenizer: Tokenizer) -> tuple[np.ndarray, str]:
     """Real training reviews through the same tokenizer (never random ids)."""
     if options.data is not None:
-        from edge_lstm.train.data import load_imdb, resolve_source
+        from edge_lstm.train.data import load_imdb
+        from edge_lstm.train.download import resolve_source
 
         reviews = load_imdb(resolve_source(options.data, download=False), ("train",))["train"]
         origin = f"{options.data} (train split)"
