@@ -8,7 +8,6 @@ artifacts and manifest exactly as they were.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import shutil
 import signal
@@ -28,7 +27,15 @@ from edge_lstm_device.tools.timing import time_calls
 
 from edge_lstm import bundle, termination
 from edge_lstm.evaluate.backends import KerasBackend, NumpyBackend, TFLiteBackend, open_artifact
-from edge_lstm.export import convert, lstm_loop, manifest, numpy_weights, quantize, reference_scores, selfcheck
+from edge_lstm.export import convert, lstm_loop, manifest, numpy_weights, reference_scores, selfcheck
+from edge_lstm.export.recipes import (  # noqa: F401 (ExportOptions, not_exported: this module's names too)
+    RECIPES,
+    BuildInputs,
+    ExportOptions,
+    Recipe,
+    not_exported,
+    planned,
+)
 from edge_lstm.samples import TEST_SAMPLE, TRAIN_SAMPLE, read_sample
 
 STAGING_PREFIX = ".export-staging-"
@@ -42,82 +49,9 @@ class ExportError(Exception):
     """The bundle cannot be exported (bad model, mismatched tokenizer, failed conversion...)."""
 
 
-@dataclasses.dataclass(frozen=True)
-class Artifact:
-    name: str  # key in the manifest
-    file: str
-    format: str  # "tflite" or "onnx"
-    precision: str  # "float32" or "int8"
-    scheme: str  # quantization scheme, "none" for float
-    lstm: str  # the LSTM as: "fused" (one TFLite op), "loop" (a WHILE loop of builtin ops), "onnx"
-
-
 # Every file an export may write: the only files it ever replaces or removes in a bundle.
-ALL_ARTIFACTS = tuple(
-    Artifact(name, bundle_format.ARTIFACT_FILES[name], fmt, precision, scheme, lstm)
-    for name, fmt, precision, scheme, lstm in (
-        (bundle_format.FLOAT_TFLITE, "tflite", "float32", "none", "fused"),
-        (bundle_format.FLOAT_ONNX, "onnx", "float32", "none", "onnx"),
-        (bundle_format.FLOAT_LOOP_TFLITE, "tflite", "float32", "none", "loop"),
-        (bundle_format.INT8_LOOP_TFLITE, "tflite", "int8", "dynamic-range", "loop"),
-        (bundle_format.INT8_TFLITE, "tflite", "int8", "full-integer", "fused"),
-        (bundle_format.INT8_DYNAMIC_TFLITE, "tflite", "int8", "dynamic-range", "fused"),
-        (bundle_format.INT8_ONNX, "onnx", "int8", "dynamic", "onnx"),
-    )
-)
-EXPORT_FILES = frozenset({a.file for a in ALL_ARTIFACTS}
+EXPORT_FILES = frozenset({r.file for r in RECIPES}
                          | {bundle.MANIFEST_FILE, REPORT_FILE, WEIGHTS_FILE, bundle_format.REFERENCE_SCORES_FILE})
-
-
-@dataclasses.dataclass(frozen=True)
-class ExportOptions:
-    int8: bool = True
-    tflite_scheme: str = "both"  # "full-integer", "dynamic-range", or both (full-integer first)
-    calibration_reviews: int = 400
-    data: Path | None = None  # IMDB data for calibration; default: the shipped training sample
-    seed: int = 0
-
-
-FUSED = (bundle_format.FLOAT_TFLITE, bundle_format.INT8_TFLITE, bundle_format.INT8_DYNAMIC_TFLITE)
-FULL_INTEGER_SOFTMAX = ("full-integer int8 gives a softmax head's probabilities in steps of 1/256 and its activations "
-                        "in int8: near classes tie or swap (a 3-class model: 97.0% top labels agreed, the dynamic-range "
-                        "forms 99.4-99.6%); the dynamic-range forms keep float activations")
-
-
-def planned_artifacts(options: ExportOptions, config: dict | None = None) -> list[Artifact]:
-    """Float TFLite (fused and loop form) and ONNX; with int8 also the loop-form dynamic-range
-    TFLite, the fused TFLite scheme(s) of ``options.tflite_scheme`` and int8 ONNX. The fused
-    forms only for an unmasked LSTM, full-integer only for a binary head (``not_exported`` says why)."""
-    by_name = {a.name: a for a in ALL_ARTIFACTS}
-    floats = [by_name[n] for n in (bundle_format.FLOAT_TFLITE, bundle_format.FLOAT_ONNX, bundle_format.FLOAT_LOOP_TFLITE)]
-    plan = floats
-    if options.int8:
-        plan = floats + [by_name[n] for n in (bundle_format.INT8_LOOP_TFLITE, bundle_format.INT8_TFLITE)]
-        if options.tflite_scheme == "dynamic-range":  # model_int8.tflite is then fused dynamic-range
-            plan[-1] = dataclasses.replace(plan[-1], scheme="dynamic-range")
-        if options.tflite_scheme == "both":
-            plan.append(by_name[bundle_format.INT8_DYNAMIC_TFLITE])
-        plan = plan + [by_name[bundle_format.INT8_ONNX]]
-    return [a for a in plan if a.name not in not_exported(config or {}, options)]
-
-
-def not_exported(config: dict, options: ExportOptions = ExportOptions()) -> dict[str, str]:
-    """Artifacts the architecture has no form for, and why: the fused TFLite forms exist for one
-    unmasked LSTM layer only; the full-integer one for a binary head only."""
-    layers = config.get("layers", [{"cells": ["LSTM"]}])
-    if len(layers) > 1 or len(layers[0]["cells"]) > 1:
-        why = "TFLite's fused forms are for one unidirectional LSTM layer (the loop form runs this one)"
-    elif layers[0]["cells"][0] != "LSTM":
-        why = f"TFLite has no fused {layers[0]['cells'][0]} op (the loop form runs it)"
-    elif config.get("whole_reviews"):
-        why = "the model reads each review unpadded; TFLite's fused LSTM would run the pad steps (the loop form skips them)"
-    elif config.get("masked"):
-        why = "TFLite's fused LSTM has no mask (the loop form skips the pad steps)"
-    elif config.get("head") == "softmax" and options.tflite_scheme != "dynamic-range":
-        return {bundle_format.INT8_TFLITE: FULL_INTEGER_SOFTMAX}
-    else:
-        return {}
-    return dict.fromkeys(FUSED, why)
 
 
 def check_model(model: Any, tokenizer: Tokenizer, spec: Any) -> dict:
@@ -160,21 +94,6 @@ def calibration_rows(options: ExportOptions, tokenizer: Tokenizer) -> tuple[np.n
         reviews, origin = read_sample(TRAIN_SAMPLE), f"shipped sample {TRAIN_SAMPLE.name}"
     reviews = reviews.balanced(options.calibration_reviews, options.seed)
     return tokenizer.encode_batch(reviews.texts), f"{len(reviews)} reviews from {origin}"
-
-
-def _build(art: Artifact, model: Any, max_len: int, staging: Path, calibration: np.ndarray) -> Path:
-    path = staging / art.file
-    if art.format == "onnx":
-        data = convert.to_onnx_float(model, max_len)
-    elif art.lstm == "loop":
-        scheme = art.scheme if art.precision == "int8" else "float"
-        data = lstm_loop.to_tflite_loop(model, max_len, scheme, lambda: iter(calibration))
-    elif art.precision == "float32":
-        data = convert.to_tflite_float(model, max_len)
-    else:
-        data = quantize.to_tflite_int8(model, max_len, art.scheme, lambda: iter(calibration))
-    path.write_bytes(data)
-    return path
 
 
 def _check_onnx(path: Path) -> None:
@@ -232,30 +151,26 @@ def _commit(bundle_dir: Path, staging: Path, files: list[str], new_manifest: dic
     return signature
 
 
-def _build_and_check(art: Artifact, model: Any, max_len: int, staging: Path, calibration: np.ndarray,
-                        calibration_origin: str, rows: np.ndarray, reference: np.ndarray, tools: dict,
-                        log: Callable[[str], None], judge: Callable[[Path], tuple[float, float]]) -> tuple[dict, dict]:
-    """Build one artifact in ``staging``, run it against the float model; returns its manifest
-    entry (reproducible) and its measurements (for the report)."""
-    log(f"building {art.name} ({art.lstm} form, {art.scheme if art.precision == 'int8' else 'float'})")
+def _build_and_check(art: Recipe, inputs: BuildInputs, calibration_origin: str, rows: np.ndarray,
+                     reference: np.ndarray, tools: dict, log: Callable[[str], None]) -> tuple[dict, dict]:
+    """Build one artifact in ``staging`` by its recipe, run it against the float model; returns
+    its manifest entry (reproducible) and its measurements (for the report)."""
+    log(f"building {art.name} ({art.lstm} form, {art.built_as})")
     started = time.perf_counter()
-    quantizer = None
-    if art.name == bundle_format.INT8_ONNX:  # the quantizer whose scores agree best with the float model's
-        path = staging / art.file
-        quantizer, candidates = quantize.to_onnx_int8(staging / "model_float.onnx", path, judge)
+    path = inputs.staging / art.file
+    chosen = art.build(inputs, path)
+    quantizer, candidates = chosen.get("quantizer"), chosen.get("quantizers")
+    if quantizer is not None:
         log("  " + ", ".join(f"{'per channel' if c['per_channel'] else 'per tensor'}: {c['label_agreement']:.2%}"
                              for c in candidates) + f" labels agree with float; kept {_quantizer_name(quantizer)}")
-    else:
-        path = _build(art, model, max_len, staging, calibration)
     if art.format == "onnx":
         _check_onnx(path)
-    tolerance = selfcheck.INT8_TOLERANCE if art.precision == "int8" else selfcheck.FLOAT_TOLERANCE
-    backend = open_artifact(staging, art.name, {"file": art.file, "format": art.format})
-    measured = {"selfcheck": selfcheck.check(backend, rows, reference, tolerance).to_dict()}
+    backend = open_artifact(inputs.staging, art.name, {"file": art.file, "format": art.format})
+    measured = {"selfcheck": selfcheck.check(backend, rows, reference, art.tolerance).to_dict()}
     entry = manifest.artifact_entry(path, art.format, art.precision, art.scheme, tools)
     entry["lstm"] = art.lstm
     if art.lstm == "loop":
-        entry["loop"] = lstm_loop.describe(model, max_len)
+        entry["loop"] = lstm_loop.describe(inputs.model, inputs.max_len)
     if isinstance(backend, TFLiteBackend):
         entry["verified_in"] = [manifest.runtime_id(backend.scorer.interpreter_dist)]
         latency = time_calls(lambda i: backend.score(rows[i % len(rows)][None, :]), LATENCY_CALLS)
@@ -335,13 +250,13 @@ def export_bundle(
     try:
         skipped = not_exported(config, options)
         built = {}
-        for art in planned_artifacts(options, config):
+        inputs = BuildInputs(model, config["max_len"], staging, calibration, judge)
+        for art in planned(options, config):
             if art.format == "onnx" and bundle_format.FLOAT_ONNX in skipped:
                 skipped.setdefault(art.name, skipped[bundle_format.FLOAT_ONNX])
                 continue
             try:
-                built[art.name] = _build_and_check(art, model, config["max_len"], staging, calibration,
-                                                   calibration_origin, rows, reference, tools, log, judge)
+                built[art.name] = _build_and_check(art, inputs, calibration_origin, rows, reference, tools, log)
             except (convert.ConversionError, selfcheck.SelfCheckError) as err:
                 if art.format != "onnx":
                     raise

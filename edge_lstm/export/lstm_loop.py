@@ -29,18 +29,20 @@ through the sigmoid). The graph keeps no state between ``invoke()`` calls.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from edge_lstm.export.cells import Cell, cell_of
 from edge_lstm.export.convert import INPUT_NAME, ConversionError, run_converter
-
-STEPS_PER_ITERATION = 4
-COLLECTING_STEPS_PER_ITERATION = 10  # a stacked model whose layers pass their outputs on (see LoopForm)
-PAD_ID = 0
-TABLE_TOLERANCE = 1e-7  # the pad-state table stops once a step changes the state by less than this
+from edge_lstm.export.loop_model import (  # noqa: F401 (LoopModel and pad_state_table: this module's public names too)
+    PAD_ID,
+    DenseLayer,
+    LoopForm,
+    LoopModel,
+    pad_state_table,
+    steps_per_iteration,
+    whole_blocks,
+)
 
 LOOP_SCHEMES = {
     "dynamic-range": "int8 weights (per tensor), float activations",
@@ -50,149 +52,32 @@ LOOP_SCHEMES = {
 }
 
 
-@dataclass(frozen=True)
-class RecurrentLayer:
-    """One recurrent layer: its forward cell, and a backward one when Bidirectional."""
-
-    cells: tuple[Cell, ...]  # (forward,) or (forward, backward)
-    merge_mode: str = "concat"  # Bidirectional: concat, sum, ave or mul
-    return_sequences: bool = False
-
-
-@dataclass(frozen=True)
-class DenseLayer:
-    kernel: np.ndarray
-    bias: np.ndarray
-    activation: str  # relu, tanh, gelu, linear, sigmoid or softmax
-
-
-@dataclass(frozen=True)
-class LoopModel:
-    """What the loop form computes: Embedding -> recurrent layers -> Dense layers (the last is the head)."""
-
-    embedding: np.ndarray  # (num_words, embedding_dim)
-    layers: tuple[RecurrentLayer, ...]
-    dense: tuple[DenseLayer, ...]
-    masked: bool = False  # Embedding(mask_zero=True): pad steps leave the state as it is
-
-    @classmethod
-    def from_model(cls, model: Any, gates_form: str = "split") -> LoopModel:
-        """From a tf-keras model rebuilt by the importer (dropout layers are no-ops at inference)."""
-        embedding, *rest = model.layers
-        layers, dense = [], []
-        for layer in rest:
-            kind = type(layer).__name__
-            if kind == "Bidirectional":
-                cells = (cell_of(layer.forward_layer, gates_form), cell_of(layer.backward_layer, gates_form))
-                layers.append(RecurrentLayer(cells, layer.merge_mode, bool(layer.return_sequences)))
-            elif kind in ("LSTM", "GRU"):
-                layers.append(RecurrentLayer((cell_of(layer, gates_form),), "concat", bool(layer.return_sequences)))
-            elif kind == "Dense":
-                dense.append(DenseLayer(*layer.get_weights(), layer.get_config()["activation"]))
-        return cls(embedding.get_weights()[0], tuple(layers), tuple(dense), bool(getattr(embedding, "mask_zero", False)))
-
-    @property
-    def cell(self) -> Cell:
-        """The first layer's forward cell."""
-        return self.layers[0].cells[0]
-
-    def step_macs(self) -> int:
-        """Multiply-adds of one step through every layer and direction (input projection and
-        recurrent product)."""
-        total, width = 0, self.embedding.shape[1]
-        for layer in self.layers:
-            total += sum(c.gates * c.units * (width + c.units) for c in layer.cells)
-            units = layer.cells[0].units
-            width = units * len(layer.cells) if layer.merge_mode == "concat" else units
-        return total
-
-    @property
-    def single(self) -> bool:
-        """One forward layer: the pad-state table covers the pads before a review."""
-        return len(self.layers) == 1 and len(self.layers[0].cells) == 1
-
-
-@dataclass(frozen=True)
-class LoopForm:
-    """How the loop is written (the defaults are the shipped form; the others are for comparison)."""
-
-    steps_per_iteration: int = STEPS_PER_ITERATION
-    # where a layer's outputs are kept for the next, every iteration copies them all (the loop's
-    # DYNAMIC_UPDATE_SLICE): fewer, longer iterations (keras.io bundle: 0.87x the time of 4 steps)
-    collecting_steps_per_iteration: int = COLLECTING_STEPS_PER_ITERATION
-    length_aware: bool = True  # False: every row runs all max_len steps from the zero state
-    hoist: bool = True  # False: each block's input projection inside the loop
-    unpack: bool = True  # False: a STRIDED_SLICE per step (slower under XNNPACK)
-    gates: str = "split"  # LSTM: "whole" (sigmoid and tanh of all gates at once), "one-sigmoid" (tanh as 2σ(2x) − 1)
-
-    def describe(self) -> dict:
-        return {"steps_per_iteration": self.steps_per_iteration, "length_aware": self.length_aware,
-                "batch": "any (input resizable to (B, max_len); converted as 1)"}
-
-
-@dataclass(frozen=True)
-class PadTable:
-    """``states[j][k]``: the cell's state ``j`` (h, and c for an LSTM) after ``k`` pad steps from
-    the zero state; beyond the last row the state changes by less than ``tolerance`` per step."""
-
-    states: tuple[np.ndarray, ...]  # each (rows, units) float32
-    tolerance: float
-    last_change: float  # max |Δ| of any state in the last step computed
-
-    @property
-    def rows(self) -> int:
-        return len(self.states[0])
-
-    def describe(self) -> dict:
-        return {"computed": "float64 from the model's weights, from the zero state", "rows": self.rows,
-                "tolerance": self.tolerance, "last_change": float(f"{self.last_change:.3g}")}
-
-
-def pad_state_table(m: LoopModel, max_len: int, tolerance: float = TABLE_TOLERANCE) -> PadTable:
-    """The state after 0, 1, ... pad steps, in float64, until it stops changing (or ``max_len``).
-    A masked model's pad steps change nothing: the table is the zero state."""
-    state = tuple(np.zeros(m.cell.units) for _ in range(m.cell.states))
-    rows, change = [state], 0.0
-    if not m.masked:
-        kernel, bias = m.cell.projection()
-        x = m.embedding[PAD_ID].astype(np.float64) @ kernel.astype(np.float64) + bias
-        for _ in range(max_len):
-            following = m.cell.step64(x, state)
-            change = float(max(np.abs(a - b).max() for a, b in zip(following, state)))
-            state = following
-            rows.append(state)
-            if change < tolerance:
-                break
-    return PadTable(tuple(np.array(column, np.float32) for column in zip(*rows)), tolerance, change)
-
-
-def steps_per_iteration(m: LoopModel, form: LoopForm) -> int:
-    """The steps each loop iteration of ``m`` runs under ``form``."""
-    collecting = any(layer.return_sequences for layer in m.layers)
-    return form.collecting_steps_per_iteration if collecting else form.steps_per_iteration
-
-
-def _padded_len(max_len: int, block: int) -> int:
-    """``max_len`` rounded up to whole blocks of steps."""
-    return -(-max_len // block) * block
-
-
 def loop_function(m: LoopModel, max_len: int, form: LoopForm = LoopForm()) -> Any:
-    """A ``tf.function`` over ``(B, max_len)`` int32 ids giving positive probabilities ``(B, 1)``."""
+    """A ``tf.function`` over ``(B, max_len)`` int32 ids giving positive probabilities ``(B, 1)``:
+    the single forward layer's fast path (the pad-state table, rows started one by one), else
+    :func:`stacked_function`."""
+    return _single_layer_function(m, max_len, form) if m.single else stacked_function(m, max_len, form)
+
+
+def _padded_ids(token_ids: Any, max_len: int, padded_len: int) -> tuple[int, Any, Any, Any]:
+    """``(lead, ids, real, position)``: the ids pre-padded to whole blocks (``lead`` pad ids in
+    front, never a step of the model), where they are real ids, and their positions."""
     import tensorflow as tf
 
-    if not m.single:
-        return stacked_function(m, max_len, form)
-    block = form.steps_per_iteration
-    padded_len = _padded_len(max_len, block)  # the graph pre-pads the input to whole blocks
-    blocks = padded_len // block
-    table = pad_state_table(m, padded_len if form.length_aware else 0)
-    kernel, bias = (tf.constant(a) for a in m.cell.projection())
+    lead = padded_len - max_len
+    ids = tf.pad(token_ids, [[0, 0], [lead, 0]]) if lead else token_ids
+    real = tf.not_equal(ids, PAD_ID)
+    position = tf.range(padded_len)
+    return lead, ids, real, position
+
+
+def _held_runner(cell_step: Callable, block: int, form: LoopForm, kernel: Any, bias: Any) -> Callable:
+    """One forward direction's loop over blocks of ``block`` steps: ``run(inputs, active, first,
+    stop, base, state, hold)`` runs blocks ``first`` to ``stop`` of ``inputs`` (indexed from
+    ``base``); with ``hold``, a row's state changes only at its active steps."""
+    import tensorflow as tf
+
     width = int(kernel.shape[1])
-    embedding = tf.constant(m.embedding)
-    tables = [tf.constant(t) for t in table.states]  # read with GATHER_ND: the converter quantizes a GATHER's table
-    cell_step = m.cell.tf_step()
-    head = dense_stack(m.dense)
 
     def steps_of(block_tensor: Any) -> list[Any]:
         if form.unpack:
@@ -200,8 +85,6 @@ def loop_function(m: LoopModel, max_len: int, form: LoopForm = LoopForm()) -> An
         return [block_tensor[j] for j in range(block)]
 
     def run(inputs: Any, active: Any, first: Any, stop: Any, base: Any, state: tuple, hold: bool) -> tuple:
-        """Blocks ``first`` to ``stop`` of ``inputs`` (indexed from ``base``); with ``hold``, a
-        row's state changes only at its active steps."""
         def body(i: Any, *state: Any) -> tuple:
             x = tf.gather(inputs, i - base)
             if not form.hoist:
@@ -214,39 +97,69 @@ def loop_function(m: LoopModel, max_len: int, form: LoopForm = LoopForm()) -> An
 
         return tuple(tf.while_loop(lambda i, *state: i < stop, body, (first, *state))[1:])
 
+    return run
+
+
+def _single_layer_function(m: LoopModel, max_len: int, form: LoopForm) -> Any:
+    """One forward layer: each row starts from the pad-state table's row for its leading pads; a
+    ramp loop holds rows until their own start, then one loop runs them all."""
+    import tensorflow as tf
+
+    block = form.steps_per_iteration
+    padded_len = whole_blocks(max_len, block)  # the graph pre-pads the input to whole blocks
+    blocks = padded_len // block
+    table = pad_state_table(m, padded_len if form.length_aware else 0)
+    kernel, bias = (tf.constant(a) for a in m.cell.projection())
+    embedding = tf.constant(m.embedding)
+    tables = [tf.constant(t) for t in table.states]  # read with GATHER_ND: the converter quantizes a GATHER's table
+    run = _held_runner(m.cell.tf_step(), block, form, kernel, bias)
+    head = dense_stack(m.dense)
+
     @tf.function(input_signature=[tf.TensorSpec([None, max_len], tf.int32, name=INPUT_NAME)])
     def score(token_ids: Any) -> Any:
-        lead = padded_len - max_len  # pad ids the graph adds in front: never a step of the model
-        ids = tf.pad(token_ids, [[0, 0], [lead, 0]]) if lead else token_ids
-        real = tf.not_equal(ids, PAD_ID)
-        position = tf.range(padded_len)
+        lead, ids, real, position = _padded_ids(token_ids, max_len, padded_len)
         start = tf.reduce_min(tf.where(real, position[None, :], padded_len), axis=1)  # (B,): padded_len if none
         start_block = start // block if form.length_aware else tf.zeros_like(start)
         row_start = tf.maximum(start_block * block, lead)  # the first step each row runs
         row_state = tf.minimum(row_start - lead, table.rows - 1)[:, None]  # pad steps before it
         state = tuple(tf.gather_nd(t, row_state) for t in tables)
-        if m.masked:
-            end = tf.reduce_max(tf.where(real, position[None, :] + 1, 0))
-            active = real
-        else:
-            end = tf.constant(padded_len)
-            active = position[None, :] >= row_start[:, None]
+        end, active = _end_and_active(m.masked, real, position, row_start, padded_len)
         first = tf.minimum(tf.reduce_min(start_block), blocks - 1)  # at least one block: no empty tensors
         main = tf.maximum(first, tf.minimum(tf.reduce_max(start_block), blocks))
         if lead:  # the added pads are held in the ramp
             main = tf.maximum(main, 1)
         stop = tf.maximum(main, (end + block - 1) // block)
-        time_major = tf.transpose(ids)[first * block : stop * block]  # (steps, B): the window the loops run
-        inputs = tf.gather(embedding, tf.reshape(time_major, [-1]))
-        if form.hoist:
-            inputs = tf.matmul(inputs, kernel) + bias
-        inputs = tf.reshape(inputs, [stop - first, block, tf.shape(ids)[0], width if form.hoist else kernel.shape[0]])
+        inputs = _projected_window(ids, first, stop, block, embedding, kernel, bias, form.hoist)
         active = tf.reshape(tf.transpose(active), [blocks, block, -1, 1])
         state = run(inputs, active, first, main, first, state, hold=True)  # the ramp: rows start one by one
         state = run(inputs, active, main, stop, first, state, hold=m.masked)
         return head(state[0])
 
     return score
+
+
+def _end_and_active(masked: bool, real: Any, position: Any, row_start: Any, padded_len: int) -> tuple[Any, Any]:
+    """Where the loop may end, and which steps change a row's state: a masked model's real ids
+    (the loop ends at the last one), else every step from the row's start."""
+    import tensorflow as tf
+
+    if masked:
+        return tf.reduce_max(tf.where(real, position[None, :] + 1, 0)), real
+    return tf.constant(padded_len), position[None, :] >= row_start[:, None]
+
+
+def _projected_window(ids: Any, first: Any, stop: Any, block: int, embedding: Any, kernel: Any, bias: Any,
+                      hoist: bool) -> Any:
+    """The embedded ids of blocks ``first`` to ``stop``, time-major, as ``(blocks, block, B,
+    width)``; with ``hoist``, already through the input projection ``x·W + b`` (one matmul)."""
+    import tensorflow as tf
+
+    time_major = tf.transpose(ids)[first * block : stop * block]  # (steps, B): the window the loops run
+    inputs = tf.gather(embedding, tf.reshape(time_major, [-1]))
+    if hoist:
+        inputs = tf.matmul(inputs, kernel) + bias
+    width = int(kernel.shape[1]) if hoist else kernel.shape[0]
+    return tf.reshape(inputs, [stop - first, block, tf.shape(ids)[0], width])
 
 
 def dense_stack(layers: tuple[DenseLayer, ...]) -> Callable[[Any], Any]:
@@ -274,25 +187,15 @@ def merge(mode: str, forward: Any, backward: Any) -> Any:
     return merges[mode]()
 
 
-def stacked_function(m: LoopModel, max_len: int, form: LoopForm = LoopForm()) -> Any:
-    """Stacked and Bidirectional layers: each direction a loop over the window, in its order, its
-    outputs kept for the next layer. Pad ids are held in a masked model (the window is the real
-    ids'); an unmasked model runs every step, as Keras does (a backward pass reads the pads last)."""
+def direction_runner(step: Callable, block: int) -> Callable:
+    """Any cell's loop in one direction: ``run(inputs, active, first, stop, state, backward,
+    collect)`` runs blocks ``first`` to ``stop`` (a backward one in reverse) and gives its last
+    state, and its outputs (``(stop - first, block, B, units)``, in time order) when ``collect``.
+    Steps are held where ``active`` is false (``active`` None: every step runs)."""
     import tensorflow as tf
 
-    block = steps_per_iteration(m, form)
-    padded_len = _padded_len(max_len, block)
-    blocks = padded_len // block
-    embedding = tf.constant(m.embedding)
-    head = dense_stack(m.dense)
-    layers = [[(cell, *(tf.constant(a) for a in cell.projection()), cell.tf_step()) for cell in layer.cells]
-              for layer in m.layers]
-
-    def run(step: Any, inputs: Any, active: Any, first: Any, stop: Any, state: tuple, backward: bool,
+    def run(inputs: Any, active: Any, first: Any, stop: Any, state: tuple, backward: bool,
             collect: bool) -> tuple[tuple, Any]:
-        """One direction over blocks ``first`` to ``stop``: its last state, and its outputs
-        (``(stop - first, block, B, units)``, in time order) when ``collect``. Steps are held
-        where ``active`` is false (``active`` None: every step runs)."""
         from tensorflow.compiler.tf2xla.python import xla  # DYNAMIC_UPDATE_SLICE: a block's outputs in place
 
         outputs = tf.zeros(tf.stack([stop - first, block, tf.shape(state[0])[0], state[0].shape[-1]])) if collect else None
@@ -314,48 +217,84 @@ def stacked_function(m: LoopModel, max_len: int, form: LoopForm = LoopForm()) ->
         loop = tf.while_loop(lambda i, *c: i < stop, body, (first, *state, *([outputs] if collect else [])))
         return tuple(loop[1 : 1 + len(state)]), (loop[-1] if collect else None)
 
+    return run
+
+
+def recurrent_layer(layer: Any, directions: list[tuple], run: list[Callable], x: Any, rows: Any, active: Any,
+                    first: Any, stop: Any, block: int) -> tuple[Any, bool]:
+    """One recurrent layer over the window ``x`` (``(steps, rows, width)``): each direction projected
+    and run, a Bidirectional pair merged as Keras merges it. ``(output, is_sequence)``: the
+    sequence a next layer reads, or the last state."""
+    import tensorflow as tf
+
+    finals, sequences = [], []
+    for direction, (cell, kernel, bias, step) in enumerate(directions):
+        inputs = tf.reshape(tf.matmul(tf.reshape(x, [-1, kernel.shape[0]]), kernel) + bias,
+                            [stop - first, block, rows, kernel.shape[1]])
+        zero = tuple(tf.zeros([rows, cell.units]) for _ in range(cell.states))
+        state, outputs = run[direction](inputs, active, first, stop, zero, bool(direction), layer.return_sequences)
+        finals.append(state[0])
+        sequences.append(outputs)
+    two = len(directions) == 2
+    if layer.return_sequences:
+        return tf.reshape(merge(layer.merge_mode, *sequences) if two else sequences[0], [(stop - first) * block, rows, -1]), True
+    return (merge(layer.merge_mode, *finals) if two else finals[0]), False
+
+
+def stacked_function(m: LoopModel, max_len: int, form: LoopForm = LoopForm()) -> Any:
+    """Stacked and Bidirectional layers: each direction a loop over the window, in its order, its
+    outputs kept for the next layer. Pad ids are held in a masked model (the window is the real
+    ids'); an unmasked model runs every step, as Keras does (a backward pass reads the pads last)."""
+    import tensorflow as tf
+
+    block = steps_per_iteration(m, form)
+    padded_len = whole_blocks(max_len, block)
+    blocks = padded_len // block
+    embedding = tf.constant(m.embedding)
+    head = dense_stack(m.dense)
+    layers = [[(cell, *(tf.constant(a) for a in cell.projection()), cell.tf_step()) for cell in layer.cells]
+              for layer in m.layers]
+    runners = [[direction_runner(step, block) for *_, step in directions] for directions in layers]
+
     @tf.function(input_signature=[tf.TensorSpec([None, max_len], tf.int32, name=INPUT_NAME)])
     def score(token_ids: Any) -> Any:
-        lead = padded_len - max_len
-        ids = tf.pad(token_ids, [[0, 0], [lead, 0]]) if lead else token_ids
-        real = tf.not_equal(ids, PAD_ID)
-        position = tf.range(padded_len)
+        lead, ids, real, position = _padded_ids(token_ids, max_len, padded_len)
         rows = tf.shape(ids)[0]
-        if m.masked:
-            start = tf.reduce_min(tf.where(real, position[None, :], padded_len))
-            end = tf.reduce_max(tf.where(real, position[None, :] + 1, 0))
-            first = tf.minimum(start // block, blocks - 1)
-            stop = tf.maximum(first + 1, (end + block - 1) // block)
-            active = real
-        else:
-            first, stop = tf.constant(0), tf.constant(blocks)
-            active = tf.broadcast_to(position[None, :] >= lead, tf.shape(ids)) if lead else None  # every step is real
+        first, stop, active = _stacked_window(m.masked, ids, real, position, lead, padded_len, block)
         active = tf.reshape(tf.transpose(active), [blocks, block, -1, 1]) if active is not None else None
         x = tf.gather(embedding, tf.transpose(ids)[first * block : stop * block])  # (steps, B, embedding_dim)
-        for layer, cells in zip(m.layers, layers):
-            finals, sequences = [], []
-            for direction, (cell, kernel, bias, step) in enumerate(cells):
-                inputs = tf.reshape(tf.matmul(tf.reshape(x, [-1, kernel.shape[0]]), kernel) + bias,
-                                    [stop - first, block, rows, kernel.shape[1]])
-                zero = tuple(tf.zeros([rows, cell.units]) for _ in range(cell.states))
-                state, outputs = run(step, inputs, active, first, stop, zero, bool(direction), layer.return_sequences)
-                finals.append(state[0])
-                sequences.append(outputs)
-            two = len(cells) == 2
-            if layer.return_sequences:
-                x = tf.reshape(merge(layer.merge_mode, *sequences) if two else sequences[0], [(stop - first) * block, rows, -1])
-            else:
-                return head(merge(layer.merge_mode, *finals) if two else finals[0])
+        for layer, directions, run in zip(m.layers, layers, runners):
+            x, is_sequence = recurrent_layer(layer, directions, run, x, rows, active, first, stop, block)
+            if not is_sequence:
+                return head(x)
         raise ConversionError("the last recurrent layer returns sequences")
 
     return score
+
+
+def _stacked_window(masked: bool, ids: Any, real: Any, position: Any, lead: int, padded_len: int,
+                    block: int) -> tuple[Any, Any, Any]:
+    """``(first, stop, active)``: the blocks every layer runs, and the steps that change a state
+    (a masked model: its real ids' window and ids; else every block, every step but added pads)."""
+    import tensorflow as tf
+
+    blocks = padded_len // block
+    if masked:
+        start = tf.reduce_min(tf.where(real, position[None, :], padded_len))
+        end = tf.reduce_max(tf.where(real, position[None, :] + 1, 0))
+        first = tf.minimum(start // block, blocks - 1)
+        stop = tf.maximum(first + 1, (end + block - 1) // block)
+        return first, stop, real
+    first, stop = tf.constant(0), tf.constant(blocks)
+    active = tf.broadcast_to(position[None, :] >= lead, tf.shape(ids)) if lead else None  # every step is real
+    return first, stop, active
 
 
 def describe(model: Any, max_len: int, form: LoopForm = LoopForm()) -> dict:
     """The manifest's record of a loop-form file: how the loop runs and how the pad-state table was made."""
     loop_model = LoopModel.from_model(model)
     steps = steps_per_iteration(loop_model, form)
-    padded_len = _padded_len(max_len, steps)
+    padded_len = whole_blocks(max_len, steps)
     record = {**form.describe(), "steps_per_iteration": steps, "cell": loop_model.cell.kind, "masked": loop_model.masked,
               "layers": [{"cells": [c.kind for c in layer.cells], "merge_mode": layer.merge_mode if len(layer.cells) > 1 else None}
                          for layer in loop_model.layers]}

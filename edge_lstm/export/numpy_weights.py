@@ -12,7 +12,7 @@ from edge_lstm_device.bundle import numpy_weights as fmt
 from edge_lstm_device.runtime.numpy_engine.engine import ARITHMETIC
 
 from edge_lstm.export.cells import Cell, GruCell
-from edge_lstm.export.lstm_loop import LoopForm, LoopModel, _padded_len, pad_state_table, steps_per_iteration
+from edge_lstm.export.loop_model import LoopForm, LoopModel, pad_state_table, steps_per_iteration, whole_blocks
 
 PRECISIONS = ("int8", "float32")
 
@@ -53,7 +53,7 @@ def weights_arrays(m: LoopModel, max_len: int, form: LoopForm = LoopForm()) -> t
     for i, dense in enumerate(m.dense):
         arrays.update({f"dense.{i}.kernel": dense.kernel, f"dense.{i}.bias": dense.bias})
     if m.single and not m.masked:
-        table = pad_state_table(m, _padded_len(max_len, block))
+        table = pad_state_table(m, whole_blocks(max_len, block))
         arrays.update({f"table.{j}": states for j, states in enumerate(table.states)})
     structure = {"format": fmt.FORMAT, "max_len": max_len, "block": block, "masked": m.masked, "layers": layers,
                  "dense": [d.activation for d in m.dense]}

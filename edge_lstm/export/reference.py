@@ -13,7 +13,8 @@ from edge_lstm_device.bundle.numpy_weights import WEIGHTS_FILE
 from edge_lstm_device.runtime.model import REFERENCE_BUNDLE
 
 from edge_lstm import bundle
-from edge_lstm.export.exporter import ALL_ARTIFACTS, ExportOptions, export_bundle
+from edge_lstm.export.exporter import ExportOptions, export_bundle
+from edge_lstm.export.recipes import RECIPES
 
 TRAINED_FILES = (bundle.MODEL_FILE, TOKENIZER_FILE, bundle.METRICS_FILE)
 
@@ -43,7 +44,7 @@ def copy_to_device(bundle_dir: Path, manifest: dict, device_dir: Path) -> list[s
     """Replace the device package's reference files; returns their names."""
     names = device_files(manifest)
     bundle.ensure_writable(device_dir)
-    for stale in ({a.file for a in ALL_ARTIFACTS} | {WEIGHTS_FILE, REFERENCE_SCORES_FILE}) - set(names):
+    for stale in ({r.file for r in RECIPES} | {WEIGHTS_FILE, REFERENCE_SCORES_FILE}) - set(names):
         (device_dir / stale).unlink(missing_ok=True)
     for name in names:
         tmp = device_dir / f".{name}.copy"

@@ -23,6 +23,7 @@ from edge_lstm_device.bundle.manifest import (
 from edge_lstm_device.bundle.signing import Trust, read_trusted_manifest
 from edge_lstm_device.bundle.tokenizer_file import TokenizerError, TokenizerFile
 from edge_lstm_device.runtime.numpy_engine import engine as numpy_engine
+from edge_lstm_device.runtime.reviews import ReviewError, encode_each, score_each
 from edge_lstm_device.runtime.scoring import TFLiteScorer
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 REFERENCE_BUNDLE = Path(__file__).resolve().parent.parent / "reference"
 MODEL_ENV = "EDGE_LSTM_MODEL"  # the model the CLI runs when --model is not given
 NO_CALIBRATE_ENV = "EDGE_LSTM_NO_CALIBRATE"  # set (not "" or "0"): the manifest's order, no calibration
-__all__ = ["BundleError", "ModelChoice", "Prediction", "REFERENCE_BUNDLE", "SentimentModel", "device_order",
+__all__ = ["BundleError", "ModelChoice", "Prediction", "REFERENCE_BUNDLE", "ReviewError", "SentimentModel", "device_order",
            "read_manifest", "read_verified", "tflite_models"]
 
 
@@ -122,6 +123,14 @@ class SentimentModel:
     def predict_batch(self, texts: Sequence[str]) -> list[Prediction]:
         """Predictions in order; ``ReviewTooLongError`` if a review is over the length limits."""
         return self.predict_ids([self.tokenizer.ids(text) for text in texts])
+
+    def encode_each(self, texts: Sequence[str]) -> list[list[int] | ReviewError]:
+        """Each review's ids, or why it cannot be scored (too long, no words)."""
+        return encode_each(self.tokenizer, texts)
+
+    def predict_each(self, texts: Sequence[str]) -> list[Prediction | ReviewError]:
+        """A prediction for each review, or why it has none; one bad review spoils no other."""
+        return score_each(self.encode_each(texts), self.predict_ids)
 
     def scores(self, texts: Sequence[str]) -> np.ndarray:
         """The model's probabilities for ``texts``, unrounded: ``(n,)``, or ``(n, k)`` for k classes."""

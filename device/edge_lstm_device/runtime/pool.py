@@ -15,6 +15,7 @@ from typing import Iterator, Sequence
 
 from edge_lstm_device.bundle.signing import Trust
 from edge_lstm_device.runtime.model import Prediction, SentimentModel
+from edge_lstm_device.runtime.reviews import ReviewError, score_each
 
 MAX_WORKERS = 64
 
@@ -84,6 +85,14 @@ class ModelPool:
     def predict_batch(self, texts: Sequence[str]) -> list[Prediction]:
         """Predictions in input order (``ReviewTooLongError`` if a review is over the limits)."""
         return self.predict_ids([self.first.tokenizer.ids(text) for text in texts])
+
+    def encode_each(self, texts: Sequence[str]) -> list[list[int] | ReviewError]:
+        """Each review's ids, or why it cannot be scored (the model's :meth:`~SentimentModel.encode_each`)."""
+        return self.first.encode_each(texts)
+
+    def predict_each(self, texts: Sequence[str]) -> list[Prediction | ReviewError]:
+        """A prediction for each review, or why it has none, split across the workers."""
+        return score_each(self.encode_each(texts), self.predict_ids)
 
     def predict_ids(self, ids: Sequence[Sequence[int]]) -> list[Prediction]:
         """Predictions in input order. One review goes to an idle worker (so concurrent callers,

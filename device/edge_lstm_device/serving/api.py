@@ -14,8 +14,7 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import Protocol
 
-from edge_lstm_device.bundle.text import ReviewTooLongError
-from edge_lstm_device.bundle.tokenizer import Tokenizer
+from edge_lstm_device.runtime.reviews import EMPTY, ReviewError
 from edge_lstm_device.serving import hosts, http1
 from edge_lstm_device.serving import prometheus as metrics
 from edge_lstm_device.serving.connections import BODY_GRACE_S, DEFAULT_BODY_MEMORY, DEFAULT_MAX_CONNECTIONS
@@ -94,9 +93,14 @@ class Unavailable(RequestError):
     status = HTTPStatus.SERVICE_UNAVAILABLE  # stopping (the scoring threads are gone), or the body budget is spent
 
 
-def parse_predict(body: bytes, limits: Limits, tokenizer: Tokenizer) -> list[list[int]]:
-    """The token ids of each review of a ``/v1/predict`` body, or a :class:`RequestError` saying
-    what is wrong. A review without any word is refused, as ``predict`` refuses it."""
+class ReviewEncoder(Protocol):
+    def encode_each(self, texts: list[str]) -> list[list[int] | ReviewError]: ...
+
+
+def parse_predict(body: bytes, limits: Limits, model: ReviewEncoder) -> list[list[int]]:
+    """The token ids of each review of a ``/v1/predict`` body (the model's ``encode_each``), or a
+    :class:`RequestError` saying what is wrong. A review without any word is refused, as
+    ``predict`` refuses it."""
     try:
         data = json.loads(body.decode("utf-8"))
     except UnicodeDecodeError as err:
@@ -112,20 +116,16 @@ def parse_predict(body: bytes, limits: Limits, tokenizer: Tokenizer) -> list[lis
         raise Unprocessable('"texts" must be a non-empty list of strings')
     if len(texts) > limits.max_texts:
         raise Unprocessable(f"{len(texts)} texts: at most {limits.max_texts} per request")
-    ids = []
     for i, text in enumerate(texts):
         if not isinstance(text, str):
             raise Unprocessable(f"texts[{i}] is a {type(text).__name__}, not a string")
         if len(text) > limits.max_chars:
             raise Unprocessable(f"texts[{i}] has {len(text)} characters: at most {limits.max_chars}")
-        try:
-            row = tokenizer.ids(text)
-        except ReviewTooLongError as err:  # the tokenizer's own limits (e.g. too many words)
-            raise Unprocessable(f"texts[{i}]: {err}") from None
-        if tokenizer.word_count(row) == 0:
-            raise Unprocessable(f"texts[{i}] is empty (no words)")
-        ids.append(row)
-    return ids
+    encoded = model.encode_each(texts)
+    for i, item in enumerate(encoded):
+        if isinstance(item, ReviewError):  # the first one: the whole request is refused
+            raise Unprocessable(f"texts[{i}] is empty (no words)" if item.kind == EMPTY else f"texts[{i}]: {item.message}")
+    return encoded
 
 
 @dataclass(frozen=True)

@@ -225,7 +225,7 @@ class Connection(asyncio.Protocol):
     def _submit(self, body: bytes) -> None:
         service = self.server.services.acquire()
         try:
-            ids = parse_predict(body, self.server.options.limits, service.pool.first.tokenizer)
+            ids = parse_predict(body, self.server.options.limits, service.pool)
             service.batcher.submit(ids, lambda predictions, error: self.server.scored(self, predictions, error))
         except BatcherClosed:  # a keep-alive request that came after the drain
             self.server.services.release(service)
