@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import sample_reviews
+from support import sample_reviews
 from edge_lstm_device.model import SentimentModel
 from edge_lstm_device.runtime import TFLiteScorer
 

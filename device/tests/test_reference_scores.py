@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bundles import copy_reference, edit_reference_scores
+from support import copy_reference, edit_reference_scores
 from edge_lstm_device.bundle import BundleError, read_manifest
 from edge_lstm_device.model import REFERENCE_BUNDLE
 from edge_lstm_device.reference_scores import read_reference_scores
