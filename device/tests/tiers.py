@@ -94,8 +94,9 @@ class _Guard:
             self._patch(socket.socket, attr, f"opens a socket ({attr})")
         sys.meta_path.insert(0, self)  # type: ignore[arg-type]
         already = [name for name in HEAVY_MODULES if name in sys.modules]
-        if already:  # imported by an earlier test of another tier (e.g. under -p no:tiers ordering)
-            self.violations.append(f"{already[0]} was imported before this unit test: run the unit tier alone")
+        if already:  # the guard cannot see this test import it: say so rather than pass unchecked
+            self.violations.append(f"{already[0]} was imported before this unit test ran: a test module imports it "
+                                   f"at its top (move the import into the test), or a test of another tier ran first")
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -131,24 +132,23 @@ class Tiers:
             pytest.skip(f"the {tier} tier failed ({nodeid}), so the {_tier(item)} tier is not run "
                         f"({ALL_TIERS_ENV}=1 runs every tier)")
 
-    @pytest.hookimpl(hookwrapper=True)
-    def pytest_runtest_protocol(self, item: pytest.Item) -> Iterator[None]:
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_protocol(self, item: pytest.Item) -> Iterator[object]:
         if _tier(item) != "unit":
-            yield
-            return
-        with _Guard() as guard:
+            return (yield)
+        with _Guard() as guard:  # around setup, call and teardown: a module fixture's cost is its first test's
             item.stash[_GUARD] = guard
-            yield
+            return (yield)
 
-    @pytest.hookimpl(hookwrapper=True)
-    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
-        outcome = yield
-        report = outcome.get_result()
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo) -> Iterator[pytest.TestReport]:
+        report: pytest.TestReport = yield
         guard = item.stash.get(_GUARD, None)
         if guard and guard.violations and call.when == "call" and report.passed:
-            report.outcome, report.longrepr = "failed", "\n".join(guard.violations)
+            report.outcome, report.longrepr = "failed", "\n".join(guard.violations)  # the test swallowed it
         if report.failed and self.failed is None:
             self.failed = (_tier(item), item.nodeid)
+        return report
 
 
 _GUARD = pytest.StashKey[_Guard]()
