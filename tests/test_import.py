@@ -46,7 +46,7 @@ def _import(model: Path, out: Path, *extra: str):
     return _invoke("import", model, "--out", out, "--word-index", word_index(), *extra)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # its tests run in two tiers (tensorflow, process): trained once
 def lecture(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The lecture's model built with Keras 3, compiled with adam and binary cross-entropy and
     trained 1 epoch on the 400 shipped training reviews; saved as .keras and .h5.
@@ -85,6 +85,7 @@ def imported(lecture: dict[str, Path]) -> dict:
     return {"out": out, **steps}
 
 
+@pytest.mark.process  # (and TensorFlow: the imported fixture) runs the device CLI
 def test_import_export_parity_and_device(imported: dict, lecture: dict[str, Path]) -> None:
     for step in ("import", "export", "parity"):
         assert imported[step].exit_code == 0, f"{step}: {imported[step].output}"
