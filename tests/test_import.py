@@ -74,7 +74,7 @@ def lecture(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"keras": folder / "model.keras", "h5": folder / "model.h5", "folder": folder}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # (as lecture)
 def imported(lecture: dict[str, Path]) -> dict:
     """import (.keras) -> export --int8 -> parity, once for the module."""
     out = lecture["folder"] / "bundle"
