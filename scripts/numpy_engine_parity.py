@@ -1,5 +1,5 @@
 """The numpy engine against the float Keras model on all 25,000 aclImdb test reviews and 5,000
-one-sentence reviews cut from them, beside the int8 loop TFLite model (DEVELOPERS.md, "The numpy engine").
+one-sentence reviews cut from them, beside the int8 loop TFLite model (docs/decisions/numpy-engine.md).
 
     OPENBLAS_NUM_THREADS=1 python3 scripts/numpy_engine_parity.py [DATA]
 

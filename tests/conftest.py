@@ -1,84 +1,20 @@
-"""Shared fixtures: the shared IMDB tarball, small tarballs built on the fly, the shipped bundle."""
+"""The host tests' conftest: their fixtures are in ``tests/support/fixtures.py``; the device tests'
+support (the session's device cache, the test tiers) is installed for both test roots."""
 
 from __future__ import annotations
 
-import io
-import os
-import tarfile
+import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data" / "aclImdb_train_test.tar.gz"
-BUNDLE = ROOT / "export"
+from tests.support.fixtures import imdb_tarball, small_bundle, tiny_tarball  # noqa: F401 (fixtures)
+
+# the device tests' support module: pytest puts its folder on sys.path when it collects the device
+# tests; a run of the host tests alone needs it too (one tier plugin, one device cache)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "device" / "tests"))
+import support as device_support  # noqa: E402
 
 
-def imdb_data() -> Path:
-    """The real IMDB tarball (tests that need it skip loudly when it is absent, except in CI)."""
-    path = Path(os.environ.get("EDGE_LSTM_DATA", SHARED_DATA))
-    if not path.exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"CI needs the IMDB tarball at {path}")
-        pytest.skip(f"IMDB tarball not found at {path}")
-    return path
-
-
-@pytest.fixture(scope="session")
-def imdb_tarball() -> Path:
-    return imdb_data()
-
-
-def make_tarball(path: Path, files: dict[str, str], prefix: str = "aclImdb/") -> Path:
-    """Write a .tar.gz holding ``files`` (name -> text) under ``prefix``."""
-    with tarfile.open(path, "w:gz") as archive:
-        for name, text in files.items():
-            data = text.encode("utf-8")
-            info = tarfile.TarInfo(prefix + name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    return path
-
-
-def tiny_imdb_files(n: int = 6) -> dict[str, str]:
-    """A miniature aclImdb: ``n`` reviews per split and class."""
-    files = {}
-    for split in ("train", "test"):
-        for label, word in (("pos", "great wonderful"), ("neg", "awful boring")):
-            for i in range(n):
-                rating = 9 if label == "pos" else 2
-                files[f"{split}/{label}/{i}_{rating}.txt"] = f"A {word} film number {i}.<br />The end"
-    return files
-
-
-@pytest.fixture()
-def tiny_tarball(tmp_path: Path) -> Path:
-    return make_tarball(tmp_path / "tiny.tar.gz", tiny_imdb_files())
-
-
-@pytest.fixture(scope="session")
-def small_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real (short) training run on a subset of the shared data, exported with --int8."""
-    from click.testing import CliRunner
-
-    from edge_lstm.cli import main
-
-    out = tmp_path_factory.mktemp("bundle")
-    runner = CliRunner()
-    args = ["train", "--data", str(imdb_data()), "--out", str(out), "--limit", "1200", "--test-limit", "400",
-            "--epochs", "2", "--seed", "7"]
-    result = runner.invoke(main, args, catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    result = runner.invoke(main, ["export", "--int8", "--bundle", str(out), "--calibration-reviews", "100"],
-                           catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return out
-
-
-@pytest.fixture(scope="session", autouse=True)
-def calibration_cache(tmp_path_factory: pytest.TempPathFactory):
-    """The device's cache (calibration choices, probed files) of this test session: a choice cached
-    by an earlier session, or by the user, cannot decide which model a test gets."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("EDGE_LSTM_CACHE", str(tmp_path_factory.mktemp("edge-lstm-cache")))
-        yield
+def pytest_configure(config: pytest.Config) -> None:
+    device_support.register(config)

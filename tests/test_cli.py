@@ -34,6 +34,7 @@ def test_device_help(verb: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert "--bundle" in capsys.readouterr().out
 
 
+@pytest.mark.process
 def test_importing_packages_does_not_import_tensorflow() -> None:
     code = ("import sys, edge_lstm.cli, edge_lstm.train.data, edge_lstm.bundle, edge_lstm.export.exporter, edge_lstm.evaluate.parity, "
             "edge_lstm_device.cli, edge_lstm_device.runtime.model; "
@@ -46,12 +47,14 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "edge_lstm.cli", *args], capture_output=True, text=True)
 
 
+@pytest.mark.process
 def test_train_missing_data_is_one_clean_line(tmp_path: Path) -> None:
     result = _run("train", "--data", str(tmp_path / "nope.tar.gz"), "--out", str(tmp_path / "b"))
     assert result.returncode == 1
     assert "no such file" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.process
 def test_train_corrupt_archive(tmp_path: Path) -> None:
     bad = tmp_path / "bad.tar.gz"
     bad.write_bytes(b"\x1f\x8b\x08garbage")
@@ -61,6 +64,7 @@ def test_train_corrupt_archive(tmp_path: Path) -> None:
     assert not (tmp_path / "b").exists()  # a failed run leaves no empty folder
 
 
+@pytest.mark.process
 def test_train_unwritable_out(tmp_path: Path, tiny_tarball: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
@@ -78,6 +82,7 @@ def test_refit_needs_the_kept_checkpoint(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "--keep-best-epoch" in result.output
 
 
+@pytest.mark.process
 def test_export_missing_bundle(tmp_path: Path) -> None:
     result = _run("export", "--bundle", str(tmp_path / "missing" / "bundle"))
     assert result.returncode == 1 and "Traceback" not in result.stderr
@@ -87,7 +92,8 @@ def test_export_missing_bundle(tmp_path: Path) -> None:
     assert result.returncode == 1 and "tokenizer file not found" in result.stderr
 
 
-@pytest.mark.slow
+@pytest.mark.tensorflow  # (in the child: parity runs Keras)
+@pytest.mark.process
 def test_host_commands_hide_native_start_up_lines() -> None:
     args = ("parity", "--only", "int8_loop_tflite", "--limit", "4", "--no-report")
     quiet, verbose = _run(*args), _run("--verbose", *args)
@@ -102,6 +108,7 @@ def test_export_scheme_needs_int8(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "--int8" in result.output
 
 
+@pytest.mark.process
 def test_export_unwritable_bundle(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
@@ -109,6 +116,7 @@ def test_export_unwritable_bundle(tmp_path: Path) -> None:
     assert result.returncode == 1 and "no bundle at" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.process
 def test_parity_on_a_folder_that_is_not_a_bundle(tmp_path: Path) -> None:
     result = _run("parity", "--bundle", str(tmp_path))
     assert result.returncode == 1 and "not an exported bundle" in result.stderr

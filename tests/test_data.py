@@ -11,7 +11,7 @@ import pytest
 from edge_lstm.train import download
 from edge_lstm.train.data import DataError, load_imdb
 from edge_lstm.train.download import resolve_source
-from tests.conftest import make_tarball, tiny_imdb_files
+from tests.support.fixtures import make_tarball, tiny_imdb_files
 
 
 def test_reads_tarball(tiny_tarball: Path) -> None:
@@ -106,6 +106,7 @@ def test_source_order(tmp_path: Path, tiny_tarball: Path, monkeypatch: pytest.Mo
         resolve_source(tmp_path / "missing.tar.gz")
 
 
+@pytest.mark.process
 def test_offline_download_fails_clearly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(download, "OFFICIAL_URL", "http://127.0.0.1:9/aclImdb_v1.tar.gz")
     dest = tmp_path / "cache" / download.ARCHIVE_NAME

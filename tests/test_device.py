@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from edge_lstm_device.runtime.model import REFERENCE_BUNDLE
 
-from tests.conftest import BUNDLE
+from tests.support.fixtures import BUNDLE
 
 SHIPPED = ("model_int8_loop.tflite", "model_int8.tflite", "model_int8_dynamic.tflite", "tokenizer.json",
            "reference_scores.json", "manifest.json")

@@ -19,7 +19,7 @@ import pytest
 from edge_lstm_device.runtime.model import REFERENCE_BUNDLE, SentimentModel
 
 from edge_lstm.samples import TEST_SAMPLE, read_sample
-from tests.conftest import ROOT
+from tests.support.fixtures import ROOT
 from tests.support.foreign import ForeignEnvUnavailable, ForeignPython, arm_python, check_no_tensorflow, isolated_venv
 
 CACHE = Path(os.environ.get("EDGE_LSTM_TEST_CACHE", Path.home() / ".cache" / "edge-lstm-tests"))
@@ -74,7 +74,7 @@ def _environment(where: str, flavour: str) -> ForeignPython:
         pytest.skip(str(err))
 
 
-@pytest.mark.venv
+@pytest.mark.qemu
 @pytest.mark.parametrize("where, flavour", ENVIRONMENTS)
 @pytest.mark.parametrize("model", ["int8_loop_tflite", "int8_tflite", "int8_dynamic_tflite"])
 def test_device_scores_equal_the_host(where: str, flavour: str, model: str, sample_file, host_scores) -> None:
@@ -91,7 +91,7 @@ def test_device_scores_equal_the_host(where: str, flavour: str, model: str, samp
         np.testing.assert_allclose(scores, expected, atol=DYNAMIC_RANGE_ATOL, rtol=0, err_msg=py.description)
 
 
-@pytest.mark.venv
+@pytest.mark.qemu
 def test_pip_install_device_alone_then_predict(tmp_path: Path) -> None:
     """``pip install ./device`` into a fresh venv: the CLI answers with no other file."""
     venv = tmp_path / "venv"
@@ -107,7 +107,7 @@ def test_pip_install_device_alone_then_predict(tmp_path: Path) -> None:
     assert tf.returncode != 0
 
 
-@pytest.mark.venv
+@pytest.mark.qemu
 @pytest.mark.parametrize("flavour", ["tflite-runtime", "litert"])
 def test_device_tests_pass_with_only_the_device_package(flavour: str) -> None:
     """``device/tests`` (what a Pi can run) in a venv with numpy, one interpreter and pytest."""
@@ -119,7 +119,7 @@ def test_device_tests_pass_with_only_the_device_package(flavour: str) -> None:
     _run_device_tests(py)
 
 
-@pytest.mark.venv
+@pytest.mark.qemu
 @pytest.mark.arm
 def test_device_tests_pass_on_armv7() -> None:
     """``device/tests`` in Debian armhf under qemu-arm: every test that starts no child process (no
@@ -131,7 +131,7 @@ def test_device_tests_pass_on_armv7() -> None:
     assert passed and int(passed.group(1)) > 0, summary
 
 
-@pytest.mark.venv
+@pytest.mark.qemu
 @pytest.mark.arm
 @pytest.mark.parametrize("where", ["armhf", "armhf-trixie", "riscv64", "armel"])
 def test_numpy_engine_where_no_interpreter_wheel_exists(where: str, sample_file: tuple[Path, list[str]]) -> None:
@@ -198,7 +198,7 @@ def _record_probe(py: ForeignPython, flavour: str, bundle: Path, model: str) -> 
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 
-@pytest.mark.venv
+@pytest.mark.qemu
 @pytest.mark.arm
 @pytest.mark.parametrize("where, flavour", [("arm64", "litert"), ("armhf", "tflite-runtime")])
 def test_signed_bundles_on_arm(where: str, flavour: str, signed_bundles: tuple[Path, Path, Path]) -> None:

@@ -21,9 +21,9 @@ from edge_lstm import bundle, termination
 from edge_lstm.export import exporter, lstm_loop, quantize
 from edge_lstm.export.exporter import ExportError, ExportOptions, export_bundle
 from edge_lstm.samples import TEST_SAMPLE, read_sample
-from tests.conftest import BUNDLE
+from tests.support.fixtures import BUNDLE
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.tensorflow
 ARTIFACTS = {"float_tflite", "float_loop_tflite", "int8_loop_tflite", "int8_tflite", "int8_dynamic_tflite", "float_onnx", "int8_onnx"}
 
 

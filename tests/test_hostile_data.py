@@ -15,7 +15,7 @@ import pytest
 
 from edge_lstm.train import data, download
 from edge_lstm.train.data import DataError, load_imdb
-from tests.conftest import make_tarball, tiny_imdb_files
+from tests.support.fixtures import make_tarball, tiny_imdb_files
 
 LAST = "test/neg/5_2.txt"  # the last member make_tarball writes for tiny_imdb_files()
 

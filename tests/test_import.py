@@ -46,7 +46,7 @@ def _import(model: Path, out: Path, *extra: str):
     return _invoke("import", model, "--out", out, "--word-index", word_index(), *extra)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # its tests run in two tiers (tensorflow, process): trained once
 def lecture(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The lecture's model built with Keras 3, compiled with adam and binary cross-entropy and
     trained 1 epoch on the 400 shipped training reviews; saved as .keras and .h5.
@@ -74,7 +74,7 @@ def lecture(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"keras": folder / "model.keras", "h5": folder / "model.h5", "folder": folder}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # (as lecture)
 def imported(lecture: dict[str, Path]) -> dict:
     """import (.keras) -> export --int8 -> parity, once for the module."""
     out = lecture["folder"] / "bundle"
@@ -85,6 +85,7 @@ def imported(lecture: dict[str, Path]) -> dict:
     return {"out": out, **steps}
 
 
+@pytest.mark.process  # (and TensorFlow: the imported fixture) runs the device CLI
 def test_import_export_parity_and_device(imported: dict, lecture: dict[str, Path]) -> None:
     for step in ("import", "export", "parity"):
         assert imported[step].exit_code == 0, f"{step}: {imported[step].output}"
@@ -118,6 +119,7 @@ def test_keras3_h5_with_the_keras_word_index(lecture: dict[str, Path], imported:
     assert Tokenizer.load(tmp_path / "b" / "tokenizer.json").words[:3] == (UNUSED_ID_WORD, "the", "and")
 
 
+@pytest.mark.tensorflow
 def test_tf_keras_h5_with_our_tokenizer_is_bitwise(tmp_path: Path) -> None:
     result = _invoke("import", REFERENCE / "model.h5", "--tokenizer", REFERENCE / "tokenizer.json",
                      "--out", tmp_path / "b", "--json")
@@ -337,7 +339,7 @@ def _train_kin(name: str, folder: Path) -> Path:
     import keras
 
     from edge_lstm.train.data import load_imdb
-    from tests.conftest import imdb_data
+    from tests.support.fixtures import imdb_data
 
     build, logits = KIN[name]
     reviews = load_imdb(imdb_data(), ("train",))["train"].balanced(3000, 0)
@@ -352,7 +354,7 @@ def _train_kin(name: str, folder: Path) -> Path:
     return path
 
 
-@pytest.mark.slow
+@pytest.mark.training
 @pytest.mark.parametrize("name", sorted(KIN))
 def test_kin_import_export_parity_and_device_labels(name: str, tmp_path: Path) -> None:
     """import -> export --int8 -> parity --original (exit 0) -> the device's labels agree with Keras'."""
@@ -369,7 +371,7 @@ def test_kin_import_export_parity_and_device_labels(name: str, tmp_path: Path) -
     _assert_agree(labels, list(outputs >= (0.0 if KIN[name][1] else 0.5)))  # a logit of 0 is a probability of 0.5
 
 
-@pytest.mark.slow
+@pytest.mark.training
 def test_tutorial_model_with_text_vectorization_reads_raw_text(tmp_path: Path) -> None:
     """The TF tutorial's network with its TextVectorization: the bundle's tokenizer is the layer's
     (no --word-index), parity --original runs the original on raw text, the device's labels agree with it."""
@@ -377,7 +379,7 @@ def test_tutorial_model_with_text_vectorization_reads_raw_text(tmp_path: Path) -
     import tensorflow as tf
 
     from edge_lstm.train.data import load_imdb
-    from tests.conftest import imdb_data
+    from tests.support.fixtures import imdb_data
 
     reviews = load_imdb(imdb_data(), ("train",))["train"].balanced(4000, 0)
     keras.utils.set_random_seed(0)
@@ -398,7 +400,7 @@ def test_tutorial_model_with_text_vectorization_reads_raw_text(tmp_path: Path) -
     _assert_agree(labels, list(model.predict(tf.constant(texts)[:, None], verbose=0)[:, 0] >= 0.0))
 
 
-@pytest.mark.slow
+@pytest.mark.training
 def test_keras_io_example_at_real_size(tmp_path: Path) -> None:
     """The keras.io "Bidirectional LSTM on IMDB" example as published (Embedding(20000, 128), two
     Bidirectional LSTM(64), ids of keras.datasets.imdb padded to 200), trained one epoch on the
@@ -407,7 +409,7 @@ def test_keras_io_example_at_real_size(tmp_path: Path) -> None:
 
     from edge_lstm.importing.keras_index import tokenizer_from_word_index
     from edge_lstm.train.data import load_imdb
-    from tests.conftest import imdb_data
+    from tests.support.fixtures import imdb_data
 
     reviews = load_imdb(imdb_data(), ("train",))["train"]
     tokenizer = tokenizer_from_word_index(word_index(), 20000, 200)
@@ -426,7 +428,7 @@ def test_keras_io_example_at_real_size(tmp_path: Path) -> None:
     _assert_agree(labels, list(model.predict(tokenizer.encode_batch(texts), verbose=0)[:, 0] >= 0.5))
 
 
-@pytest.mark.slow
+@pytest.mark.training
 def test_input_length_none_reads_whole_reviews_unpadded(tmp_path: Path) -> None:
     """A Functional Input(shape=(None,)) model imported without --max-len reads whole reviews, as
     Keras reads a review given unpadded: the window covers 2,500 ids and the leading pads are skipped
@@ -437,7 +439,7 @@ def test_input_length_none_reads_whole_reviews_unpadded(tmp_path: Path) -> None:
     from edge_lstm.evaluate.backends import predict_unpadded
     from edge_lstm.importing.keras_index import tokenizer_from_word_index
     from edge_lstm.train.data import load_imdb
-    from tests.conftest import imdb_data
+    from tests.support.fixtures import imdb_data
 
     reviews = load_imdb(imdb_data(), ("train",))["train"].balanced(2000, 0)
     keras.utils.set_random_seed(0)
@@ -482,7 +484,7 @@ def _softmax_keras(path: Path, classes: int = 3) -> Path:
     return path
 
 
-@pytest.mark.slow
+@pytest.mark.training
 def test_multiclass_import_export_parity_and_device_labels(tmp_path: Path) -> None:
     """A 3-class model (ratings: negative 1-4, good 7-8, excellent 9-10) trained on real reviews:
     import --labels -> export --int8 -> parity --original (exit 0) -> the device's labels agree with Keras'.
@@ -490,7 +492,7 @@ def test_multiclass_import_export_parity_and_device_labels(tmp_path: Path) -> No
     import keras
 
     from edge_lstm.train.data import load_imdb
-    from tests.conftest import imdb_data
+    from tests.support.fixtures import imdb_data
 
     reviews = load_imdb(imdb_data(), ("train",))["train"].balanced(3000, 0)
     classes = np.array([_rating_class(i) for i in reviews.ids])
@@ -522,6 +524,7 @@ def test_multiclass_import_export_parity_and_device_labels(tmp_path: Path) -> No
     assert info.returncode == 0 and json.loads(info.stdout)["labels"] == list(RATING_CLASSES), info.stderr
 
 
+@pytest.mark.tensorflow
 @pytest.mark.parametrize("labels, message", [
     ("a,b", "2 class names for a head of 3 classes; give exactly 3"),
     ("a,b,c,d", "4 class names for a head of 3 classes"),
@@ -537,6 +540,7 @@ def test_multiclass_wrong_labels_fail_in_one_line(tmp_path: Path, labels: str, m
     assert not (tmp_path / "b").exists()
 
 
+@pytest.mark.tensorflow
 def test_labels_file_and_defaults(tmp_path: Path) -> None:
     """--labels @FILE (one name per line) is recorded in model.h5, import.json and, by export, the manifest;
     without --labels the classes are class_0...; a binary model refuses --labels."""

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BUNDLE
 from tests.support.families import FAMILIES, check_family, python_for
+from tests.support.fixtures import BUNDLE
 from tests.support.foreign import ForeignEnvUnavailable
 
 CACHE = Path(os.environ.get("EDGE_LSTM_TEST_CACHE", Path.home() / ".cache" / "edge-lstm-tests"))
@@ -34,7 +34,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _marks(family) -> list:
-    return [pytest.mark.venv, *([pytest.mark.arm] if family.where in ("arm64", "armhf") else [])]
+    return [pytest.mark.qemu, *([pytest.mark.arm] if family.where in ("arm64", "armhf") else [])]
 
 
 @pytest.mark.parametrize("family", [pytest.param(f, id=f.key, marks=_marks(f)) for f in FAMILIES])

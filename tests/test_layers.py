@@ -5,8 +5,9 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-import edge_lstm
 import edge_lstm_device
+
+import edge_lstm
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,7 +9,9 @@ from edge_lstm_device.runtime.scoring import TFLiteScorer
 
 from edge_lstm.export import lstm_loop
 from edge_lstm.export.lstm_loop import LoopModel, pad_state_table
-from tests.conftest import BUNDLE
+from tests.support.fixtures import BUNDLE
+
+pytestmark = pytest.mark.tensorflow
 
 FLOAT_EXACT = 1e-5
 

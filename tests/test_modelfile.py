@@ -17,6 +17,8 @@ from edge_lstm import bundle
 from edge_lstm.importing import modelfile
 from edge_lstm.importing.modelfile import ModelFileError, read_model_file
 
+pytestmark = pytest.mark.tensorflow
+
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "export" / "model.h5"
 VOCAB, EMB, UNITS, LEN = 50, 4, 4, 10  # tiny models: fast to build and save

@@ -17,8 +17,10 @@ from edge_lstm_device.runtime.scoring import TFLiteScorer
 from edge_lstm.export import lstm_loop
 from edge_lstm.export.lstm_loop import LoopModel
 from edge_lstm.export.numpy_weights import to_weights_file
-from tests.conftest import BUNDLE
+from tests.support.fixtures import BUNDLE
 from tests.test_lstm_loop import CELLS, FLOAT_EXACT, STACKS, _rows, _stacked_model, _tiny_model
+
+pytestmark = pytest.mark.tensorflow
 
 INT8_TO_TFLITE = 1e-3
 LABEL_AGREEMENT = 0.995

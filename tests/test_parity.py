@@ -17,9 +17,9 @@ from edge_lstm.cli import main
 from edge_lstm.evaluate.backends import TFLiteBackend
 from edge_lstm.evaluate.parity import Thresholds, run_parity
 from edge_lstm.samples import TEST_SAMPLE, read_sample
-from tests.conftest import BUNDLE
+from tests.support.fixtures import BUNDLE
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.tensorflow
 
 
 def _parity(bundle: Path, *extra: str) -> tuple[int, dict]:

@@ -8,7 +8,7 @@ from dataclasses import asdict
 from edge_lstm_device.bundle.files import file_sha256
 
 from edge_lstm.train.training import TrainConfig
-from tests.conftest import BUNDLE
+from tests.support.fixtures import BUNDLE
 
 
 def test_manifest_pins_the_shipped_model_and_tokenizer() -> None:

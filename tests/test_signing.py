@@ -75,6 +75,7 @@ def test_keygen_makes_a_private_folder_or_says_why_it_cannot(tmp_path: Path) -> 
     assert result.exit_code == 1 and result.output.count("\n") == 1 and "cannot write" in result.output
 
 
+@pytest.mark.process
 def test_sign_writes_a_signature_the_device_accepts(bundle: Path, key: Path) -> None:
     result = run("sign", "--bundle", str(bundle), "--key", str(key), "--json")
     assert result.exit_code == 0, result.output
@@ -86,6 +87,7 @@ def test_sign_writes_a_signature_the_device_accepts(bundle: Path, key: Path) -> 
     assert model.predict("What a wonderful film").label == "positive"
 
 
+@pytest.mark.process
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not installed")
 def test_openssl_verifies_the_signature(bundle: Path, key: Path, tmp_path: Path) -> None:
     assert run("sign", "--bundle", str(bundle), "--key", str(key)).exit_code == 0

@@ -11,7 +11,7 @@ import pytest
 from edge_lstm import bundle
 from edge_lstm.samples import TEST_SAMPLE, read_sample
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.training
 
 
 def test_bundle_reloads_and_records_metrics(small_bundle: Path) -> None:

@@ -9,6 +9,8 @@ from edge_lstm_device.bundle.vectorizer import VectorizerTokenizer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+pytestmark = pytest.mark.tensorflow
+
 CORPUS = ["The cat sat on the mat!", "A dog, a cat... and THE bird", "don't stop-believing", "Café ÉCOLE naïve",
           "x_y z-z <br />tags", "10/10 would watch again", "ÀÉÎ àéî ß", "tab\tseparated\nlines"]
 # letters of both cases, digits, ASCII punctuation, ASCII and other whitespace, non-ASCII letters

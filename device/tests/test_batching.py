@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import sample_reviews
 from edge_lstm_device.runtime.model import SentimentModel
 from edge_lstm_device.runtime.scoring import TFLiteScorer
+from support import sample_reviews
 
 
 def _sentences(texts: list[str], count: int) -> list[str]:

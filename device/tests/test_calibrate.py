@@ -8,11 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from bundles import copy_reference, edit_manifest, edit_reference_scores, invert_scores
 from edge_lstm_device.runtime import calibrate
 from edge_lstm_device.runtime.calibrate import CalibrationError, speed_order
-from edge_lstm_device.runtime.judge import ModelVerdict
 from edge_lstm_device.runtime.model import SentimentModel, recalibrate
+from edge_lstm_device.runtime.judge import ModelVerdict
+from support import copy_reference, edit_manifest, edit_reference_scores, invert_scores
 
 WRONG_ORDER = ["int8_tflite", "int8_dynamic_tflite", "int8_loop_tflite"]
 
@@ -28,6 +28,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "edge_lstm_device", *args], capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.process
 def test_a_wrong_order_is_corrected_by_what_this_cpu_measures(tmp_path: Path) -> None:
     """The manifest ranks the models in an order made wrong on purpose; calibration runs the
     fastest model that passes here, and never keeps the first when another is >= 10% faster."""
@@ -95,6 +96,7 @@ def test_an_explicit_model_and_no_calibrate_keep_their_word(monkeypatch: pytest.
     assert plain.choice.reason == "the fastest model in the export's measurements"
 
 
+@pytest.mark.process
 def test_no_model_that_passes_no_model_served(tmp_path: Path) -> None:
     bundle = copy_reference(tmp_path / "b")
     edit_reference_scores(bundle, invert_scores)
@@ -110,6 +112,7 @@ def test_no_model_that_passes_no_model_served(tmp_path: Path) -> None:
     assert asked.returncode == 0, asked.stderr  # the user's explicit choice still runs
 
 
+@pytest.mark.process
 def test_cli_calibrate_and_info_say_why() -> None:
     measured = _cli("calibrate", "--json")
     assert measured.returncode == 0, measured.stderr

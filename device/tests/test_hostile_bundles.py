@@ -58,6 +58,7 @@ def test_symlinks_and_devices_are_not_read(bundle: Path, tmp_path: Path) -> None
         SentimentModel.load(bundle, model="int8_loop_tflite")
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("edit, message", [
     (lambda m: m.pop("artifacts"), "'artifacts' is not an object"),
     (lambda m: m.update(format_version="1"), "unsupported manifest format"),
@@ -94,6 +95,7 @@ def test_malformed_tokenizer_with_a_matching_hash(bundle: Path) -> None:
         SentimentModel.load(bundle)
 
 
+@pytest.mark.process
 def test_mutated_models_with_updated_hashes_never_crash_the_caller(bundle: Path) -> None:
     """Byte-mutated loop models whose manifest hash was updated, each loaded by a fresh caller
     (``predict``): every load ends in scores or a one-line refusal (exit 0 or 1); a file that
@@ -123,6 +125,7 @@ def test_a_model_whose_output_is_not_a_probability_is_refused() -> None:
         scorer.score([[1] * 200])
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("args, message", [
     (("predict", "--threads", "50000", "x"), b"--threads must be between 1 and 64"),
     (("predict", "--threads", "2147483648", "x"), b"--threads must be between 1 and 64"),
@@ -134,11 +137,13 @@ def test_out_of_range_flags_are_usage_errors(args: tuple[str, ...], message: byt
     assert result.returncode == 2 and message in result.stderr and len(result.stderr) < 500
 
 
+@pytest.mark.process
 def test_bench_on_a_bad_bundle(tmp_path: Path) -> None:
     result = _cli("bench", "--bundle", str(tmp_path))
     assert result.returncode == 1 and result.stderr.startswith(b"error: no manifest.json")
 
 
+@pytest.mark.process
 def test_closed_or_empty_stdin_and_full_disk() -> None:
     closed = _cli("predict", stdin=subprocess.DEVNULL, preexec_fn=lambda: os.close(0))
     assert closed.returncode == 1 and b"stdin" in closed.stderr and b"Traceback" not in closed.stderr
@@ -149,6 +154,7 @@ def test_closed_or_empty_stdin_and_full_disk() -> None:
     assert result.returncode == 1 and result.stderr == b"error: cannot write output: No space left on device\n"
 
 
+@pytest.mark.process
 def test_a_reader_that_stops_reading_is_no_error() -> None:
     reviews = b"\n".join([b"a fine film with a great cast"] * 3000) + b"\n"
     pipeline = subprocess.run(f"{sys.executable} -m edge_lstm_device predict --workers 1 | head -1",
@@ -156,6 +162,7 @@ def test_a_reader_that_stops_reading_is_no_error() -> None:
     assert pipeline.stdout.count(b"\n") == 1 and pipeline.stderr == b""
 
 
+@pytest.mark.process
 def test_zero_width_only_reviews_are_empty() -> None:
     result = _cli("predict", "--json", "\u200b\u200c\u200d", "a fine film")
     records = [json.loads(line) for line in result.stdout.splitlines()]

@@ -8,9 +8,12 @@ import os
 import random
 import socket
 
+import pytest
 from test_http1_h11 import CORPUS, build_head, random_pick
 from test_serve import CALL_TIMEOUT_S, HOST, call
 from test_slow_bodies import serving
+
+pytestmark = pytest.mark.process
 
 SERVED_HEADS = int(os.environ.get("EDGE_LSTM_SERVED_HEADS", "300"))
 

@@ -6,7 +6,7 @@ bytes in a field value, obsolete line folding). ``h11`` is a test dependency onl
 
 Two fuzzers: hypothesis (``EDGE_LSTM_FUZZ_EXAMPLES``, default 500: it shrinks a failure to a small
 head, at ~20 ms a head) and a seeded ``random`` one drawing from the same pieces
-(``EDGE_LSTM_RANDOM_HEADS``, default 20,000, ~10,000 heads a second; DEVELOPERS.md quotes a run of
+(``EDGE_LSTM_RANDOM_HEADS``, default 20,000, ~10,000 heads a second; docs/decisions/http1-framing.md quotes a run of
 100,000).
 """
 

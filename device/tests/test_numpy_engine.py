@@ -208,7 +208,7 @@ def test_not_a_zip_is_refused() -> None:
 @pytest.fixture(scope="module")
 def shipped() -> dict:
     """The reference bundle's weights file (read as pinned by its manifest), and the shipped reviews."""
-    from conftest import sample_reviews
+    from support import sample_reviews
 
     manifest = read_manifest(REFERENCE_BUNDLE)
     texts, labels = sample_reviews()

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from bundles import copy_reference, edit_reference_scores
 from edge_lstm_device.bundle.manifest import BundleError, read_manifest
 from edge_lstm_device.bundle.reference_scores import read_reference_scores
 from edge_lstm_device.runtime.model import REFERENCE_BUNDLE
+from support import copy_reference, edit_reference_scores
 
 
 def test_the_shipped_bundle_has_reviews_and_short_texts() -> None:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import sample_reviews
 from edge_lstm_device.runtime.model import REFERENCE_BUNDLE, BundleError, SentimentModel, device_order
+from support import sample_reviews
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ("model_int8_loop.tflite", "model_int8.tflite", "model_int8_dynamic.tflite", "tokenizer.json",
@@ -112,12 +112,14 @@ def _cli(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[
     return subprocess.run([sys.executable, "-m", "edge_lstm_device", *args], input=stdin, capture_output=True)
 
 
+@pytest.mark.process
 def test_cli_predict_human_output() -> None:
     result = _cli("predict", "What a wonderful film")
     assert result.returncode == 0
     assert re.match(rb"positive\s+0\.\d{3}\s+What a wonderful film", result.stdout)
 
 
+@pytest.mark.process
 def test_cli_json_and_bad_lines_never_kill_the_batch(tmp_path: Path) -> None:
     lines = [b"A great film.", b"", b"   \t ", b"bad \xff\xfe utf-8", b"nul\x00inside a great film",
              "emoji 🙂🎬 and Ελληνικά and 映画".encode(), ("word " * 15_000).encode(), b"\x07\x1b[31m control",
@@ -139,12 +141,14 @@ def test_cli_json_and_bad_lines_never_kill_the_batch(tmp_path: Path) -> None:
     assert records[6]["truncated"] is True and records[6]["words"] == 15_000
 
 
+@pytest.mark.process
 def test_cli_stdin_and_missing_bundle(tmp_path: Path) -> None:
     assert _cli("predict", "--json", stdin=b"great\nawful\n").stdout.count(b"\n") == 2
     result = _cli("predict", "--bundle", str(tmp_path), "x")
     assert result.returncode == 1 and b"not an exported bundle" in result.stderr and b"Traceback" not in result.stderr
 
 
+@pytest.mark.process
 def test_cli_info_json() -> None:
     info = json.loads(_cli("info", "--json").stdout)
     assert info["model"] in info["device_order"] and info["why"].startswith("calibrated on this CPU")
@@ -155,6 +159,7 @@ def test_cli_info_json() -> None:
     assert unchanged["lstm"] == "loop" and unchanged["skipped"] == {} and "measured_here" not in unchanged
 
 
+@pytest.mark.process
 def test_default_is_the_fastest_model_that_loads(bundle_copy: Path, monkeypatch: pytest.MonkeyPatch,
                                                  tmp_path: Path) -> None:
     """An interpreter that refuses the loop form (as an old one refuses a newer op version)
@@ -181,6 +186,7 @@ def test_default_is_the_fastest_model_that_loads(bundle_copy: Path, monkeypatch:
         SentimentModel.load(bundle_copy, model="int8_loop_tflite")
 
 
+@pytest.mark.process
 def test_env_picks_the_default_model() -> None:
     import os
 
@@ -198,6 +204,7 @@ def test_workers_give_the_same_predictions_in_input_order(model: SentimentModel,
         assert pool.predict_batch(texts) == model.predict_batch(texts)
 
 
+@pytest.mark.process
 def test_cli_workers_output_equals_one_worker(tmp_path: Path) -> None:
     file = tmp_path / "reviews.txt"
     file.write_text("\n".join(" ".join(t.split()) for t in sample_reviews()[0][:40]) + "\n")
@@ -235,6 +242,7 @@ def test_bad_class_names_in_the_manifest_are_refused(bundle_copy: Path, labels: 
         SentimentModel.load(bundle_copy)
 
 
+@pytest.mark.process
 def test_class_names_must_match_the_model_outputs(bundle_copy: Path) -> None:
     manifest = json.loads((bundle_copy / "manifest.json").read_text())
     manifest["model"]["labels"] = ["a", "b", "c"]

@@ -23,15 +23,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import sample_reviews
 from edge_lstm_device.runtime.model import REFERENCE_BUNDLE, Prediction, SentimentModel
 from edge_lstm_device.runtime.pool import ModelPool
 from edge_lstm_device.runtime.scoring import MAX_BATCH, ModelRunError
-from edge_lstm_device.serving.app import Limits, Server, ServerOptions, is_exposed
+from edge_lstm_device.serving.app import Server, ServerOptions, is_exposed
 from edge_lstm_device.serving.batcher import Batcher, BatcherClosed
 from edge_lstm_device.serving.connections import DEFAULT_MAX_CONNECTIONS
 from edge_lstm_device.serving.service import Service, Services
 from edge_lstm_device.tools.loadtest import run_load
+from support import sample_reviews
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -594,6 +594,7 @@ def test_bearer_token(guarded: tuple[Served, str]) -> None:
     assert served.log().count("/v1/") == 0  # --quiet: no access log
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("error", [RuntimeError("boom"), ModelRunError("the model failed on a review: boom")])
 def test_a_scoring_error_answers_500_and_one_log_line(error: Exception, capsys: pytest.CaptureFixture[str]) -> None:
     """In process: a scorer that raises (a bug, or the interpreter failing) answers that request with
@@ -624,6 +625,7 @@ def test_a_scoring_error_answers_500_and_one_log_line(error: Exception, capsys: 
     assert len(logged) == 1 and f"{type(error).__name__}: {error}" in logged[0]
 
 
+@pytest.mark.process
 def test_a_request_after_the_scoring_threads_stopped_answers_503() -> None:
     batcher = Batcher(ModelPool([SentimentModel.load()]))
     batcher.close()
@@ -637,6 +639,7 @@ def test_a_request_after_the_scoring_threads_stopped_answers_503() -> None:
         server.server_close()
 
 
+@pytest.mark.process
 def test_a_body_late_answers_408_and_an_idle_connection_is_closed() -> None:
     """In process, with a 0.3 s idle timeout: a body that stops coming is answered 408 (and the
     connection closed); a kept-alive connection with no next request is closed."""
@@ -666,6 +669,7 @@ def test_exposed_hosts() -> None:
     assert all(map(is_exposed, ["0.0.0.0", "::", "192.168.1.20", "raspberrypi.local"]))
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("args, status, message", [
     (["--max-texts", "0"], 2, "--max-texts must be >= 1"),
     (["--max-body-bytes", "-1"], 2, "--max-body-bytes must be >= 1"),
@@ -707,6 +711,7 @@ def _refused(port: int) -> bool:
     return False
 
 
+@pytest.mark.process
 def test_sigterm_finishes_the_request_in_flight_then_exits_0(tmp_path: Path, reviews: list[str],
                                                              expected: tuple) -> None:
     served = start(tmp_path, "--workers", "1")
@@ -741,6 +746,7 @@ def test_sigterm_finishes_the_request_in_flight_then_exits_0(tmp_path: Path, rev
         stop(served.proc)
 
 
+@pytest.mark.process
 def test_sigint_exits_0_and_json_start_line(tmp_path: Path) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "edge_lstm_device", "serve", "--host", HOST, "--port", "0",
                              "--workers", "1", "--json"], cwd=ROOT, stdout=subprocess.PIPE,
@@ -782,6 +788,7 @@ def test_loadtest_texts_file_and_other_paths(server: Served, tmp_path: Path) -> 
     assert done.returncode == 2 and "has no review" in done.stderr
 
 
+@pytest.mark.process
 def test_run_load_counts_a_server_that_does_not_answer() -> None:
     """A server that accepts and never answers: every request is a TimeoutError, none hangs."""
     with socket.create_server((HOST, 0)) as silent:

@@ -140,6 +140,7 @@ def test_open_files_limit_is_raised_to_fit_the_connections() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
+@pytest.mark.process
 def test_serve_refuses_more_connections_than_the_process_may_open_files() -> None:
     """A hard open-files limit below --max-connections: a one-line usage error, exit 2, before loading."""
     resource = pytest.importorskip("resource")
@@ -156,6 +157,7 @@ def test_serve_refuses_more_connections_than_the_process_may_open_files() -> Non
     assert done.stdout == ""
 
 
+@pytest.mark.process
 def test_half_open_connections_do_not_lock_out_clients(tmp_path: Path) -> None:
     """More half-open connections than slots: the server keeps at most --max-connections, answers
     health at once, and closes a connection whose head does not arrive in time."""
@@ -267,6 +269,7 @@ def test_a_bundle_that_fails_to_load_keeps_the_old_model(reloadable: tuple[Serve
 # --- metrics --------------------------------------------------------------------------------------
 
 
+@pytest.mark.process
 def test_metrics_parse_and_count_what_happened(tmp_path: Path) -> None:
     served = start(tmp_path, "--workers", "1", "--quiet")
     try:
@@ -293,6 +296,7 @@ def test_metrics_parse_and_count_what_happened(tmp_path: Path) -> None:
         stop(served.proc)
 
 
+@pytest.mark.process
 def test_metrics_need_the_token_and_the_page_does_not(tmp_path: Path) -> None:
     token = "t0ken-for-metrics"
     (tmp_path / "token").write_text(token)
@@ -308,6 +312,7 @@ def test_metrics_need_the_token_and_the_page_does_not(tmp_path: Path) -> None:
         stop(served.proc)
 
 
+@pytest.mark.process
 def test_a_reload_keeps_the_old_model_when_the_new_signature_is_wrong(tmp_path: Path) -> None:
     """With --trust, SIGHUP on a bundle signed by another key (or unsigned) keeps the model served;
     a bundle signed by the trusted key is switched to."""

@@ -9,9 +9,7 @@ import threading
 import time
 
 import pytest
-
 from test_serve import CALL_TIMEOUT_S, HOST, Served, server  # noqa: F401 -- (server: the fixture)
-
 
 
 def _answers(sock: socket.socket, count: int) -> list[tuple[int, dict[str, str], bytes]]:

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey 
 from edge_lstm_device import cli
 from edge_lstm_device.bundle import signing  # noqa: E402
 from edge_lstm_device.bundle.manifest import read_manifest  # noqa: E402
-from edge_lstm_device.runtime.model import REFERENCE_BUNDLE, BundleError, SentimentModel  # noqa: E402
+from edge_lstm_device.runtime.model import REFERENCE_BUNDLE, SentimentModel  # noqa: E402
 from edge_lstm_device.runtime.pool import ModelPool  # noqa: E402
 
 TEXT = "What a wonderful film"
@@ -71,6 +71,7 @@ def assert_refused(capsys: pytest.CaptureFixture, argv: list[str], *needles: str
         assert needle in err, err
 
 
+@pytest.mark.process
 def test_a_signed_bundle_runs_with_its_key(signed: Path, trusted: Path) -> None:
     model = SentimentModel.load(signed, "int8_loop_tflite", trust=trusted)
     plain = SentimentModel.load(REFERENCE_BUNDLE, "int8_loop_tflite")
@@ -85,6 +86,7 @@ def test_the_signature_file_is_the_documented_text(signed: Path, key: Ed25519Pri
     assert signer == signing.load_trusted_key(write_public_key(key, signed.parent / "k.pub")).key_id
 
 
+@pytest.mark.process
 def test_one_changed_manifest_byte_is_refused(signed: Path, trusted: Path) -> None:
     path = signed / "manifest.json"
     data = path.read_bytes()
@@ -125,6 +127,7 @@ def test_the_signature_is_checked_on_the_bytes_that_are_parsed(signed: Path, tru
     assert seen[0] == (signed / "manifest.json").read_bytes()
 
 
+@pytest.mark.process
 def test_the_cli_trusts_a_key_given_by_flag_or_environment(signed: Path, trusted: Path, capsys, monkeypatch) -> None:
     code, out, _ = run_cli(capsys, "predict", "--bundle", str(signed), "--trust", str(trusted), "--workers", "1", TEXT)
     assert code == 0 and out.startswith("positive")
@@ -141,6 +144,7 @@ def test_the_cli_trusts_a_key_given_by_flag_or_environment(signed: Path, trusted
     assert "not signed" in serve.stderr
 
 
+@pytest.mark.process
 def test_without_a_key_nothing_is_checked(signed: Path, capsys, monkeypatch) -> None:
     monkeypatch.delenv(signing.TRUST_ENV, raising=False)
     (signed / "manifest.sig").write_bytes(b"not a signature")

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pytest
 from edge_lstm_device.runtime.model import SentimentModel
 from edge_lstm_device.runtime.pool import ModelPool
 from edge_lstm_device.serving.app import Limits, Server, ServerOptions
@@ -106,6 +107,7 @@ def test_the_body_budget_holds_at_most_its_limit() -> None:
 # --- a server ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.process
 def test_bodies_that_never_come_do_not_lock_out_health() -> None:
     """More connections than slots, each with a whole head announcing a body it never sends: the
     newest stay, the oldest are answered 408 and closed, and health is answered 200."""
@@ -126,6 +128,7 @@ def test_bodies_that_never_come_do_not_lock_out_health() -> None:
                 sock.close()
 
 
+@pytest.mark.process
 def test_a_trickled_body_does_not_extend_its_deadline() -> None:
     """A body sent a byte at a time is still answered 408 once its time is up (idle timeout 0.3 s)."""
     with serving(idle_timeout_s=0.3) as server:
@@ -139,6 +142,7 @@ def test_a_trickled_body_does_not_extend_its_deadline() -> None:
         assert [status for status, _, _ in answers] == [408] and "within 0.3 s" in answers[0][2].decode()
 
 
+@pytest.mark.process
 def test_bodies_past_the_memory_budget_get_503_and_small_ones_still_pass() -> None:
     limits = Limits(max_body_bytes=1000)
     with serving(limits=limits, body_memory=2500, body_grace_s=3600) as server:
@@ -156,6 +160,7 @@ def test_bodies_past_the_memory_budget_get_503_and_small_ones_still_pass() -> No
                 sock.close()
 
 
+@pytest.mark.process
 def test_a_body_past_its_grace_gives_its_memory_to_a_new_one() -> None:
     limits = Limits(max_body_bytes=1000)
     with serving(limits=limits, body_memory=1000, body_grace_s=0) as server:
@@ -170,6 +175,7 @@ def test_a_body_past_its_grace_gives_its_memory_to_a_new_one() -> None:
         assert server.bodies.reserved == 0
 
 
+@pytest.mark.process
 def test_only_when_every_slot_is_busy_a_new_connection_gets_a_quick_503() -> None:
     """Two slots, both being answered (their scoring held back): a third connection is refused with
     503 and Retry-After, and answered normally once one slot is free."""

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from edge_lstm_device.bundle.text import MAX_CHARS_ENV, MAX_WORDS_ENV, ReviewTooLongError
 from edge_lstm_device.bundle import tokenizers
+from edge_lstm_device.bundle.text import MAX_CHARS_ENV, MAX_WORDS_ENV, ReviewTooLongError
 from edge_lstm_device.bundle.tokenizer_file import TokenizerError
 from edge_lstm_device.bundle.vectorizer import VectorizerTokenizer
 

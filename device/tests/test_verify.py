@@ -8,11 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from bundles import copy_reference, edit_manifest, edit_reference_scores, invert_scores
 from edge_lstm_device.bundle.manifest import BundleError
 from edge_lstm_device.bundle.reference_scores import NoReferenceScores
 from edge_lstm_device.runtime.agreement import Thresholds
 from edge_lstm_device.runtime.verify import table, verify_bundle
+from support import copy_reference, edit_manifest, edit_reference_scores, invert_scores
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
@@ -35,6 +35,7 @@ def test_the_shipped_models_meet_the_thresholds_on_this_cpu() -> None:
     assert "every model meets the thresholds on this CPU" in text and f"CPU: {result.cpu}" in text
 
 
+@pytest.mark.process
 def test_inverted_reference_fails_every_model(tmp_path: Path) -> None:
     bundle = copy_reference(tmp_path / "b")
     edit_reference_scores(bundle, invert_scores)
@@ -63,6 +64,7 @@ def test_unknown_model_is_an_error() -> None:
         verify_bundle(models=["nope"])
 
 
+@pytest.mark.process
 def test_cli_verify_json_and_exit_codes(tmp_path: Path) -> None:
     passed = _cli("verify", "--json", "--only", "int8_loop_tflite")
     assert passed.returncode == 0, passed.stderr

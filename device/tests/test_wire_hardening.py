@@ -70,6 +70,7 @@ def test_the_bearer_scheme_is_case_insensitive(guarded: tuple[Served, str], sche
     assert _health(served.port, "localhost", f"Authorization: {scheme}  {token}\r\n")[0] == status
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("value", ["", " "])
 def test_an_empty_trust_variable_is_an_error_not_verification_off(value: str) -> None:
     done = subprocess.run([sys.executable, "-m", "edge_lstm_device", "info"], cwd=ROOT, capture_output=True, text=True,
@@ -82,6 +83,7 @@ def _service(model: SentimentModel) -> Service:
     return Service(batcher.pool, batcher, {"model": model.name, "sha256": {"model": "0" * 64}})
 
 
+@pytest.mark.process
 def test_a_reload_serving_a_fallback_model_is_logged_and_counted(monkeypatch, capsys) -> None:
     server = Server((HOST, 0), Services(_service(SentimentModel.load())), ServerOptions(quiet=True))
     fallback = SentimentModel.load()

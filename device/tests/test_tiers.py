@@ -1,0 +1,113 @@
+"""The test tiers (``tiers.py``) in an inner pytest session: the tier a test gets, the order, the stop
+after a failing tier, and the guard of the unit tier."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+CONFTEST = """
+import pytest
+import tiers
+
+def pytest_configure(config):
+    tiers.register(config)
+
+@pytest.fixture
+def server():  # a name tiers.FIXTURE_TIERS puts in the process tier
+    return None
+
+@pytest.fixture
+def small_bundle():  # ... and this one in the training tier
+    return None
+"""
+
+
+@pytest.fixture
+def inner(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    # installed plugins stay out of the inner session (pytest-benchmark asks git for the commit: a child process)
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    pytester.makeconftest(CONFTEST)
+    return pytester
+
+
+def _selected(pytester: pytest.Pytester, marker: str) -> list[str]:
+    result = pytester.runpytest_inprocess("--collect-only", "-q", "-m", marker)
+    return [line.split("::")[1] for line in result.outlines if "::" in line]
+
+
+def test_the_most_expensive_signal_decides_and_selects_alone(inner: pytest.Pytester) -> None:
+    inner.makepyfile(test_kinds="""
+        import pytest
+
+        def test_plain(): pass
+        def test_served(server): pass
+        @pytest.mark.tensorflow
+        def test_converts_and_trains(small_bundle): pass
+        @pytest.mark.arm
+        def test_on_arm(): pass
+    """)
+    assert _selected(inner, "unit") == ["test_plain"]
+    assert _selected(inner, "process") == ["test_served"]
+    assert _selected(inner, "tensorflow") == []  # below the tier its fixture gives: not selected by it
+    assert _selected(inner, "training") == ["test_converts_and_trains"]
+    assert _selected(inner, "qemu") == ["test_on_arm"]
+
+
+def test_cheapest_first_and_a_failing_tier_skips_the_later_ones(inner: pytest.Pytester) -> None:
+    inner.makepyfile(test_order="""
+        import pytest
+
+        @pytest.mark.training
+        def test_trains(): pass
+        @pytest.mark.process
+        def test_serves(): pass
+        def test_unit_fails(): assert False
+        def test_unit_passes(): pass
+    """)
+    result = inner.runpytest_inprocess("-v", "-rs")
+    ran = [line.split("::")[1].split()[0] for line in result.outlines if line.startswith("test_order.py::")]
+    assert ran == ["test_unit_fails", "test_unit_passes", "test_serves", "test_trains"]
+    result.assert_outcomes(failed=1, passed=1, skipped=2)
+    result.stdout.fnmatch_lines(["*the unit tier failed (test_order.py::test_unit_fails), so the process tier*"])
+
+
+def test_all_tiers_run_when_asked(inner: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EDGE_LSTM_ALL_TIERS", "1")
+    inner.makepyfile(test_order="""
+        import pytest
+
+        def test_unit_fails(): assert False
+        @pytest.mark.process
+        def test_serves(): pass
+    """)
+    inner.runpytest_inprocess().assert_outcomes(failed=1, passed=1)
+
+
+@pytest.mark.skipif(subprocess.Popen.__module__ != "subprocess", reason="subprocess.Popen is replaced here "
+                    "(-p no_child_process under qemu: a test that would start a process is skipped first)")
+def test_a_unit_test_that_does_what_a_later_tier_does_fails(inner: pytest.Pytester) -> None:
+    inner.makepyfile(test_guard="""
+        import os, socket, subprocess, sys
+
+        def test_spawns(): subprocess.run([sys.executable, "-c", "pass"])
+        def test_swallows():
+            try:
+                subprocess.run([sys.executable, "-c", "pass"])
+            except Exception:
+                pass
+        def test_listens(): socket.create_server(("127.0.0.1", 0)).close()
+        def test_forks(): os.fork()
+        def test_imports_keras():
+            try:
+                import keras
+            except ImportError:
+                pass
+    """)
+    result = inner.runpytest_inprocess()
+    result.assert_outcomes(failed=5)
+    output = "\n".join(result.outlines)
+    for what in ("starts a child process", "opens a socket (bind)", "forks", "imports keras"):
+        assert f"a unit test {what}: give it the tier marker it needs" in output, what
+    result.stdout.fnmatch_lines(["*_ test_swallows _*", "a unit test starts a child process*"])  # failed though it passed

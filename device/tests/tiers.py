@@ -1,0 +1,170 @@
+"""Test tiers by cost, for both test roots (``tests/`` and ``device/tests/``): standard library and
+pytest only, so it runs where the device tests run alone (a Raspberry Pi, qemu).
+
+Every test gets exactly one tier marker, derived here and nowhere else: the most expensive of its
+explicit tier markers, the fixtures it uses (:data:`FIXTURE_TIERS`) and the older markers
+(:data:`MARKER_TIERS`); a test with none of these is ``unit``. The session runs the tiers cheapest
+first, and once a tier has a failure the later tiers are skipped (``EDGE_LSTM_ALL_TIERS=1`` runs
+them anyway). A ``unit`` test that starts a process, opens a socket or imports TensorFlow fails:
+the assignment is checked, not trusted.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+# cheapest first: (name, what puts a test there)
+TIERS: tuple[tuple[str, str], ...] = (
+    ("unit", "no TensorFlow, no child process, no socket (seconds)"),
+    ("tensorflow", "imports TensorFlow: converts, exports or runs Keras (minutes)"),
+    ("process", "starts child processes or servers (minutes)"),
+    ("browser", "drives a headless Chromium against a server"),
+    ("qemu", "foreign Pythons: isolated venvs (pip) and ARM/x86 CPUs under qemu (the first run builds them)"),
+    ("training", "trains a model on the real IMDB data"),
+)
+NAMES = tuple(name for name, _ in TIERS)
+RANK = {name: rank for rank, name in enumerate(NAMES)}
+# a test that uses one of these fixtures (directly or through another fixture) is at least in that tier
+FIXTURE_TIERS = {
+    "small_bundle": "training",  # trains on the IMDB tarball, then exports
+    "browser": "browser",
+    "exported": "tensorflow", "lecture": "tensorflow",  # export --int8 / Keras
+    "server": "process", "guarded": "process", "alone": "process", "reloadable": "process",  # `serve` processes
+    "open_server": "process",
+}
+MARKER_TIERS = {"arm": "qemu"}  # arm: the ARM part of the qemu tier (`-m arm`)
+ALL_TIERS_ENV = "EDGE_LSTM_ALL_TIERS"
+PLUGIN_NAME = "edge-lstm-tiers"
+# importing these in a unit test is a misassigned test (seconds of import, gigabytes mapped)
+HEAVY_MODULES = ("tensorflow", "keras", "tf_keras", "tf2onnx")
+_INHERITED = object()
+
+
+def tier_of(item: pytest.Item) -> str:
+    """The most expensive tier any explicit marker, fixture or older marker puts ``item`` in."""
+    found = [mark.name for mark in item.iter_markers() if mark.name in RANK]
+    found += [MARKER_TIERS[mark.name] for mark in item.iter_markers() if mark.name in MARKER_TIERS]
+    found += [FIXTURE_TIERS[name] for name in getattr(item, "fixturenames", ()) if name in FIXTURE_TIERS]
+    return max(found, key=RANK.__getitem__, default="unit")
+
+
+class TierViolation(RuntimeError):
+    """A unit test did what only a more expensive tier may do."""
+
+
+class _Guard:
+    """While a unit test runs: child processes, sockets and TensorFlow raise :class:`TierViolation`.
+    Violations are also recorded, so a test that swallows the exception still fails."""
+
+    def __init__(self) -> None:
+        self.violations: list[str] = []
+        self._saved: list[tuple[Any, str, Any]] = []
+
+    def violate(self, what: str) -> TierViolation:
+        message = f"a unit test {what}: give it the tier marker it needs (see device/tests/tiers.py)"
+        self.violations.append(message)
+        return TierViolation(message)
+
+    def find_spec(self, name: str, path: object = None, target: object = None) -> None:
+        """A meta path finder: refuses the heavy modules (only reached when not imported yet)."""
+        if name.split(".")[0] in HEAVY_MODULES:
+            raise self.violate(f"imports {name}")
+
+    def _patch(self, owner: Any, attr: str, what: str) -> None:
+        # what the owner itself held: an inherited method (socket.socket.bind) is restored by deletion
+        self._saved.append((owner, attr, vars(owner).get(attr, _INHERITED)))
+
+        def refuse(*args: Any, **kwargs: Any) -> Any:
+            raise self.violate(what)
+
+        setattr(owner, attr, refuse)
+
+    def __enter__(self) -> _Guard:
+        self._patch(subprocess.Popen, "_execute_child", "starts a child process")
+        self._patch(os, "fork", "forks")
+        self._patch(os, "system", "runs a shell command")
+        for attr in ("bind", "connect", "connect_ex"):
+            self._patch(socket.socket, attr, f"opens a socket ({attr})")
+        sys.meta_path.insert(0, self)  # type: ignore[arg-type]
+        already = [name for name in HEAVY_MODULES if name in sys.modules]
+        if already:  # the guard cannot see this test import it: say so rather than pass unchecked
+            self.violations.append(f"{already[0]} was imported before this unit test ran: a test module imports it "
+                                   f"at its top (move the import into the test), or a test of another tier ran first")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        sys.meta_path.remove(self)  # type: ignore[arg-type]
+        for owner, attr, value in reversed(self._saved):
+            if value is _INHERITED:
+                delattr(owner, attr)
+            else:
+                setattr(owner, attr, value)
+
+
+class Tiers:
+    """The plugin: marks, orders, guards and stops."""
+
+    def __init__(self) -> None:
+        self.failed: tuple[str, str] | None = None  # (tier, nodeid) of the first failure
+        self.keep_going = os.environ.get(ALL_TIERS_ENV) == "1"
+
+    @pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        for item in items:
+            item.stash[_TIER] = tier_of(item)
+        for item in items:  # an explicit marker below the tier found must not select the test: -m picks one tier
+            for node in item.listchain():
+                node.own_markers[:] = [mark for mark in node.own_markers if mark.name not in RANK]
+            item.add_marker(item.stash[_TIER])
+        items.sort(key=lambda item: RANK[_tier(item)])  # stable: each module stays in order within a tier
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        if self.failed and not self.keep_going and RANK[_tier(item)] > RANK[self.failed[0]]:
+            tier, nodeid = self.failed
+            pytest.skip(f"the {tier} tier failed ({nodeid}), so the {_tier(item)} tier is not run "
+                        f"({ALL_TIERS_ENV}=1 runs every tier)")
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_protocol(self, item: pytest.Item) -> Iterator[object]:
+        if _tier(item) != "unit":
+            return (yield)
+        with _Guard() as guard:  # around setup, call and teardown: a module fixture's cost is its first test's
+            item.stash[_GUARD] = guard
+            return (yield)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo) -> Iterator[pytest.TestReport]:
+        report: pytest.TestReport = yield
+        guard = item.stash.get(_GUARD, None)
+        if guard and guard.violations and call.when == "call" and report.passed:
+            report.outcome, report.longrepr = "failed", "\n".join(guard.violations)  # the test swallowed it
+        if report.failed and self.failed is None:
+            self.failed = (_tier(item), item.nodeid)
+        return report
+
+
+_GUARD = pytest.StashKey[_Guard]()
+_TIER = pytest.StashKey[str]()
+
+
+def _tier(item: pytest.Item) -> str:
+    return item.stash[_TIER]
+
+
+def register(config: pytest.Config) -> None:
+    """Install the plugin once per session (both test roots' conftests call this)."""
+    if config.pluginmanager.has_plugin(PLUGIN_NAME):
+        return
+    for name, description in TIERS:
+        config.addinivalue_line("markers", f"{name}: tier {RANK[name]}: {description}")
+    for name, tier in MARKER_TIERS.items():
+        config.addinivalue_line("markers", f"{name}: part of the {tier} tier")
+    config.pluginmanager.register(Tiers(), PLUGIN_NAME)
