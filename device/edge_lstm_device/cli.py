@@ -155,12 +155,17 @@ def _emit(review: Review, result: dict | None, as_json: bool, model: str) -> Non
 
 
 def predict(args: argparse.Namespace) -> int:
-    from edge_lstm_device.model import BundleError
+    from edge_lstm_device.model import REFERENCE_BUNDLE, BundleError
     from edge_lstm_device.pool import ModelPool
+    from edge_lstm_device.rollback import RollbackGuard
 
     try:
-        pool = ModelPool.load(args.bundle, args.model, args.workers, args.threads, args.interpreter, trust=args.trust,
-                              calibrate=not args.no_calibrate)
+        trusted = resolve_trust(args.trust)
+        guard = RollbackGuard.default(args.allow_downgrade) if trusted else None
+        pool = ModelPool.load(args.bundle, args.model, args.workers, args.threads, args.interpreter, trust=trusted,
+                              calibrate=not args.no_calibrate, guard=guard)
+        if guard is not None and trusted is not None:  # loaded: it is the bundle this device last ran
+            guard.remember(pool.first.manifest, trusted.key_id, args.bundle or REFERENCE_BUNDLE)
     except (BundleError, ImportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_FATAL
@@ -215,9 +220,25 @@ def info(args: argparse.Namespace) -> int:
         "vocabulary": model.tokenizer.num_words, "max_len": model.tokenizer.max_len,
         **({"labels": labels} if labels else {}),
         "signature": f"valid, by the trusted key {trusted.key_id}" if trusted else "not checked (no --trust)",
+        "bundle_version": _version_line(model.manifest, trusted.key_id if trusted else None),
     }
-    _out(json.dumps(data, indent=2) if args.json else "\n".join(f"{k:<13}{_plain(v)}" for k, v in data.items()))
+    _out(json.dumps(data, indent=2) if args.json else "\n".join(f"{k:<15}{_plain(v)}" for k, v in data.items()))
     return 0
+
+
+def _version_line(manifest: dict, key_id: str | None) -> str:
+    """The bundle's version and, under a trusted key, that of the last bundle run here."""
+    from edge_lstm_device.bundle import bundle_version
+    from edge_lstm_device.rollback import RollbackGuard, VersionStateError, describe
+
+    version = describe(bundle_version(manifest))
+    if key_id is None:
+        return version
+    try:
+        last = RollbackGuard.default().state.last_version(key_id)
+    except VersionStateError as err:
+        return f"{version}; {err}"
+    return f"{version}; last run here under key {key_id}: {'none' if last is None else describe(last)}"
 
 
 def verify(args: argparse.Namespace) -> int:
@@ -335,6 +356,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--file", default=None, help="read one review per line from FILE ('-' for stdin)")
     p.add_argument("--workers", type=int, default=None,
                    help="interpreters scoring in parallel (default: one per core, at most 4)")
+    _allow_downgrade(p)
     p.set_defaults(run=predict)
     verbs.add_parser("info", parents=[common], help="show the bundle, model and interpreter in use, and why").set_defaults(run=info)
     v = _verb(verbs, common, "verify", VERIFY_HELP)
@@ -390,6 +412,7 @@ def _parser() -> argparse.ArgumentParser:
                         "this machine's name (and NAME.local) or one of these comma-separated names; '*': any "
                         "(a guard against DNS rebinding; a foreign Host gets 421)")
     s.add_argument("--quiet", action="store_true", help="no access log (one line per request on stderr)")
+    _allow_downgrade(s)
     s.set_defaults(run=serve)
     return parser
 
@@ -411,6 +434,12 @@ CALIBRATE_HELP = (
     "and CPU). Runs by itself on first use; this command measures again.\n"
     "Exit codes: 0 a model was chosen, 3 no model passes on this CPU, 1 an error.",
     ("edge-lstm-device calibrate", "edge-lstm-device calibrate --bundle ./export --json"))
+
+
+def _allow_downgrade(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--allow-downgrade", action="store_true",
+                        help="with a trusted key, run a bundle whose bundle_version is older than that of the "
+                             "last bundle this device ran under that key (it becomes the new floor)")
 
 
 def _verb(verbs: argparse._SubParsersAction, common: argparse.ArgumentParser, name: str,

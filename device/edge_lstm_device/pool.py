@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from edge_lstm_device.model import Prediction, SentimentModel
+from edge_lstm_device.rollback import RollbackGuard
 from edge_lstm_device.signing import Trust
 
 MAX_WORKERS = 64
@@ -42,13 +43,15 @@ class ModelPool:
     @classmethod
     def load(cls, bundle_dir: Path | None = None, model: str | None = None, workers: int | None = None,
              threads: int = 1, interpreter: str | None = None, *, trust: Trust = None,
-             calibrate: bool | None = None) -> ModelPool:
+             calibrate: bool | None = None, guard: RollbackGuard | None = None) -> ModelPool:
         """Load the model once (see :meth:`SentimentModel.load`; ``trust``: the key its manifest
-        must be signed with; ``calibrate``: choose it on this CPU), then ``workers - 1`` replicas."""
+        must be signed with; ``calibrate``: choose it on this CPU; ``guard``: refuse a rollback),
+        then ``workers - 1`` replicas."""
         workers = default_workers() if workers is None else workers
         if not 1 <= workers <= MAX_WORKERS:
             raise ValueError(f"workers must be between 1 and {MAX_WORKERS}, got {workers}")
-        return cls([SentimentModel.load(bundle_dir, model, threads, interpreter, trust=trust, calibrate=calibrate)], workers)
+        first = SentimentModel.load(bundle_dir, model, threads, interpreter, trust=trust, calibrate=calibrate, guard=guard)
+        return cls([first], workers)
 
     @property
     def first(self) -> SentimentModel:

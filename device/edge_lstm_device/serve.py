@@ -29,13 +29,15 @@ from edge_lstm_device.api import Limits, ServerOptions
 from edge_lstm_device.batcher import Batcher
 from edge_lstm_device.connection import log
 from edge_lstm_device.connections import MAX_CONNECTIONS, fit_open_files
-from edge_lstm_device.bundle import model_entry
+from edge_lstm_device.bundle import bundle_version, model_entry
 from edge_lstm_device.interpreter import interpreter_version
-from edge_lstm_device.model import BundleError
+from edge_lstm_device.model import REFERENCE_BUNDLE, BundleError
 from edge_lstm_device.pool import MAX_WORKERS, ModelPool, default_workers
 from edge_lstm_device.runtime import MAX_BATCH
+from edge_lstm_device.rollback import RollbackGuard
 from edge_lstm_device.server import Server
 from edge_lstm_device.service import Service, Services
+from edge_lstm_device.signing import resolve_trust
 
 __all__ = ["Limits", "Server", "ServerOptions", "is_exposed", "load_service", "reload", "run_serve"]
 
@@ -75,6 +77,7 @@ def info_payload(pool: ModelPool, args: argparse.Namespace, limits: Limits) -> d
         "workers": pool.workers, "threads": args.threads, "max_batch": args.max_batch,
         "max_connections": args.max_connections,
         "batch_window_ms": args.batch_window_ms, "version": __version__, "limits": asdict(limits),
+        "bundle_version": bundle_version(manifest),
         **({"labels": list(model.labels)} if model.labels else {}),
         "sha256": {"model": entry["sha256"], "tokenizer": manifest["tokenizer"]["sha256"],
                    "source_model": manifest.get("source_model", {}).get("sha256")},
@@ -111,8 +114,10 @@ def _workers(args: argparse.Namespace) -> int:
 def load_service(args: argparse.Namespace, limits: Limits) -> Service:
     """The bundle of ``args`` loaded, its scoring threads started, and one review scored; raises
     :class:`BundleError` (or ``ImportError``, ``ValueError``) if it cannot serve."""
-    pool = ModelPool.load(args.bundle, args.model, _workers(args), args.threads, args.interpreter, trust=args.trust,
-                          calibrate=not args.no_calibrate)
+    trusted = resolve_trust(args.trust)  # read again at each reload: a replaced key file counts
+    guard = RollbackGuard.default(getattr(args, "allow_downgrade", False)) if trusted else None
+    pool = ModelPool.load(args.bundle, args.model, _workers(args), args.threads, args.interpreter, trust=trusted,
+                          calibrate=not args.no_calibrate, guard=guard)
     batcher = Batcher(pool, args.max_batch, args.batch_window_ms / 1000)
     service = Service(pool, batcher, info_payload(pool, args, limits))
     try:
@@ -120,6 +125,12 @@ def load_service(args: argparse.Namespace, limits: Limits) -> Service:
     except (ValueError, RuntimeError) as err:  # ModelRunError, the interpreter failing on the file
         service.close()
         raise BundleError(f"the model does not score: {err}") from err
+    if guard is not None and trusted is not None:  # accepted and scoring: now it is the floor
+        try:
+            guard.remember(pool.first.manifest, trusted.key_id, args.bundle or REFERENCE_BUNDLE)
+        except BundleError:  # the state cannot be written: protection asked for and not given
+            service.close()
+            raise
     return service
 
 
