@@ -41,7 +41,7 @@ def flood(host: str, port: int, count: int, seconds: float) -> None:
 
 
 def listen_overflows() -> int:
-    out = subprocess.run(["nstat", "-az", "TcpExtListenOverflows"], capture_output=True, text=True).stdout
+    out = subprocess.run(["nstat", "-az", "TcpExtListenOverflows"], capture_output=True, text=True, check=False).stdout
     return sum(int(line.split()[1]) for line in out.splitlines() if line.startswith("TcpExt"))
 
 
@@ -58,7 +58,7 @@ def schedstat(pid: int) -> dict[str, tuple[int, int]]:
 
 
 def accept_queue(port: int) -> int | None:
-    out = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True).stdout.split()
+    out = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True, check=False).stdout.split()
     return int(out[1]) if out else None
 
 
@@ -68,7 +68,7 @@ def one_round(args: argparse.Namespace) -> dict:
         url = urlsplit(server.url)
         if args.nice:
             for tid in os.listdir(f"/proc/{server.proc.pid}/task"):
-                subprocess.run(["renice", "-n", str(args.nice), "-p", tid], capture_output=True)
+                subprocess.run(["renice", "-n", str(args.nice), "-p", tid], capture_output=True, check=False)
         child = subprocess.Popen([sys.executable, __file__, "--flood", url.hostname, str(url.port), str(args.half_open),
                                   str(args.seconds + 2)], stdout=subprocess.PIPE, text=True)
         time.sleep(2.0)

@@ -150,7 +150,7 @@ def test_info_shows_the_version_and_the_floor(tmp_path: Path, key, trusted, caps
     assert predict(capsys, bundle, trusted)[0] == 0
     assert cli.main(["info", "--bundle", str(bundle), "--trust", str(trusted), *MODEL, "--json"]) == 0
     line = json.loads(capsys.readouterr().out)["bundle_version"]
-    assert line.startswith(f"{V2} (2026-") and f"last run here under key" in line and line.count(str(V2)) == 2
+    assert line.startswith(f"{V2} (2026-") and "last run here under key" in line and line.count(str(V2)) == 2
 
 
 # --- serve ----------------------------------------------------------------------------------------
@@ -159,7 +159,12 @@ def test_info_shows_the_version_and_the_floor(tmp_path: Path, key, trusted, caps
 def test_serve_refuses_an_older_bundle_on_start(tmp_path: Path, key, trusted, capsys) -> None:
     assert predict(capsys, versioned(tmp_path / "new", V2, key), trusted)[0] == 0
     old = versioned(tmp_path / "old", V1, key)
-    code = cli.main(["serve", "--port", "0", "--bundle", str(old), "--trust", str(trusted), *MODEL])
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    try:  # (serve sets its signal handlers before it loads the bundle)
+        code = cli.main(["serve", "--port", "0", "--bundle", str(old), "--trust", str(trusted), *MODEL])
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
     err = capsys.readouterr().err
     assert code == 1 and err.count("\n") == 1 and "--allow-downgrade" in err and str(V1) in err, err
 
