@@ -8,8 +8,8 @@ import os
 import tempfile
 from pathlib import Path
 
-from edge_lstm_device.bundle.files import atomic_write_bytes, bytes_sha256
-from edge_lstm_device.bundle.manifest import NUMPY_WEIGHTS, read_manifest, read_verified
+from edge_lstm_device.bundle.files import atomic_write_bytes, atomic_write_json, bytes_sha256
+from edge_lstm_device.bundle.manifest import BUNDLE_VERSION, MANIFEST_FILE, NUMPY_WEIGHTS, read_manifest, read_verified
 from edge_lstm_device.bundle.signing import (
     SIGNATURE_FILE,
     TrustedKey,
@@ -83,6 +83,10 @@ def sign_bundle(bundle_dir: Path, key_path: Path) -> dict:
     read: list[bytes] = []
     manifest = read_manifest(bundle_dir, read.append)  # the bytes are seen, then parsed and checked
     checked, absent = _check_files(bundle_dir, manifest)
+    added = BUNDLE_VERSION not in manifest
+    if added:  # exported before versions: a signed bundle needs one for devices to refuse rollbacks
+        read.clear()
+        manifest = _add_version(bundle_dir, manifest, read)
     public = key.public_key()
     signer = key_id(crypto().raw_public(public))
     try:
@@ -91,4 +95,19 @@ def sign_bundle(bundle_dir: Path, key_path: Path) -> dict:
         raise SigningError(f"cannot write {bundle_dir / SIGNATURE_FILE}: {err.strerror or err}") from err
     verify_manifest_bytes(bundle_dir, read[0], TrustedKey(public, signer, key_path))
     return {"bundle": str(bundle_dir), "signature": str(bundle_dir / SIGNATURE_FILE), "key_id": signer,
-            "manifest_sha256": bytes_sha256(read[0]), "files_checked": checked, "files_absent": absent}
+            "manifest_sha256": bytes_sha256(read[0]), "bundle_version": manifest[BUNDLE_VERSION],
+            "bundle_version_added": added, "files_checked": checked, "files_absent": absent}
+
+
+def _add_version(bundle_dir: Path, manifest: dict, read: list[bytes]) -> dict:
+    """Write ``manifest.json`` again with a ``bundle_version`` (atomically); the bytes written are
+    appended to ``read``, and the manifest they parse to returned. A versioned manifest is never
+    rewritten: signing attests the bytes an export wrote, and re-signing the same bundle must not
+    make it newer than a bundle exported after it."""
+    from edge_lstm.export.manifest import stamp_version
+
+    try:
+        atomic_write_json(bundle_dir / MANIFEST_FILE, stamp_version(manifest, None))
+    except OSError as err:
+        raise SigningError(f"cannot write {bundle_dir / MANIFEST_FILE}: {err.strerror or err}") from err
+    return read_manifest(bundle_dir, read.append)

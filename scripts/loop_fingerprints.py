@@ -20,9 +20,8 @@ from edge_lstm.tf_setup import quiet_tensorflow  # noqa: E402
 
 
 def models() -> dict[str, tuple[object, int]]:
-    from tests.test_lstm_loop import CELLS, STACKS, _stacked_model, _tiny_model
-
     import edge_lstm.importing.modelfile as modelfile
+    from tests.test_lstm_loop import CELLS, STACKS, _stacked_model, _tiny_model
 
     found = {"shipped": (modelfile.load_model(ROOT / "export" / "model.h5", 200), 200)}
     for cell in sorted(CELLS):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from edge_lstm.train.data import load_imdb
 from edge_lstm.samples import TEST_SAMPLE, TRAIN_SAMPLE, write_sample
+from edge_lstm.train.data import load_imdb
 
 
 def main(path: str) -> None:

@@ -66,6 +66,8 @@ class Slowloris:
 
     def run(self, threads: int = 16) -> None:
         """Hold the connections from ``threads`` threads (one opening thread is slower than the server)."""
+        if self.count <= 0:
+            return
         share = -(-self.count // threads)
         workers = [threading.Thread(target=self._hold, args=(min(share, self.count - i),), daemon=True)
                    for i in range(0, self.count, share)]

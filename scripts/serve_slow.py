@@ -22,7 +22,7 @@ import time
 from urllib.parse import urlsplit
 
 from serve_load import start_server, stop_server
-from serve_ops import PARTIAL_HEAD, Slowloris, proc_status, timed_health
+from serve_ops import Slowloris, proc_status, timed_health
 
 SLOW_BODY_HEAD = b"POST /v1/predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
 MIB = 1 << 20

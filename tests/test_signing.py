@@ -148,3 +148,51 @@ def test_export_keeps_a_signature_of_the_same_manifest_bytes(bundle: Path, key: 
     assert staged_commit(bundle, manifest) == "kept"
     signing.read_trusted_manifest(bundle, str(key) + ".pub")  # still valid (the commit removed the artifacts)
     assert signature_note({}) is None and "kept" in signature_note({"signature": "kept"})
+
+
+# --- bundle_version (rollback protection; the device's side is device/tests/test_rollback.py) ------
+
+
+def test_a_reexport_keeps_the_version_and_a_changed_manifest_gets_a_newer_one(
+        bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from edge_lstm.export.manifest import stamp_version
+
+    previous = json.loads((bundle / "manifest.json").read_text())
+    version = previous["bundle_version"]
+    assert stamp_version({k: v for k, v in previous.items() if k != "bundle_version"}, previous) == previous
+    changed = {**previous, "device_order": previous["device_order"][::-1]}
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", str(version + 1000))
+    assert stamp_version(changed, previous)["bundle_version"] == version + 1000  # the build's time
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1000")  # a clock behind: still newer than the folder's last
+    stamped = stamp_version(changed, previous)
+    assert stamped["bundle_version"] == version + 1 and list(stamped)[:2] == ["format_version", "bundle_version"]
+    fresh = stamp_version({k: v for k, v in previous.items() if k != "bundle_version"}, None)
+    assert fresh["bundle_version"] == 1000  # a new folder: the time alone
+
+
+def test_export_commit_versions_the_manifest_it_writes(bundle: Path) -> None:
+    before = json.loads((bundle / "manifest.json").read_text())
+    manifest = {k: v for k, v in before.items() if k != "bundle_version"}
+    staged_commit(bundle, manifest)
+    assert json.loads((bundle / "manifest.json").read_text()) == before  # the same model: the same bytes
+    shutil.rmtree(bundle / ".export-staging-test")
+    manifest = {**manifest, "device_order": before["device_order"][::-1]}
+    staged_commit(bundle, manifest)
+    written = json.loads((bundle / "manifest.json").read_text())
+    assert written["bundle_version"] > before["bundle_version"] and written == manifest  # the caller's copy too
+
+
+def test_sign_versions_an_unversioned_manifest_and_leaves_a_versioned_one(bundle: Path, key: Path) -> None:
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    versioned_bytes = (bundle / "manifest.json").read_bytes()
+    result = run("sign", "--bundle", str(bundle), "--key", str(key), "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert not report["bundle_version_added"] and report["bundle_version"] == manifest["bundle_version"]
+    assert (bundle / "manifest.json").read_bytes() == versioned_bytes
+    manifest.pop("bundle_version")
+    (bundle / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    result = run("sign", "--bundle", str(bundle), "--key", str(key))
+    assert result.exit_code == 0 and "had no bundle_version" in result.output, result.output
+    signed = signing.read_trusted_manifest(bundle, str(key) + ".pub")  # the signature covers the version
+    assert signed["bundle_version"] >= 1_790_000_000 and {k: v for k, v in signed.items() if k != "bundle_version"} == manifest

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from edge_lstm_device.runtime import calibrate
 from edge_lstm_device.runtime.calibrate import CalibrationError, speed_order
-from edge_lstm_device.runtime.model import SentimentModel, recalibrate
 from edge_lstm_device.runtime.judge import ModelVerdict
+from edge_lstm_device.runtime.model import SentimentModel, recalibrate
 from support import copy_reference, edit_manifest, edit_reference_scores, invert_scores
 
 WRONG_ORDER = ["int8_tflite", "int8_dynamic_tflite", "int8_loop_tflite"]

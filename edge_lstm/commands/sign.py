@@ -19,7 +19,9 @@ def sign_command(bundle_dir: Path, key_path: Path, as_json: bool) -> None:
     beside it: an ed25519 signature over the manifest's exact bytes (the manifest pins the size
     and sha256 of every other file). A device given the public key (--trust KEY.pub or
     EDGE_LSTM_TRUST) runs the bundle only while the signature matches. Sign again after every
-    export: export removes a signature its new manifest makes stale.
+    export: export removes a signature its new manifest makes stale. A manifest without a
+    bundle_version (an export before versions) is given one first, so that devices trusting
+    the key can refuse older bundles (docs/serve.md#signed-bundles).
 
     \b
     Examples:
@@ -38,5 +40,9 @@ def sign_command(bundle_dir: Path, key_path: Path, as_json: bool) -> None:
         echo_json(result)
         return
     absent = f"; not in the folder: {', '.join(result['files_absent'])}" if result["files_absent"] else ""
+    if result["bundle_version_added"]:
+        click.echo(f"manifest.json had no bundle_version (an export before versions): wrote it with "
+                   f"bundle_version {result['bundle_version']}")
     click.echo(f"wrote {result['signature']} (key id {result['key_id']}, manifest sha256 "
-               f"{result['manifest_sha256'][:12]}…); {len(result['files_checked'])} files match the manifest{absent}")
+               f"{result['manifest_sha256'][:12]}…, bundle_version {result['bundle_version']}); "
+               f"{len(result['files_checked'])} files match the manifest{absent}")

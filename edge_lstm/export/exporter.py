@@ -133,6 +133,9 @@ def _commit(bundle_dir: Path, staging: Path, files: list[str], new_manifest: dic
     that this one did not write, and a ``manifest.sig`` the new manifest makes stale (returns
     ``_signature_status``). Only files an export writes (``EXPORT_FILES``, plain names in the
     bundle) and the signature are ever replaced or removed, whatever the old manifest says."""
+    stamped = manifest.stamp_version(new_manifest, _previous_manifest(bundle_dir))
+    new_manifest.clear()  # in place: the caller's result is the manifest written, keys in the file's order
+    new_manifest.update(stamped)
     atomic_write_json(staging / bundle.MANIFEST_FILE, new_manifest)
     atomic_write_json(staging / REPORT_FILE, report)
     stale = [name for name in EXPORT_FILES - set(files) - {bundle.MANIFEST_FILE, REPORT_FILE}
@@ -211,6 +214,14 @@ def device_order(measured: dict[str, dict], previous: list[str]) -> list[str]:
             if latency[order[i]] > RANK_MARGIN * latency[order[i + 1]]:
                 order[i], order[i + 1], swapped = order[i + 1], order[i], True
     return order
+
+
+def _previous_manifest(bundle_dir: Path) -> dict | None:
+    """The manifest in place, if it is one (its version is the floor of the next)."""
+    try:
+        return read_manifest(bundle_dir)
+    except BundleError:
+        return None
 
 
 def _previous_order(bundle_dir: Path) -> list[str]:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import platform
+import time
 from pathlib import Path
 from typing import Any
 
 from edge_lstm_device.bundle.files import file_sha256
-from edge_lstm_device.bundle.manifest import FORMAT_VERSION
+from edge_lstm_device.bundle.manifest import BUNDLE_VERSION, FORMAT_VERSION, bundle_version
 from edge_lstm_device.bundle.tokenizer import Tokenizer
 from edge_lstm_device.runtime.interpreters import interpreter_version, make_interpreter
 
@@ -130,3 +131,25 @@ def export_report(measured: dict[str, dict], selfcheck_reviews: int, latency_cal
         "latency": f"batch 1, one thread, {latency_calls} reviews after warm-up",
         "artifacts": measured,
     }
+
+
+def now_version() -> int:
+    """The current UTC time in whole seconds, or ``$SOURCE_DATE_EPOCH`` for reproducible builds."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    return int(epoch) if epoch.isdigit() else int(time.time())
+
+
+def stamp_version(new: dict, previous: dict | None) -> dict:
+    """``new`` with its ``bundle_version`` (second, after ``format_version``). A manifest that says
+    what the previous one said keeps its version, so a re-export writes the same bytes and a
+    signature of them still holds; any other gets max(previous + 1, UTC seconds now): it is newer
+    than the folder's last bundle even when the clock is behind, and bundles built in different
+    folders (or machines) are ordered by when they were built."""
+    body = {k: v for k, v in new.items() if k != BUNDLE_VERSION}
+    if previous is not None and body == {k: v for k, v in previous.items() if k != BUNDLE_VERSION} \
+            and BUNDLE_VERSION in previous:
+        version = bundle_version(previous)
+    else:
+        version = max(bundle_version(previous) + 1 if previous else 0, now_version())
+    first, *rest = body.items()
+    return dict([first, (BUNDLE_VERSION, version), *rest])

@@ -45,6 +45,9 @@ FORMATS = ("tflite", "onnx")
 NUMPY_WEIGHTS = "numpy_weights"  # the numpy engine's weights file (numpy_weights.py): a manifest key of its
 # own, not an artifact, so that device packages that know only TFLite and ONNX artifacts still read the bundle
 
+BUNDLE_VERSION = "bundle_version"  # grows with every export that changes the manifest (rollback.py)
+MAX_BUNDLE_VERSION = (1 << 63) - 1  # fits a signed 64-bit integer, for JSON readers in other languages
+
 MAX_MANIFEST_BYTES = 1 << 20
 MAX_ARTIFACT_BYTES = 256 << 20
 MAX_REFERENCE_SCORES_BYTES = 8 << 20
@@ -130,7 +133,17 @@ def check_manifest(manifest: object) -> dict:
     order = manifest.get("device_order", [])
     if not isinstance(order, list) or not all(isinstance(n, str) for n in order):
         raise BundleError("manifest: 'device_order' is not a list of names")
+    bundle_version(manifest)
     return manifest
+
+
+def bundle_version(manifest: dict) -> int:
+    """The manifest's ``bundle_version``; 0 for a bundle exported before versions existed (so it
+    is older than any versioned bundle). ``BundleError`` if present but not a whole number >= 0."""
+    version = manifest.get(BUNDLE_VERSION, 0)
+    if type(version) is not int or not 0 <= version <= MAX_BUNDLE_VERSION:
+        raise BundleError(f"manifest: '{BUNDLE_VERSION}' is not a whole number between 0 and {MAX_BUNDLE_VERSION}")
+    return version
 
 
 def _check_labels(labels: object) -> None:

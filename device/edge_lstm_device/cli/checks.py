@@ -43,9 +43,25 @@ def info(args: argparse.Namespace) -> int:
         "vocabulary": model.tokenizer.num_words, "max_len": model.tokenizer.max_len,
         **({"labels": labels} if labels else {}),
         "signature": f"valid, by the trusted key {trusted.key_id}" if trusted else "not checked (no --trust)",
+        "bundle_version": _version_line(model.manifest, trusted.key_id if trusted else None),
     }
-    out(json.dumps(data, indent=2) if args.json else "\n".join(f"{k:<13}{plain(v)}" for k, v in data.items()))
+    out(json.dumps(data, indent=2) if args.json else "\n".join(f"{k:<15}{plain(v)}" for k, v in data.items()))
     return 0
+
+
+def _version_line(manifest: dict, key_id: str | None) -> str:
+    """The bundle's version and, under a trusted key, that of the last bundle run here."""
+    from edge_lstm_device.bundle.manifest import bundle_version
+    from edge_lstm_device.bundle.rollback import RollbackGuard, VersionStateError, describe
+
+    version = describe(bundle_version(manifest))
+    if key_id is None:
+        return version
+    try:
+        last = RollbackGuard.default().state.last_version(key_id)
+    except VersionStateError as err:
+        return f"{version}; {err}"
+    return f"{version}; last run here under key {key_id}: {'none' if last is None else describe(last)}"
 
 
 def verify(args: argparse.Namespace) -> int:

@@ -79,6 +79,7 @@ def _add_predict(verbs: argparse._SubParsersAction, common: argparse.ArgumentPar
     p.add_argument("--file", default=None, help="read one review per line from FILE ('-' for stdin)")
     p.add_argument("--workers", type=int, default=None,
                    help="interpreters scoring in parallel (default: one per core, at most 4)")
+    _allow_downgrade(p)
     p.set_defaults(run=predict)
 
 
@@ -135,6 +136,7 @@ def _add_serve(verbs: argparse._SubParsersAction, common: argparse.ArgumentParse
                         "this machine's name (and NAME.local) or one of these comma-separated names; '*': any "
                         "(a guard against DNS rebinding; a foreign Host gets 421)")
     s.add_argument("--quiet", action="store_true", help="no access log (one line per request on stderr)")
+    _allow_downgrade(s)
     s.set_defaults(run=serve)
 
 
@@ -155,6 +157,12 @@ CALIBRATE_HELP = (
     "and CPU). Runs by itself on first use; this command measures again.\n"
     "Exit codes: 0 a model was chosen, 3 no model passes on this CPU, 1 an error.",
     ("edge-lstm-device calibrate", "edge-lstm-device calibrate --bundle ./export --json"))
+
+
+def _allow_downgrade(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--allow-downgrade", action="store_true",
+                        help="with a trusted key, run a bundle whose bundle_version is older than that of the "
+                             "last bundle this device ran under that key (it becomes the new floor)")
 
 
 def _verb(verbs: argparse._SubParsersAction, common: argparse.ArgumentParser, name: str,

@@ -95,12 +95,18 @@ def _emit(review: Review, result: dict | None, as_json: bool, model: str) -> Non
 
 
 def predict(args: argparse.Namespace) -> int:
-    from edge_lstm_device.runtime.model import BundleError
+    from edge_lstm_device.bundle.rollback import RollbackGuard
+    from edge_lstm_device.bundle.signing import resolve_trust
+    from edge_lstm_device.runtime.model import REFERENCE_BUNDLE, BundleError
     from edge_lstm_device.runtime.pool import ModelPool
 
     try:
-        pool = ModelPool.load(args.bundle, args.model, args.workers, args.threads, args.interpreter, trust=args.trust,
-                              calibrate=not args.no_calibrate)
+        trusted = resolve_trust(args.trust)
+        guard = RollbackGuard.default(args.allow_downgrade) if trusted else None
+        pool = ModelPool.load(args.bundle, args.model, args.workers, args.threads, args.interpreter, trust=trusted,
+                              calibrate=not args.no_calibrate, guard=guard)
+        if guard is not None and trusted is not None:  # loaded: it is the bundle this device last ran
+            guard.remember(pool.first.manifest, trusted.key_id, args.bundle or REFERENCE_BUNDLE)
     except (BundleError, ImportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_FATAL

@@ -20,7 +20,8 @@ from edge_lstm_device.bundle.manifest import (
     read_verified,
     tflite_models,
 )
-from edge_lstm_device.bundle.signing import Trust, read_trusted_manifest
+from edge_lstm_device.bundle.rollback import RollbackGuard
+from edge_lstm_device.bundle.signing import Trust, read_trusted_manifest, resolve_trust
 from edge_lstm_device.bundle.tokenizer_file import TokenizerError, TokenizerFile
 from edge_lstm_device.runtime.numpy_engine import engine as numpy_engine
 from edge_lstm_device.runtime.reviews import ReviewError, encode_each, score_each
@@ -91,6 +92,7 @@ class SentimentModel:
         *,
         trust: Trust = None,
         calibrate: bool | None = None,
+        guard: RollbackGuard | None = None,
     ) -> SentimentModel:
         """Load ``model`` (a TFLite artifact name from the manifest) of a bundle (default: the
         reference bundle shipped with this package). Without ``model``: the model calibration
@@ -100,8 +102,10 @@ class SentimentModel:
         ed25519 public key file, or a loaded ``signing.TrustedKey``), the bundle must carry a valid
         ``manifest.sig`` by that key (``SignatureError`` otherwise). ``CalibrationError`` when no
         model meets the parity thresholds on this CPU. Where no TFLite interpreter is installed (or
-        with ``interpreter="numpy"``), the numpy engine runs the bundle's weights."""
-        loader = _Loader.open(Path(bundle_dir) if bundle_dir else REFERENCE_BUNDLE, threads, interpreter, trust)
+        with ``interpreter="numpy"``), the numpy engine runs the bundle's weights. With ``trust`` and
+        ``guard``, a bundle older than the last one run under that key is refused (``DowngradeError``)
+        before any model is loaded; recording it once it runs is the caller's (``guard.remember``)."""
+        loader = _Loader.open(Path(bundle_dir) if bundle_dir else REFERENCE_BUNDLE, threads, interpreter, trust, guard)
         if numpy_engine.chosen(interpreter, model):
             return loader.numpy_engine(asked=interpreter is not None or model is not None)
         if model is not None:
@@ -189,8 +193,12 @@ class _Loader:
     interpreter: str | None
 
     @classmethod
-    def open(cls, bundle_dir: Path, threads: int, interpreter: str | None, trust: Trust) -> _Loader:
-        manifest = read_trusted_manifest(bundle_dir, trust)
+    def open(cls, bundle_dir: Path, threads: int, interpreter: str | None, trust: Trust,
+             guard: RollbackGuard | None = None) -> _Loader:
+        trusted = resolve_trust(trust)
+        manifest = read_trusted_manifest(bundle_dir, trusted)
+        if guard is not None and trusted is not None:  # a version proves nothing without a signature
+            guard.check(manifest, trusted.key_id, bundle_dir)
         return cls(bundle_dir, manifest, load_tokenizer(bundle_dir, manifest), threads, interpreter)
 
     def load(self, name: str, choice: ModelChoice) -> SentimentModel:

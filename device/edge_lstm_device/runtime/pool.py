@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Sequence
 
+from edge_lstm_device.bundle.rollback import RollbackGuard
 from edge_lstm_device.bundle.signing import Trust
 from edge_lstm_device.runtime.model import Prediction, SentimentModel
 from edge_lstm_device.runtime.reviews import ReviewError, score_each
@@ -43,13 +44,15 @@ class ModelPool:
     @classmethod
     def load(cls, bundle_dir: Path | None = None, model: str | None = None, workers: int | None = None,
              threads: int = 1, interpreter: str | None = None, *, trust: Trust = None,
-             calibrate: bool | None = None) -> ModelPool:
+             calibrate: bool | None = None, guard: RollbackGuard | None = None) -> ModelPool:
         """Load the model once (see :meth:`SentimentModel.load`; ``trust``: the key its manifest
-        must be signed with; ``calibrate``: choose it on this CPU), then ``workers - 1`` replicas."""
+        must be signed with; ``calibrate``: choose it on this CPU; ``guard``: refuse a rollback),
+        then ``workers - 1`` replicas."""
         workers = default_workers() if workers is None else workers
         if not 1 <= workers <= MAX_WORKERS:
             raise ValueError(f"workers must be between 1 and {MAX_WORKERS}, got {workers}")
-        return cls([SentimentModel.load(bundle_dir, model, threads, interpreter, trust=trust, calibrate=calibrate)], workers)
+        first = SentimentModel.load(bundle_dir, model, threads, interpreter, trust=trust, calibrate=calibrate, guard=guard)
+        return cls([first], workers)
 
     @property
     def first(self) -> SentimentModel:

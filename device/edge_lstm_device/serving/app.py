@@ -25,9 +25,11 @@ from dataclasses import asdict
 from pathlib import Path
 
 from edge_lstm_device import __version__
-from edge_lstm_device.bundle.manifest import model_entry
+from edge_lstm_device.bundle.manifest import bundle_version, model_entry
+from edge_lstm_device.bundle.rollback import RollbackGuard
+from edge_lstm_device.bundle.signing import resolve_trust
 from edge_lstm_device.runtime.interpreters import interpreter_version
-from edge_lstm_device.runtime.model import BundleError
+from edge_lstm_device.runtime.model import REFERENCE_BUNDLE, BundleError
 from edge_lstm_device.runtime.pool import MAX_WORKERS, ModelPool, default_workers
 from edge_lstm_device.runtime.scoring import MAX_BATCH
 from edge_lstm_device.serving import hosts
@@ -76,6 +78,7 @@ def info_payload(pool: ModelPool, args: argparse.Namespace, limits: Limits) -> d
         "workers": pool.workers, "threads": args.threads, "max_batch": args.max_batch,
         "max_connections": args.max_connections,
         "batch_window_ms": args.batch_window_ms, "version": __version__, "limits": asdict(limits),
+        "bundle_version": bundle_version(manifest),
         **({"labels": list(model.labels)} if model.labels else {}),
         "sha256": {"model": entry["sha256"], "tokenizer": manifest["tokenizer"]["sha256"],
                    "source_model": manifest.get("source_model", {}).get("sha256")},
@@ -112,8 +115,10 @@ def _workers(args: argparse.Namespace) -> int:
 def load_service(args: argparse.Namespace, limits: Limits) -> Service:
     """The bundle of ``args`` loaded, its scoring threads started, and one review scored; raises
     :class:`BundleError` (or ``ImportError``, ``ValueError``) if it cannot serve."""
-    pool = ModelPool.load(args.bundle, args.model, _workers(args), args.threads, args.interpreter, trust=args.trust,
-                          calibrate=not args.no_calibrate)
+    trusted = resolve_trust(args.trust)  # read again at each reload: a replaced key file counts
+    guard = RollbackGuard.default(getattr(args, "allow_downgrade", False)) if trusted else None
+    pool = ModelPool.load(args.bundle, args.model, _workers(args), args.threads, args.interpreter, trust=trusted,
+                          calibrate=not args.no_calibrate, guard=guard)
     batcher = Batcher(pool, args.max_batch, args.batch_window_ms / 1000)
     service = Service(pool, batcher, info_payload(pool, args, limits))
     try:
@@ -121,6 +126,12 @@ def load_service(args: argparse.Namespace, limits: Limits) -> Service:
     except (ValueError, RuntimeError) as err:  # ModelRunError, the interpreter failing on the file
         service.close()
         raise BundleError(f"the model does not score: {err}") from err
+    if guard is not None and trusted is not None:  # accepted and scoring: now it is the floor
+        try:
+            guard.remember(pool.first.manifest, trusted.key_id, args.bundle or REFERENCE_BUNDLE)
+        except BundleError:  # the state cannot be written: protection asked for and not given
+            service.close()
+            raise
     return service
 
 
