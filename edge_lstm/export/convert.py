@@ -1,7 +1,7 @@
 """Stage 1 of export: the float tf-keras model to float TFLite and float ONNX.
 
 TFLite is converted from a fixed-batch (1, max_len) concrete function, which is what gives the
-fused ``UNIDIRECTIONAL_SEQUENCE_LSTM`` op (DEVELOPERS.md); ONNX keeps a dynamic batch.
+fused ``UNIDIRECTIONAL_SEQUENCE_LSTM`` op (docs/decisions/tf-keras-fixed-batch.md); ONNX keeps a dynamic batch.
 """
 
 from __future__ import annotations

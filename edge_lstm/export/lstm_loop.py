@@ -3,7 +3,7 @@ plain ops, length-aware and batched.
 
 TFLite's fused ``UNIDIRECTIONAL_SEQUENCE_LSTM`` runs in TFLite's own kernels and keeps state
 between calls; XNNPACK has no LSTM op. Written as ``FULLY_CONNECTED`` + elementwise ops, every
-step is XNNPACK's (DEVELOPERS.md, "Fast int8 on the device"). The form, for ``(B, max_len)`` int32
+step is XNNPACK's (docs/decisions/loop-form.md). The form, for ``(B, max_len)`` int32
 ids (``B`` resizable, 1 as converted) giving ``(B, 1)`` probabilities:
 
 * **length-aware**: the graph finds where each row's real ids start. From the zero state, the

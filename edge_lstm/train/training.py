@@ -1,6 +1,6 @@
 """Build and train the IMDB LSTM of the reference lecture (tf-keras, Keras 2 API).
 
-tf-keras, not Keras 3: only its LSTM converts to TFLite's fused LSTM op (DEVELOPERS.md).
+tf-keras, not Keras 3: only its LSTM converts to TFLite's fused LSTM op (docs/decisions/tf-keras-fixed-batch.md).
 TensorFlow is imported inside the functions, never at package import time.
 """
 

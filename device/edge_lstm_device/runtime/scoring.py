@@ -3,7 +3,7 @@ resizable (the loop form), else one at a time; state reset before each call.
 
 The fused TFLite LSTM keeps its hidden and cell state in variable tensors that survive
 ``invoke()``: without ``reset_all_variables()`` a review's score depends on the reviews scored
-before it (DEVELOPERS.md). A batched model scores each row on its own (its score does not
+before it (docs/decisions/lstm-state-reset.md). A batched model scores each row on its own (its score does not
 depend on its batch mates), so rows are grouped by length: rows of one call then run nearly the
 same steps. Interpreters are not thread-safe, so each model holds a lock.
 

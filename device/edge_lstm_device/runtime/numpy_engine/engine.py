@@ -7,7 +7,7 @@ The weights come from the bundle's ``model_numpy.npz`` (``numpy_weights``): int8
 form's dynamic-range file holds them, or float32. ``arithmetic="int8"`` quantizes activations as
 the dynamic-range kernels do and scores like ``model_int8_loop.tflite`` (within 1.3e-4 on the
 shipped reviews); the default, ``"float"``, runs the dequantized weights with float activations:
-the same agreement with the float model in 0.6 of the time (DEVELOPERS.md, "The numpy engine").
+the same agreement with the float model in 0.6 of the time (docs/decisions/numpy-engine.md).
 Rows are grouped by length, ``max_batch`` per call; a row's score does not depend on its batch
 mates (its start, steps and the quantization of its activations are its own).
 """
@@ -25,7 +25,7 @@ from edge_lstm_device.runtime.numpy_engine.network import Network, build
 from edge_lstm_device.runtime.scoring import ModelRunError, ModelShapeError, as_scores
 
 ENGINE = "numpy"
-ARITHMETIC = "float"  # int8 weights dequantized: as close to the float model as int8 arithmetic, 0.6x its time (DEVELOPERS.md)
+ARITHMETIC = "float"  # int8 weights dequantized: as close to the float model as int8 arithmetic, 0.6x its time (docs/decisions/numpy-engine.md)
 MAX_BATCH = 64  # rows per call: numpy's per-step overhead is per call, its products grow with the rows
 
 

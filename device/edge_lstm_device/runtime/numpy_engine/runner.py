@@ -1,5 +1,5 @@
 """Run a ``numpy_network.Network`` over token rows as the loop form does
-(``edge_lstm/export/lstm_loop.py``, DEVELOPERS.md "Work in proportion to the words"):
+(``edge_lstm/export/lstm_loop.py``, docs/decisions/length-aware-loop.md):
 
 * one forward unmasked layer: a row starts at its first real id rounded down to the loop's block
   (as the loop form's graph does), from the pad-state table's state after that many pad steps; it
