@@ -259,21 +259,8 @@ def export_bundle(
     judge = _onnx_judge(tokenizer, scores)
     staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=bundle_dir))  # (removed by the finally below)
     try:
-        skipped = not_exported(config, options)
-        built = {}
         inputs = BuildInputs(model, config["max_len"], staging, calibration, judge)
-        for art in planned(options, config):
-            if art.format == "onnx" and bundle_format.FLOAT_ONNX in skipped:
-                skipped.setdefault(art.name, skipped[bundle_format.FLOAT_ONNX])
-                continue
-            try:
-                built[art.name] = _build_and_check(art, inputs, calibration_origin, rows, reference, tools, log)
-            except (convert.ConversionError, selfcheck.SelfCheckError) as err:
-                if art.format != "onnx":
-                    raise
-                skipped[art.name] = f"tf2onnx: {' '.join(str(err).split())[:200]}"  # ONNX where it converts
-                log(f"  {art.file} left out: {skipped[art.name]}")
-            termination.check()
+        built, skipped = _build_all(options, config, inputs, calibration_origin, rows, reference, tools, log)
         entries = {name: entry for name, (entry, _) in built.items()}
         measured = {name: m for name, (_, m) in built.items()}
         _add_size_ratios(entries)
@@ -293,6 +280,27 @@ def export_bundle(
         raise ExportError(str(err)) from err
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _build_all(options: ExportOptions, config: dict, inputs: BuildInputs, calibration_origin: str, rows: np.ndarray,
+               reference: np.ndarray, tools: dict, log: Callable[[str], None]) -> tuple[dict, dict[str, str]]:
+    """Every planned artifact built and checked: ``({name: (entry, measured)}, {name: why not})``.
+    An ONNX file that does not convert is left out with the reason; any other failure raises."""
+    skipped = not_exported(config, options)
+    built = {}
+    for art in planned(options, config):
+        if art.format == "onnx" and bundle_format.FLOAT_ONNX in skipped:
+            skipped.setdefault(art.name, skipped[bundle_format.FLOAT_ONNX])
+            continue
+        try:
+            built[art.name] = _build_and_check(art, inputs, calibration_origin, rows, reference, tools, log)
+        except (convert.ConversionError, selfcheck.SelfCheckError) as err:
+            if art.format != "onnx":
+                raise
+            skipped[art.name] = f"tf2onnx: {' '.join(str(err).split())[:200]}"  # ONNX where it converts
+            log(f"  {art.file} left out: {skipped[art.name]}")
+        termination.check()
+    return built, skipped
 
 
 def _write_reference_scores(staging: Path, document: dict, log: Callable[[str], None]) -> dict:
