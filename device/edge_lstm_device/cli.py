@@ -225,7 +225,8 @@ def verify(args: argparse.Namespace) -> int:
     from edge_lstm_device.verify import table, verify_bundle
 
     try:
-        result = verify_bundle(args.bundle, args.only, args.interpreter, args.threads, resolve_trust(args.trust))
+        result = verify_bundle(args.bundle, args.only, args.interpreter, args.threads, resolve_trust(args.trust),
+                               limit=args.limit)
     except (BundleError, ImportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_FATAL
@@ -339,6 +340,8 @@ def _parser() -> argparse.ArgumentParser:
     verbs.add_parser("info", parents=[common], help="show the bundle, model and interpreter in use, and why").set_defaults(run=info)
     v = _verb(verbs, common, "verify", VERIFY_HELP)
     v.add_argument("--only", action="append", default=[], metavar="MODEL", help="verify only this model (repeatable)")
+    v.add_argument("--limit", type=int, default=None, metavar="N",
+                   help="only the first N texts of each reference set (a slow CPU's quicker check; default: all)")
     v.set_defaults(run=verify)
     _verb(verbs, common, "calibrate", CALIBRATE_HELP).set_defaults(run=calibrate)
     b = verbs.add_parser("bench", parents=[common], help="start-up time, peak memory and per-review latency")
@@ -431,7 +434,8 @@ def _check_trust(parser: argparse.ArgumentParser, args: argparse.Namespace) -> N
 
 
 def _check_ranges(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    for flag, low, high in (("threads", 1, MAX_THREADS), ("workers", 1, MAX_THREADS), ("reviews", 1, 1_000_000)):
+    for flag, low, high in (("threads", 1, MAX_THREADS), ("workers", 1, MAX_THREADS), ("reviews", 1, 1_000_000),
+                            ("limit", 1, 1_000_000)):
         value = getattr(args, flag, None)
         if value is not None and not low <= value <= high:
             parser.error(f"--{flag} must be between {low} and {high:,}")
