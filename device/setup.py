@@ -15,19 +15,19 @@ from __future__ import annotations
 import platform
 import struct
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple
 
-Version = Tuple[int, int]
+Version = tuple[int, int]  # (major, minor)
 
 
 @dataclass(frozen=True)
 class Clause:
     """Machines (``platform_machine``) and Python versions, ``since`` <= version < ``before``."""
 
-    machines: Tuple[str, ...] = ()  # () = any machine
-    since: Optional[Version] = None
-    before: Optional[Version] = None
+    machines: tuple[str, ...] = ()  # () = any machine
+    since: Version | None = None
+    before: Version | None = None
 
     def holds(self, machine: str, python: Version) -> bool:
         return ((not self.machines or machine in self.machines) and (self.since is None or python >= self.since)
@@ -49,7 +49,7 @@ class Rule:
     """A requirement that holds where any of its clauses does (no clause: everywhere)."""
 
     requirement: str
-    clauses: Tuple[Clause, ...] = ()
+    clauses: tuple[Clause, ...] = ()
 
     def holds(self, machine: str, python: Version) -> bool:
         return not self.clauses or any(c.holds(machine, python) for c in self.clauses)

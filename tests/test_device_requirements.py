@@ -32,7 +32,8 @@ def setup_py() -> ModuleType:
 
 
 def _environment(machine: str, python: tuple[int, int]) -> dict[str, str]:
-    return {"platform_machine": machine, "python_version": "%d.%d" % python, "python_full_version": "%d.%d.0" % python}
+    major, minor = python
+    return {"platform_machine": machine, "python_version": f"{major}.{minor}", "python_full_version": f"{major}.{minor}.0"}
 
 
 def _installed(requirements: list[str], machine: str, python: tuple[int, int]) -> set[str]:
