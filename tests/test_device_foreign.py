@@ -2,7 +2,10 @@
 interpreter (tflite-runtime 2.14 + numpy < 2, or ai-edge-litert), on x86-64, and under qemu user
 emulation on aarch64 (64-bit Pi OS) and armv7 (32-bit: Debian armhf, its python3-numpy 1.24,
 tflite-runtime 2.14). In each, TensorFlow is not importable and the scores equal the host's; the
-ARM environments also hold ``cryptography`` and check signed bundles."""
+ARM environments also hold ``cryptography`` and check signed bundles. Where no interpreter wheel
+exists (32-bit Trixie, armv6, riscv64, a 32-bit userland under a 64-bit kernel), a user's own
+``pip install ./device`` into a venv of Debian's Python runs as on the device
+(``tests/support/pi_install.py``)."""
 
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ from edge_lstm_device.runtime.model import REFERENCE_BUNDLE, SentimentModel
 from edge_lstm.samples import TEST_SAMPLE, read_sample
 from tests.support.fixtures import ROOT
 from tests.support.foreign import ForeignEnvUnavailable, ForeignPython, arm_python, check_no_tensorflow, isolated_venv
+from tests.support.pi_install import CASES, PiCase, PiInstall, run_case
 
 CACHE = Path(os.environ.get("EDGE_LSTM_TEST_CACHE", Path.home() / ".cache" / "edge-lstm-tests"))
 DIST = {"litert": "ai-edge-litert", "tflite-runtime": "tflite-runtime"}
@@ -36,6 +40,7 @@ ENVIRONMENTS = [  # (where, flavour): ai-edge-litert has no armv7l wheel
     pytest.param("armhf", "tflite-runtime", marks=pytest.mark.arm),
 ]
 TEXT = "What a wonderful film"
+VERIFY_TEXTS = 100  # verify --limit: the first 100 of each reference set (~4 s a review emulated on the ARM1176)
 
 
 @pytest.fixture(scope="module")
@@ -214,3 +219,51 @@ def test_signed_bundles_on_arm(where: str, flavour: str, signed_bundles: tuple[P
     assert refused.returncode == 1 and refused.stdout == "", py.description + refused.stderr[-2000:]
     assert refused.stderr.startswith("error: ") and refused.stderr.count("\n") == 1, refused.stderr
     assert "changed after signing" in refused.stderr, refused.stderr
+
+
+
+def _pi_install(case: PiCase, tmp_path: Path, verify_limit: int | None) -> PiInstall:
+    try:
+        result = run_case(case, CACHE, tmp_path, verify_limit)
+    except ForeignEnvUnavailable as err:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(str(err))
+    failed = [s for s in result.steps.values() if s.returncode != 0]
+    assert not failed, result.venv.description + "".join(f"\n{s.command}: {s.stdout[-2000:]}{s.stderr[-3000:]}" for s in failed)
+    installed = result.installed()
+    assert Path(installed["at"]).is_relative_to(result.venv.root), installed  # the venv's copy, not a source tree
+    assert installed["applies"] == ["numpy>=1.23"] and not installed["interpreters"], installed
+    assert result.steps["predict"].json["label"] == "positive"
+    return result
+
+
+@pytest.mark.venv
+@pytest.mark.arm
+@pytest.mark.parametrize("case", [c for c in CASES if not c.uname_machine], ids=lambda c: c.where)
+def test_pip_install_device_where_no_interpreter_wheel_exists(case: PiCase, tmp_path: Path) -> None:
+    """What a user runs on the Pi, with Debian's Python and python3-numpy: ``python3 -m venv
+    --system-site-packages``, ``pip install ./device`` (numpy alone: no interpreter wheel), then the
+    installed ``edge-lstm-device``: ``info`` names the numpy engine and why, ``predict`` scores,
+    ``verify`` judges the first 100 texts of each reference set against the float model."""
+    result = _pi_install(case, tmp_path, VERIFY_TEXTS)
+    about = result.steps["info"].json
+    assert about["model"] == "numpy_weights" and about["interpreter"].startswith("numpy "), about
+    assert about["why"].startswith("no TFLite interpreter is installed"), about
+    sets = result.steps["verify"].json["models"][0]["sets"]
+    assert sets["reviews"]["texts"] == VERIFY_TEXTS and sets["reviews"]["label_agreement"] >= 0.995, sets
+
+
+@pytest.mark.venv
+@pytest.mark.arm
+def test_pip_install_device_on_a_32_bit_userland_under_a_64_bit_kernel(tmp_path: Path) -> None:
+    """Raspberry Pi OS 32-bit on a Pi 4/5 boots a 64-bit kernel: its 32-bit Python sees
+    ``platform_machine`` aarch64, where the markers alone asked for ai-edge-litert (no 32-bit wheel:
+    pip failed). Trixie armhf's Python with ``os.uname()`` saying aarch64 (qemu-arm reports its own
+    CPU; a .pth of the venv answers as the kernel would): setup.py computes numpy alone."""
+    (case,) = [c for c in CASES if c.uname_machine == "aarch64"]
+    result = _pi_install(case, tmp_path, None)
+    assert result.venv.description.split(": ", 1)[-1].startswith("aarch64, 32-bit Python 3.13"), result.venv.description
+    requires = result.installed()["requires"]  # evaluated at build time: no markers (they said ai-edge-litert)
+    assert [r for r in requires if "extra ==" not in r] == ["numpy>=1.23"], requires
+    assert result.steps["predict"].json["model"] == "numpy_weights"

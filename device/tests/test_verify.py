@@ -78,3 +78,13 @@ def test_cli_verify_json_and_exit_codes(tmp_path: Path) -> None:
     edit_manifest(bundle, lambda m: m.pop("reference_scores"))
     missing = _cli("verify", "--bundle", str(bundle))
     assert missing.returncode == 1 and missing.stderr.count("\n") == 1 and "no reference scores" in missing.stderr
+
+
+def test_cli_verify_limit_judges_the_first_texts_of_each_set() -> None:
+    """``--limit N`` (a slow CPU's quicker check): the first N texts of each set, same thresholds."""
+    quick = _cli("verify", "--json", "--interpreter", "numpy", "--limit", "20")
+    assert quick.returncode == 0, quick.stderr
+    sets = json.loads(quick.stdout)["models"][0]["sets"]
+    assert {name: s["texts"] for name, s in sets.items()} == {"reviews": 20, "short": 20}
+    refused = _cli("verify", "--limit", "0")
+    assert refused.returncode == 2 and "--limit must be between 1" in refused.stderr

@@ -1,6 +1,8 @@
 """Foreign Python environments for tests: numpy + one TFLite interpreter, no TensorFlow.
 
 * :func:`isolated_venv` - an x86-64 venv with ``tflite-runtime`` or ``ai-edge-litert``.
+* :func:`debian_venv` - a user's own venv of Debian's Python under qemu (``python3 -m venv
+  --system-site-packages``), into which a test runs ``pip install ./device`` as on the device.
 * :func:`arm_python` - Debian bookworm's Python 3.11 of an ARM architecture (``arm64`` under
   ``qemu-aarch64-static``, ``armhf`` under ``qemu-arm-static``; user emulation, no binfmt, no
   chroot), with that architecture's wheels unpacked into a site dir on ``PYTHONPATH``. What
@@ -29,11 +31,13 @@ from pathlib import Path
 __all__ = [
     "ARCHES",
     "FLAVOURS",
+    "DebianVenv",
     "ForeignEnvBuildError",
     "ForeignEnvUnavailable",
     "ForeignPython",
     "arm_python",
     "check_no_tensorflow",
+    "debian_venv",
     "isolated_venv",
 ]
 
@@ -61,6 +65,7 @@ class ArmArch:
     suite: str = _SUITE
     python: str = "3.11"  # the suite's Python
     debian_arch: str = ""  # the Debian architecture, where the key is not one ("armhf-trixie")
+    debian_tools: tuple[str, ...] = ()  # more Debian packages, no project to pin (python3-venv)
 
     def platforms(self) -> tuple[str, ...]:
         """Wheel platforms up to bookworm's glibc 2.36 (tflite-runtime 2.14 is manylinux_2_34)."""
@@ -92,16 +97,18 @@ ARCHES: dict[str, ArmArch] = {
         debian_arch="armhf",
     ),
 }
-# Where no interpreter wheel exists: the numpy engine alone, on Debian's own Python and numpy.
+# Where no interpreter wheel exists: the numpy engine alone, on Debian's own Python and numpy. These
+# rootfs also hold python3-venv and python3-pip, for a user's own venv and `pip install ./device`.
+_VENV = ("python3-venv", "python3-pip")
 ARCHES["armhf-trixie"] = ArmArch("qemu-arm-static", "cortex-a7", ARCHES["armhf"].cpuinfo, "armv7l",
-                                 {"numpy": "python3-numpy"}, "trixie", "3.13", "armhf")  # 32-bit Trixie
-ARCHES["armel"] = ArmArch(  # the Pi Zero / Zero W / 1's ARM1176 (Trixie has no armel packages)
+                                 {"numpy": "python3-numpy"}, "trixie", "3.13", "armhf", _VENV)  # 32-bit Trixie
+ARCHES["armel"] = ArmArch(  # the Pi Zero / Zero W / 1's ARM1176 (Trixie's armel .debs: not on the mirror)
     "qemu-arm-static", "arm1176",
     "model name\t: ARMv6-compatible processor rev 7 (v6l)\nBogoMIPS\t: 697.95\nFeatures\t: half thumb fastmult "
     "vfp edsp java tls\nCPU implementer\t: 0x41\nCPU architecture: 7\nCPU variant\t: 0x0\nCPU part\t: 0xb76\n"
-    "CPU revision\t: 7\n", "armv6l", {"numpy": "python3-numpy"}, debian_arch="armel")
+    "CPU revision\t: 7\n", "armv6l", {"numpy": "python3-numpy"}, debian_arch="armel", debian_tools=_VENV)
 ARCHES["riscv64"] = ArmArch("qemu-riscv64-static", "rv64", "isa\t\t: rv64imafdc\nmmu\t\t: sv39\n", "riscv64",
-                            {"numpy": "python3-numpy"}, "trixie", "3.13")
+                            {"numpy": "python3-numpy"}, "trixie", "3.13", debian_tools=_VENV)
 _PROBE = (
     "import importlib, platform, sys\n"
     "from importlib.metadata import version\n"
@@ -183,12 +190,7 @@ def arm_python(cache_root: Path, flavour: str = "litert", arch: str = "arm64",
     ``flavour`` and ``extra`` wheels."""
     spec = ARCHES[arch]
     reqs, dist, module = _flavour(flavour)
-    qemu = shutil.which(spec.qemu)
-    debootstrap = shutil.which("debootstrap", path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin")
-    missing = [n for n, p in (("qemu-user-static", qemu), ("debootstrap", debootstrap)) if p is None]
-    if missing:
-        raise ForeignEnvUnavailable(f"arm_python needs: apt-get install -y {' '.join(missing)}")
-    assert qemu is not None and debootstrap is not None
+    qemu, debootstrap = _host_tools(spec)
     rootfs = _arm_rootfs(Path(cache_root), arch, debootstrap, qemu)
     command = (qemu, "-cpu", spec.cpu, "-L", str(rootfs), str(rootfs / "usr" / "bin" / f"python{spec.python}"))
     abi = "cp" + spec.python.replace(".", "")
@@ -205,6 +207,96 @@ def arm_python(cache_root: Path, flavour: str = "litert", arch: str = "arm64",
 
     description = _cached(target, build)
     return ForeignPython(command, target, module, description, (target / "site",))
+
+
+@dataclass(frozen=True)
+class DebianVenv:
+    """A venv of Debian's Python under qemu, made with ``--system-site-packages`` (Debian's numpy and
+    pip). Its scripts run from the host as on the device: the interpreter they name is a host shell
+    script that starts qemu, as binfmt would (there is none here)."""
+
+    root: Path
+    description: str  # machine, Python, Debian's numpy and pip
+    pycache: Path  # shared by every run on the rootfs: qemu compiles the stdlib once
+
+    def run(self, program: str, args: Sequence[str], *, cwd: Path, timeout: float = 1800.0
+            ) -> subprocess.CompletedProcess[str]:
+        """Run ``bin/program *args`` of the venv in a clean environment (pip: no host config)."""
+        return subprocess.run([str(self.root / "bin" / program), *args], env=_venv_env(self.root, cwd, self.pycache),
+                              text=True, capture_output=True, timeout=timeout, cwd=cwd, check=False)
+
+
+def _venv_env(venv: Path, home: Path, pycache: Path) -> dict[str, str]:
+    """A fresh Pi's environment: no host pip config (its index and constraints are this machine's);
+    the host's proxy settings, where it has any, as the device would have its own."""
+    env = {"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": str(home), "PYTHONNOUSERSITE": "1",
+           "PYTHONPYCACHEPREFIX": str(pycache), "PIP_CONFIG_FILE": os.devnull, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    proxies = ("http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")
+    return {**env, **{k: os.environ[k] for k in proxies if k in os.environ}}
+
+
+def debian_venv(cache_root: Path, arch: str, dest: Path, uname_machine: str | None = None) -> DebianVenv:
+    """``python3 -m venv --system-site-packages dest`` with ``arch``'s Debian Python (cached rootfs).
+
+    ``--without-pip``: ensurepip copies Debian's pip wheel from /usr/share/python-wheels, which
+    qemu 7.2 cannot find under ``-L`` (it passes statx paths to the host untranslated); Debian's
+    python3-pip, the same pip, serves the venv through its system site-packages instead.
+    ``uname_machine``: what ``os.uname()`` reports inside the venv (a 64-bit kernel under a 32-bit
+    userland: qemu-arm reports its own CPU), set by a ``.pth`` file of the venv."""
+    spec = ARCHES[arch]
+    if "python3-pip" not in spec.debian_tools:
+        raise ValueError(f"{arch}: its rootfs has no python3-venv/python3-pip (ARCHES[...].debian_tools)")
+    qemu, debootstrap = _host_tools(spec)
+    rootfs = _arm_rootfs(Path(cache_root), arch, debootstrap, qemu)
+    python, pycache = _qemu_launcher(rootfs, spec, qemu), rootfs.parent / f"pycache-{rootfs.name}"
+    made = subprocess.run([str(python), "-m", "venv", "--without-pip", "--system-site-packages", str(dest)],
+                          env=_venv_env(dest, dest.parent, pycache), capture_output=True, text=True, check=False)
+    if made.returncode != 0:
+        raise ForeignEnvBuildError(f"python3 -m venv failed: {made.stderr[-2000:]}")
+    if uname_machine:
+        site = dest / "lib" / f"python{spec.python}" / "site-packages"
+        (site / "_uname_machine.pth").write_text(_UNAME_PTH.format(machine=uname_machine))
+    venv = DebianVenv(dest, "", pycache)
+    probe = venv.run("python", ["-c", _VENV_PROBE], cwd=dest.parent, timeout=900)
+    if probe.returncode != 0:
+        raise ForeignEnvBuildError(f"probe failed in the venv of {arch}: {probe.stderr[-2000:]}")
+    return DebianVenv(dest, f"Debian {spec.suite} {arch} under qemu ({spec.cpu}): {probe.stdout.strip()}", pycache)
+
+
+# One line a .pth file runs at start-up (site.py runs the lines that begin with "import").
+_UNAME_PTH = "import os; os.uname = (lambda real: lambda: os.uname_result((*real()[:4], {machine!r})))(os.uname)\n"
+_VENV_PROBE = (
+    "import platform, struct, sys, numpy, pip\n"
+    "print(f'{platform.machine()}, {struct.calcsize(\"P\") * 8}-bit Python {platform.python_version()}, '\n"
+    "      f'numpy {numpy.__version__} and pip {pip.__version__} from Debian')\n"
+)
+
+
+def _qemu_launcher(rootfs: Path, spec: ArmArch, qemu: str) -> Path:
+    """``rootfs/usr/local/bin/pythonX.Y``: a host script that runs the rootfs's Python under qemu,
+    with ``argv[0]`` as called (a venv's ``bin/python`` link: Python then finds its ``pyvenv.cfg``).
+    It lives in the rootfs because Python finds its stdlib by searching up from it."""
+    launcher = rootfs / "usr" / "local" / "bin" / f"python{spec.python}"
+    text = (f'#!/bin/sh\nexec {qemu} -cpu {spec.cpu} -L {rootfs} -0 "$0" '
+            f'{rootfs / "usr" / "bin" / f"python{spec.python}"} "$@"\n')
+    if not launcher.is_file() or launcher.read_text() != text:  # written once per rootfs and host
+        launcher.parent.mkdir(parents=True, exist_ok=True)
+        tmp = launcher.with_name(f".{launcher.name}.{os.getpid()}")
+        tmp.write_text(text)
+        tmp.chmod(0o755)
+        tmp.rename(launcher)
+    return launcher
+
+
+def _host_tools(spec: ArmArch) -> tuple[str, str]:
+    """qemu-user and debootstrap, or :class:`ForeignEnvUnavailable`."""
+    qemu = shutil.which(spec.qemu)
+    debootstrap = shutil.which("debootstrap", path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin")
+    missing = [n for n, p in (("qemu-user-static", qemu), ("debootstrap", debootstrap)) if p is None]
+    if missing:
+        raise ForeignEnvUnavailable(f"{spec.qemu} and debootstrap needed: apt-get install -y {' '.join(missing)}")
+    assert qemu is not None and debootstrap is not None
+    return qemu, debootstrap
 
 
 def _unpack_wheels(dest: Path, pip_args: Sequence[str], debian: dict[str, str]) -> Path:
@@ -247,7 +339,7 @@ def _arm_rootfs(cache_root: Path, arch: str, debootstrap: str, qemu: str) -> Pat
     if os.geteuid() != 0:
         raise ForeignEnvUnavailable("debootstrap (arm_python) must run as root")
     spec = ARCHES[arch]
-    include = ",".join(("python3", *spec.debian_python.values()))
+    include = ",".join(("python3", *spec.debian_python.values(), *spec.debian_tools))
     target = cache_root / f"rootfs-{arch}-{_digest(spec.suite, 'minbase', include)}"
 
     def build(dest: Path) -> str:

@@ -26,7 +26,8 @@ def _check_trust(parser: argparse.ArgumentParser, args: argparse.Namespace) -> N
 
 
 def _check_ranges(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    for flag, low, high in (("threads", 1, MAX_THREADS), ("workers", 1, MAX_THREADS), ("reviews", 1, 1_000_000)):
+    for flag, low, high in (("threads", 1, MAX_THREADS), ("workers", 1, MAX_THREADS), ("reviews", 1, 1_000_000),
+                            ("limit", 1, 1_000_000)):
         value = getattr(args, flag, None)
         if value is not None and not low <= value <= high:
             parser.error(f"--{flag} must be between {low} and {high:,}")

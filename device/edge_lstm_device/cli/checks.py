@@ -69,7 +69,8 @@ def verify(args: argparse.Namespace) -> int:
     from edge_lstm_device.runtime.verify import table, verify_bundle
 
     try:
-        result = verify_bundle(args.bundle, args.only, args.interpreter, args.threads, resolve_trust(args.trust))
+        result = verify_bundle(args.bundle, args.only, args.interpreter, args.threads, resolve_trust(args.trust),
+                               limit=args.limit)
     except (BundleError, ImportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_FATAL

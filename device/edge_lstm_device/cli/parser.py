@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     verbs.add_parser("info", parents=[common], help="show the bundle, model and interpreter in use, and why").set_defaults(run=info)
     v = _verb(verbs, common, "verify", VERIFY_HELP)
     v.add_argument("--only", action="append", default=[], metavar="MODEL", help="verify only this model (repeatable)")
+    v.add_argument("--limit", type=int, default=None, metavar="N",
+                   help="only the first N texts of each reference set (a slow CPU's quicker check; default: all)")
     v.set_defaults(run=verify)
     _verb(verbs, common, "calibrate", CALIBRATE_HELP).set_defaults(run=calibrate)
     _add_bench(verbs, common)

@@ -45,15 +45,16 @@ class Verification:
 
 def verify_bundle(bundle_dir: Path | None = None, models: Sequence[str] = (), interpreter: str | None = None,
                   threads: int = 1, trust: object = None, thresholds: Thresholds = Thresholds(),
-                  extra: dict[str, tuple[TextScorer, str]] | None = None) -> Verification:
+                  extra: dict[str, tuple[TextScorer, str]] | None = None, limit: int | None = None) -> Verification:
     """Judge each TFLite model of the bundle this interpreter loads (``models``: only these) on
-    this CPU; ``extra``: more of its artifacts, as ``{name: (scorer, what it runs in)}``."""
+    this CPU; ``extra``: more of its artifacts, as ``{name: (scorer, what it runs in)}``;
+    ``limit``: only the first texts of each reference set."""
     from edge_lstm_device.bundle.signing import read_trusted_manifest
     from edge_lstm_device.runtime.model import REFERENCE_BUNDLE, ModelLoadError, SentimentModel
 
     bundle_dir = Path(bundle_dir) if bundle_dir else REFERENCE_BUNDLE
     manifest = read_trusted_manifest(bundle_dir, trust)
-    reference = read_reference_scores(bundle_dir, manifest)
+    reference = read_reference_scores(bundle_dir, manifest).first(limit)
     unknown = set(models) - set(manifest["artifacts"])
     if unknown:
         raise BundleError(f"no model {', '.join(sorted(unknown))} in {bundle_dir} "
