@@ -18,7 +18,7 @@ from edge_lstm_device import cli
 from edge_lstm_device.bundle import rollback  # noqa: E402
 from edge_lstm_device.bundle.manifest import BUNDLE_VERSION, BundleError, check_manifest  # noqa: E402
 from edge_lstm_device.runtime.model import REFERENCE_BUNDLE  # noqa: E402
-from test_signing import sign, write_public_key  # noqa: E402
+from test_signing import key, sign, trusted, write_public_key  # noqa: E402, F401 (fixtures)
 
 MODEL = ("--model", "int8_loop_tflite")  # no calibration: these tests are about which bundle runs
 V1, V2 = 1_780_000_000, 1_780_000_100
@@ -29,16 +29,6 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A cache (and so a version state) of this test's own; served processes inherit it."""
     monkeypatch.setenv("EDGE_LSTM_CACHE", str(tmp_path / "cache"))
     return tmp_path / "cache"
-
-
-@pytest.fixture()
-def key() -> Ed25519PrivateKey:
-    return Ed25519PrivateKey.generate()
-
-
-@pytest.fixture()
-def trusted(tmp_path: Path, key: Ed25519PrivateKey) -> Path:
-    return write_public_key(key, tmp_path / "trusted.pub")
 
 
 def versioned(dest: Path, version: int | None, key: Ed25519PrivateKey | None = None) -> Path:

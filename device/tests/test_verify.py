@@ -80,6 +80,7 @@ def test_cli_verify_json_and_exit_codes(tmp_path: Path) -> None:
     assert missing.returncode == 1 and missing.stderr.count("\n") == 1 and "no reference scores" in missing.stderr
 
 
+@pytest.mark.process
 def test_cli_verify_limit_judges_the_first_texts_of_each_set() -> None:
     """``--limit N`` (a slow CPU's quicker check): the first N texts of each set, same thresholds."""
     quick = _cli("verify", "--json", "--interpreter", "numpy", "--limit", "20")
