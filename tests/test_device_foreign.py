@@ -196,7 +196,7 @@ def _record_probe(py: ForeignPython, flavour: str, bundle: Path, model: str) -> 
     """Run the probe of ``bundle``'s ``model`` (load and score it) as its own emulated process and
     record the pass as the device does: the device's child process cannot start under emulation."""
     entry = json.loads((bundle / "manifest.json").read_text())["artifacts"][model]
-    code = ("import sys\nfrom edge_lstm_device import probe\nfile, sha, dist = sys.argv[1:]\n"
+    code = ("import sys\nfrom edge_lstm_device.runtime import probe\nfile, sha, dist = sys.argv[1:]\n"
             "assert probe.main([file, sha, '--interpreter', dist]) == 0\n"
             "probe._marker(sha, dist).parent.mkdir(parents=True, exist_ok=True)\nprobe._marker(sha, dist).touch()\n")
     proc = py.run(["-c", code, str(bundle / entry["file"]), entry["sha256"], DIST[flavour]], pythonpath=[ROOT / "device"])

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Callable
 
+import numpy.testing  # noqa: F401 (numpy 1.x runs lscpu when it is first imported: before any unit test's guard)
 import pytest
 import tiers
 from edge_lstm_device.bundle.files import bytes_sha256

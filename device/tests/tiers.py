@@ -11,6 +11,7 @@ the assignment is checked, not trusted.
 
 from __future__ import annotations
 
+import importlib.machinery
 import os
 import socket
 import subprocess
@@ -73,8 +74,11 @@ class _Guard:
         return TierViolation(message)
 
     def find_spec(self, name: str, path: object = None, target: object = None) -> None:
-        """A meta path finder: refuses the heavy modules (only reached when not imported yet)."""
-        if name.split(".")[0] in HEAVY_MODULES:
+        """A meta path finder: refuses the heavy modules (only reached when not imported yet) that
+        are installed; one that is not fails as it would anyway (the device's search for an
+        interpreter tries ``tensorflow`` last, and a board without it must not count as a violation)."""
+        top = name.split(".")[0]
+        if top in HEAVY_MODULES and importlib.machinery.PathFinder.find_spec(top) is not None:
             raise self.violate(f"imports {name}")
 
     def _patch(self, owner: Any, attr: str, what: str) -> None:
