@@ -238,7 +238,7 @@ def _pi_install(case: PiCase, tmp_path: Path, verify_limit: int | None) -> PiIns
     return result
 
 
-@pytest.mark.venv
+@pytest.mark.qemu
 @pytest.mark.arm
 @pytest.mark.parametrize("case", [c for c in CASES if not c.uname_machine], ids=lambda c: c.where)
 def test_pip_install_device_where_no_interpreter_wheel_exists(case: PiCase, tmp_path: Path) -> None:
@@ -254,7 +254,7 @@ def test_pip_install_device_where_no_interpreter_wheel_exists(case: PiCase, tmp_
     assert sets["reviews"]["texts"] == VERIFY_TEXTS and sets["reviews"]["label_agreement"] >= 0.995, sets
 
 
-@pytest.mark.venv
+@pytest.mark.qemu
 @pytest.mark.arm
 def test_pip_install_device_on_a_32_bit_userland_under_a_64_bit_kernel(tmp_path: Path) -> None:
     """Raspberry Pi OS 32-bit on a Pi 4/5 boots a 64-bit kernel: its 32-bit Python sees
