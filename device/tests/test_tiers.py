@@ -3,6 +3,7 @@ after a failing tier, and the guard of the unit tier."""
 
 from __future__ import annotations
 
+import importlib.machinery
 import subprocess
 
 import pytest
@@ -106,8 +107,9 @@ def test_a_unit_test_that_does_what_a_later_tier_does_fails(inner: pytest.Pytest
                 pass
     """)
     result = inner.runpytest_inprocess()
-    result.assert_outcomes(failed=5)
+    keras = importlib.machinery.PathFinder.find_spec("keras") is not None  # (a Pi's venv has none: nothing to refuse)
+    result.assert_outcomes(failed=5 if keras else 4, passed=0 if keras else 1)
     output = "\n".join(result.outlines)
-    for what in ("starts a child process", "opens a socket (bind)", "forks", "imports keras"):
+    for what in ("starts a child process", "opens a socket (bind)", "forks", *(["imports keras"] if keras else [])):
         assert f"a unit test {what}: give it the tier marker it needs" in output, what
     result.stdout.fnmatch_lines(["*_ test_swallows _*", "a unit test starts a child process*"])  # failed though it passed
