@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.machinery
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -71,6 +72,28 @@ def test_cheapest_first_and_a_failing_tier_skips_the_later_ones(inner: pytest.Py
     ran = [line.split("::")[1].split()[0] for line in result.outlines if line.startswith("test_order.py::")]
     assert ran == ["test_unit_fails", "test_unit_passes", "test_serves", "test_trains"]
     result.assert_outcomes(failed=1, passed=1, skipped=2)
+    result.stdout.fnmatch_lines(["*the unit tier failed (test_order.py::test_unit_fails), so the process tier*"])
+
+
+@pytest.mark.process  # xdist's workers are child processes
+def test_a_failure_on_one_xdist_worker_stops_the_later_tiers_on_every_worker(
+        inner: pytest.Pytester) -> None:
+    pytest.importorskip("xdist")
+    inner.makepyfile(tiers=(Path(__file__).parent / "tiers.py").read_text())  # for the workers' conftest
+    inner.makepyfile(test_order="""
+        import time
+        import pytest
+
+        def test_unit_fails(): assert False
+        def test_unit_passes(): pass
+        def test_unit_slow(): time.sleep(2)  # on the other worker: the failure is recorded meanwhile
+        @pytest.mark.process
+        @pytest.mark.parametrize("n", range(5))
+        def test_serves(n): pass
+    """)
+    # xdist's load scheduling hands each worker a run of consecutive tests: two to each at first
+    result = inner.runpytest_inprocess("-p", "xdist", "-n", "2", "--dist", "load", "-rs")
+    result.assert_outcomes(failed=1, passed=2, skipped=5)
     result.stdout.fnmatch_lines(["*the unit tier failed (test_order.py::test_unit_fails), so the process tier*"])
 
 

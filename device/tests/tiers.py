@@ -16,7 +16,9 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -42,6 +44,9 @@ FIXTURE_TIERS = {
 }
 MARKER_TIERS = {"arm": "qemu"}  # arm: the ARM part of the qemu tier (`-m arm`)
 ALL_TIERS_ENV = "EDGE_LSTM_ALL_TIERS"
+# under pytest-xdist (``-n 2``) every worker records the first failure in one file, whose path the
+# controller hands each worker under this key: a failure on one worker stops the later tiers on all
+SHARED_FAILURE_KEY = "edge_lstm_tiers_failure_file"
 PLUGIN_NAME = "edge-lstm-tiers"
 # importing these in a unit test is a misassigned test (seconds of import, gigabytes mapped)
 HEAVY_MODULES = ("tensorflow", "keras", "tf_keras", "tf2onnx")
@@ -115,9 +120,38 @@ class _Guard:
 class Tiers:
     """The plugin: marks, orders, guards and stops."""
 
-    def __init__(self) -> None:
+    def __init__(self, config: pytest.Config) -> None:
         self.failed: tuple[str, str] | None = None  # (tier, nodeid) of the first failure
         self.keep_going = os.environ.get(ALL_TIERS_ENV) == "1"
+        shared = getattr(config, "workerinput", {}).get(SHARED_FAILURE_KEY)
+        self.shared: Path | None = Path(shared) if shared else None
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        """xdist's controller, for each worker it starts: where the workers record a failure."""
+        if self.shared is None:
+            handle, name = tempfile.mkstemp(prefix="edge-lstm-tiers-")
+            os.close(handle)
+            self.shared = Path(name)
+        node.workerinput[SHARED_FAILURE_KEY] = str(self.shared)
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        if self.shared is not None and not hasattr(config, "workerinput"):
+            self.shared.unlink(missing_ok=True)
+
+    def _first_failure(self) -> tuple[str, str] | None:
+        if self.failed is None and self.shared is not None:
+            line = self.shared.read_text(encoding="utf-8").partition("\n")[0]
+            if line:
+                tier, _, nodeid = line.partition("\t")
+                self.failed = (tier, nodeid)
+        return self.failed
+
+    def _record_failure(self, item: pytest.Item) -> None:
+        self.failed = (_tier(item), item.nodeid)
+        if self.shared is not None:  # appended: the first line is the first failure any worker saw
+            with self.shared.open("a", encoding="utf-8") as handle:
+                handle.write(f"{self.failed[0]}\t{item.nodeid}\n")
 
     @pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
@@ -131,8 +165,9 @@ class Tiers:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
-        if self.failed and not self.keep_going and RANK[_tier(item)] > RANK[self.failed[0]]:
-            tier, nodeid = self.failed
+        failed = None if self.keep_going else self._first_failure()
+        if failed and RANK[_tier(item)] > RANK[failed[0]]:
+            tier, nodeid = failed
             pytest.skip(f"the {tier} tier failed ({nodeid}), so the {_tier(item)} tier is not run "
                         f"({ALL_TIERS_ENV}=1 runs every tier)")
 
@@ -151,7 +186,7 @@ class Tiers:
         if guard and guard.violations and call.when == "call" and report.passed:
             report.outcome, report.longrepr = "failed", "\n".join(guard.violations)  # the test swallowed it
         if report.failed and self.failed is None:
-            self.failed = (_tier(item), item.nodeid)
+            self._record_failure(item)
         return report
 
 
@@ -171,4 +206,4 @@ def register(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{name}: tier {RANK[name]}: {description}")
     for name, tier in MARKER_TIERS.items():
         config.addinivalue_line("markers", f"{name}: part of the {tier} tier")
-    config.pluginmanager.register(Tiers(), PLUGIN_NAME)
+    config.pluginmanager.register(Tiers(config), PLUGIN_NAME)
