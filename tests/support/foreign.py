@@ -15,6 +15,8 @@ written last, rename), so an interrupted build is redone and a finished one is r
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -24,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -408,25 +410,36 @@ def _describe(py: ForeignPython, dists: Sequence[str], how: str) -> str:
 
 
 def _cached(target: Path, build: Callable[[Path], str]) -> str:
-    """Return the description stored in ``target``'s marker, building ``target`` first if needed."""
+    """Return the description stored in ``target``'s marker, building ``target`` first if needed.
+    One builder at a time (``pytest -n 2``'s workers want the same environments): the second waits
+    for the first's build and reuses it."""
     marker = target / _MARKER
     if not marker.is_file():
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=target.parent))
-        tmp.chmod(0o755)
-        try:
-            description = build(tmp)
-            (tmp / _MARKER).write_text(json.dumps({"description": description}))
-            if target.exists() and not marker.is_file():
-                shutil.rmtree(target)  # leftover of an interrupted, non-atomic build
-            try:
-                tmp.rename(target)
-            except OSError:
-                if not marker.is_file():  # not just a concurrent builder that finished first
-                    raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        with _exclusive(target.parent / f".{target.name}.lock"):
+            if not marker.is_file():
+                _build_into(target, build)
     return str(json.loads(marker.read_text())["description"])
+
+
+@contextlib.contextmanager
+def _exclusive(lock: Path) -> Iterator[None]:
+    with lock.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes, and if the process dies
+        yield
+
+
+def _build_into(target: Path, build: Callable[[Path], str]) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=target.parent))
+    tmp.chmod(0o755)
+    try:
+        description = build(tmp)
+        (tmp / _MARKER).write_text(json.dumps({"description": description}))
+        if target.exists():
+            shutil.rmtree(target)  # leftover of an interrupted, non-atomic build
+        tmp.rename(target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _debian_mirror() -> str:
