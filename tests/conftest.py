@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.fixtures import imdb_tarball, small_bundle, tiny_tarball  # noqa: F401 (fixtures)
+from tests.support.fixtures import exported_reference, imdb_tarball, small_bundle, tiny_tarball  # noqa: F401 (fixtures)
 
 # the device tests' support module: pytest puts its folder on sys.path when it collects the device
 # tests; a run of the host tests alone needs it too (one tier plugin, one device cache)

@@ -5,32 +5,15 @@ other x86-64 CPUs (qemu-x86_64 -cpu Nehalem, Haswell) and on Raspberry Pi cores 
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
 
 from tests.support.families import FAMILIES, check_family, python_for
-from tests.support.fixtures import BUNDLE
 from tests.support.foreign import ForeignEnvUnavailable
 
 CACHE = Path(os.environ.get("EDGE_LSTM_TEST_CACHE", Path.home() / ".cache" / "edge-lstm-tests"))
 MIN_REVIEWS = {"host": 300, "x86": 300, "arm64": 100, "armhf": 100}
-
-
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The shipped model exported afresh: the ONNX files the repository does not hold."""
-    from click.testing import CliRunner
-
-    from edge_lstm.cli import main
-
-    out = tmp_path_factory.mktemp("exported")
-    for name in ("model.h5", "tokenizer.json", "metrics.json"):
-        shutil.copy(BUNDLE / name, out / name)
-    result = CliRunner().invoke(main, ["export", "--int8", "--bundle", str(out)], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return out
 
 
 def _marks(family) -> list:
@@ -38,14 +21,14 @@ def _marks(family) -> list:
 
 
 @pytest.mark.parametrize("family", [pytest.param(f, id=f.key, marks=_marks(f)) for f in FAMILIES])
-def test_the_device_verifies_its_chosen_model_in_every_family(family, exported: Path) -> None:
+def test_the_device_verifies_its_chosen_model_in_every_family(family, exported_reference: Path) -> None:
     try:
         py = python_for(family, CACHE)
     except ForeignEnvUnavailable as err:
         if os.environ.get("CI"):
             raise
         pytest.skip(str(err))
-    result = check_family(family, py, exported)
+    result = check_family(family, py, exported_reference)
     chosen, verify = result["chosen"], result["verify"]
     assert chosen and verify["passed"], f"{py.description}: {verify}"
     assert [m["name"] for m in verify["models"]] == [chosen] and verify["models"][0]["passed"]

@@ -17,7 +17,6 @@ from edge_lstm.cli import main
 from edge_lstm.evaluate.backends import TFLiteBackend
 from edge_lstm.evaluate.parity import Thresholds, run_parity
 from edge_lstm.samples import TEST_SAMPLE, read_sample
-from tests.support.fixtures import BUNDLE
 
 pytestmark = pytest.mark.tensorflow
 
@@ -27,19 +26,8 @@ def _parity(bundle: Path, *extra: str) -> tuple[int, dict]:
     return result.exit_code, json.loads(result.stdout[result.stdout.index("{"):])
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of the shipped bundle with every artifact exported."""
-    dest = tmp_path_factory.mktemp("ref") / "bundle"
-    shutil.copytree(BUNDLE, dest)
-    if not (dest / "model_float.onnx").exists():
-        result = CliRunner().invoke(main, ["export", "--int8", "--bundle", str(dest)], catch_exceptions=False)
-        assert result.exit_code == 0, result.output
-    return dest
-
-
-def test_shipped_bundle_passes_on_the_sample(exported: Path) -> None:
-    code, report = _parity(exported)
+def test_shipped_bundle_passes_on_the_sample(exported_reference: Path) -> None:
+    code, report = _parity(exported_reference)
     assert code == 0 and report["passed"] and report["reviews"] == 300
     names = {b["name"] for b in report["backends"]}
     assert {"float_tflite", "int8_tflite", "float_onnx", "int8_onnx"} <= names
@@ -47,17 +35,17 @@ def test_shipped_bundle_passes_on_the_sample(exported: Path) -> None:
     assert by_name["float_tflite"]["max_abs_diff"] <= 1e-4 and by_name["int8_tflite"]["label_agreement"] >= 0.995
     assert by_name["int8_onnx"]["batch_dependent"] and by_name["int8_onnx"]["batch_dependence_expected"]
     assert not by_name["float_onnx"]["batch_dependent"] and not by_name["float_tflite"]["order_dependent"]
-    assert (exported / "parity_report.md").read_text().startswith("# Parity report")
-    assert (exported / "parity_scores.png").read_bytes()[:4] == b"\x89PNG"
+    assert (exported_reference / "parity_report.md").read_text().startswith("# Parity report")
+    assert (exported_reference / "parity_scores.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_perturbed_weights_fail_with_the_threshold_exit_code(exported: Path, tmp_path: Path) -> None:
+def test_perturbed_weights_fail_with_the_threshold_exit_code(exported_reference: Path, tmp_path: Path) -> None:
     import tf_keras as keras
 
     from edge_lstm.export.convert import to_tflite_float
 
     broken = tmp_path / "broken"
-    shutil.copytree(exported, broken)
+    shutil.copytree(exported_reference, broken)
     model = keras.models.load_model(broken / "model.h5", compile=False)
     lstm = model.layers[1]
     kernel, recurrent, bias = lstm.get_weights()
@@ -72,9 +60,9 @@ def test_perturbed_weights_fail_with_the_threshold_exit_code(exported: Path, tmp
     assert any("max |Δp|" in f for f in report["backends"][0]["failures"])
 
 
-def test_tampered_artifact_is_an_error_not_a_verdict(exported: Path, tmp_path: Path) -> None:
+def test_tampered_artifact_is_an_error_not_a_verdict(exported_reference: Path, tmp_path: Path) -> None:
     broken = tmp_path / "tampered"
-    shutil.copytree(exported, broken)
+    shutil.copytree(exported_reference, broken)
     (broken / "model_int8.onnx").write_bytes(b"junk")
     result = CliRunner().invoke(main, ["parity", "--bundle", str(broken)])
     assert result.exit_code == 1 and "does not match the manifest" in result.output
@@ -92,12 +80,12 @@ class _NoReset(TFLiteScorer):
         return np.array(out, np.float32)
 
 
-def test_state_not_reset_makes_the_harness_fail(exported: Path) -> None:
+def test_state_not_reset_makes_the_harness_fail(exported_reference: Path) -> None:
     sample = read_sample(TEST_SAMPLE)
-    rows = Tokenizer.load(exported / "tokenizer.json").encode_batch(sample.texts)
-    good = TFLiteBackend(TFLiteScorer((exported / "model_float.tflite").read_bytes()), "float_tflite")
+    rows = Tokenizer.load(exported_reference / "tokenizer.json").encode_batch(sample.texts)
+    good = TFLiteBackend(TFLiteScorer((exported_reference / "model_float.tflite").read_bytes()), "float_tflite")
     reference = good.score(rows)
-    leaky = TFLiteBackend(_NoReset((exported / "model_float.tflite").read_bytes()), "leaky_tflite")
+    leaky = TFLiteBackend(_NoReset((exported_reference / "model_float.tflite").read_bytes()), "leaky_tflite")
     report = run_parity(sample, rows, reference, [(good, "float32", False), (leaky, "float32", False)],
                         Thresholds(), "sample", log=lambda _: None)
     assert report.backends[0].passed
@@ -105,6 +93,6 @@ def test_state_not_reset_makes_the_harness_fail(exported: Path) -> None:
     assert not report.passed
 
 
-def test_unknown_artifact_is_a_usage_error(exported: Path) -> None:
-    result = CliRunner().invoke(main, ["parity", "--bundle", str(exported), "--only", "nope"])
+def test_unknown_artifact_is_a_usage_error(exported_reference: Path) -> None:
+    result = CliRunner().invoke(main, ["parity", "--bundle", str(exported_reference), "--only", "nope"])
     assert result.exit_code == 2

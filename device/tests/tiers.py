@@ -38,7 +38,7 @@ RANK = {name: rank for rank, name in enumerate(NAMES)}
 FIXTURE_TIERS = {
     "small_bundle": "training",  # trains on the IMDB tarball, then exports
     "browser": "browser",
-    "exported": "tensorflow", "lecture": "tensorflow",  # export --int8 / Keras
+    "exported": "tensorflow", "exported_reference": "tensorflow", "lecture": "tensorflow",  # export --int8 / Keras
     "server": "process", "guarded": "process", "alone": "process", "reloadable": "process",  # `serve` processes
     "open_server": "process",
 }

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import tarfile
 from pathlib import Path
 
 import pytest
+
+from tests.support.once import built_once
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED_DATA = ROOT.parent / "shared" / "data" / "aclImdb_train_test.tar.gz"
@@ -60,12 +63,16 @@ def tiny_tarball(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def small_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real (short) training run on a subset of the shared data, exported with --int8."""
+    """A real (short) training run on a subset of the shared data, exported with --int8 (once per
+    run: under ``pytest -n 2`` the other worker waits for it)."""
+    return built_once(tmp_path_factory, "small-bundle", _train_and_export)
+
+
+def _train_and_export(out: Path) -> None:
     from click.testing import CliRunner
 
     from edge_lstm.cli import main
 
-    out = tmp_path_factory.mktemp("bundle")
     runner = CliRunner()
     args = ["train", "--data", str(imdb_data()), "--out", str(out), "--limit", "1200", "--test-limit", "400",
             "--epochs", "2", "--seed", "7"]
@@ -74,4 +81,20 @@ def small_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     result = runner.invoke(main, ["export", "--int8", "--bundle", str(out), "--calibration-reviews", "100"],
                            catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    return out
+
+
+@pytest.fixture(scope="session")
+def exported_reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the shipped bundle (``export/``) with every artifact exported, the ONNX files the
+    repository does not hold included (once per run)."""
+    return built_once(tmp_path_factory, "exported-reference", _export_reference)
+
+
+def _export_reference(out: Path) -> None:
+    from click.testing import CliRunner
+
+    from edge_lstm.cli import main
+
+    shutil.copytree(BUNDLE, out, dirs_exist_ok=True)
+    result = CliRunner().invoke(main, ["export", "--int8", "--bundle", str(out)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output

@@ -15,8 +15,6 @@ written last, rename), so an interrupted build is redone and a finished one is r
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -26,9 +24,11 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tests.support.once import exclusive
 
 __all__ = [
     "ARCHES",
@@ -416,17 +416,10 @@ def _cached(target: Path, build: Callable[[Path], str]) -> str:
     marker = target / _MARKER
     if not marker.is_file():
         target.parent.mkdir(parents=True, exist_ok=True)
-        with _exclusive(target.parent / f".{target.name}.lock"):
+        with exclusive(target.parent / f".{target.name}.lock"):
             if not marker.is_file():
                 _build_into(target, build)
     return str(json.loads(marker.read_text())["description"])
-
-
-@contextlib.contextmanager
-def _exclusive(lock: Path) -> Iterator[None]:
-    with lock.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes, and if the process dies
-        yield
 
 
 def _build_into(target: Path, build: Callable[[Path], str]) -> None:
