@@ -30,6 +30,7 @@ def small_bundle():  # ... and this one in the training tier
 def inner(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
     # installed plugins stay out of the inner session (pytest-benchmark asks git for the commit: a child process)
     monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    monkeypatch.delenv("EDGE_LSTM_ALL_TIERS", raising=False)  # the outer run's choice is not the inner's
     pytester.makeconftest(CONFTEST)
     return pytester
 
