@@ -1,5 +1,5 @@
 """The sha256 of the loop-form TFLite files the exporter writes, for the shipped model and the
-loop tests' models (every cell, masked or not, stacked and Bidirectional, every head), float and
+loop tests' models (``edge_lstm.samples.models``) (every cell, masked or not, stacked and Bidirectional, every head), float and
 dynamic-range int8. A change to the loop writer that must not change its output (a refactoring)
 prints the same lines before and after:
 
@@ -20,17 +20,17 @@ from edge_lstm.tf_setup import quiet_tensorflow  # noqa: E402
 
 
 def models() -> dict[str, tuple[object, int]]:
-    import edge_lstm.importing.modelfile as modelfile
-    from tests.test_lstm_loop import CELLS, STACKS, _stacked_model, _tiny_model
+    from edge_lstm.importing import modelfile
+    from edge_lstm.samples.models import CELLS, HEADS, STACKS, stacked_model, tiny_model
 
     found = {"shipped": (modelfile.load_model(ROOT / "export" / "model.h5", 200), 200)}
     for cell in sorted(CELLS):
         for masked in (False, True):
-            found[f"{cell}{'-masked' if masked else ''}"] = (_tiny_model(masked, cell=cell), 13)
+            found[f"{cell}{'-masked' if masked else ''}"] = (tiny_model(masked, cell=cell), 13)
     for stack in sorted(STACKS):
         for masked in (False, True):
-            for head in ("sigmoid", "logits", "softmax"):
-                found[f"{stack}{'-masked' if masked else ''}-{head}"] = (_stacked_model(stack, masked, head), 13)
+            for head in HEADS:
+                found[f"{stack}{'-masked' if masked else ''}-{head}"] = (stacked_model(stack, masked, head), 13)
     return found
 
 

@@ -158,18 +158,30 @@ def spread(values: list[float], digits: int = 1) -> str:
     return f"{fmt.format(statistics.median(values))} ({fmt.format(min(values))}–{fmt.format(max(values))})"
 
 
-def report(slow: list[dict], flood: list[dict], mem: list[dict], hey: list[dict[str, dict]], args: argparse.Namespace) -> str:
+def _throughput_rows(hey: list[dict[str, dict]]) -> tuple[list[str], dict[str, list[float]]]:
+    """The throughput table's rows (one per server), and this tree's requests/s ÷ each older server's, per round."""
     names = list(hey[0])
     ratio = {n: [r["this tree"]["rps"] / r[n]["rps"] for r in hey] for n in names if n != "this tree"}
     rows = [f"| {n} | {spread([r[n]['rps'] for r in hey], 0)} | {spread([r[n]['p99_ms'] for r in hey])} | "
             f"{sum(r[n]['ok'] for r in hey):,} of {HEY_REQUESTS * len(hey):,} | {spread([r[n]['cpu_us'] for r in hey], 0)} |"
             for n in names]
+    return rows, ratio
+
+
+def _attack_rows(slow: list[dict], flood: list[dict]) -> list[str]:
+    """The attacks table's rows: the health calls during each attack."""
     attack_rows = []
     for label, runs in (("600 slow bodies + 2,000 half-open heads, held", slow), ("2,000 half-open heads, reconnect flood", flood)):
         attack_rows.append(
             f"| {label} | {spread([r['p50'] for r in runs])} | {spread([r['p99'] for r in runs])} | "
             f"{sum(r['over_500'] for r in runs)} of {sum(r['n'] for r in runs)} | {sum(r['failures'] for r in runs)} | "
             f"{sum(r['refused_503'] for r in runs)} | {spread([r['rss_max_mb'] for r in runs])} | {spread([r['opened'] for r in runs], 0)} |")
+    return attack_rows
+
+
+def report(slow: list[dict], flood: list[dict], mem: list[dict], hey: list[dict[str, dict]], args: argparse.Namespace) -> str:
+    rows, ratio = _throughput_rows(hey)
+    attack_rows = _attack_rows(slow, flood)
     statuses: dict[str, int] = {}
     for run in mem:
         for status, count in run["statuses"].items():

@@ -120,10 +120,15 @@ def test_keras3_h5_with_the_keras_word_index(lecture: dict[str, Path], imported:
 
 
 @pytest.mark.tensorflow
-def test_tf_keras_h5_with_our_tokenizer_is_bitwise(tmp_path: Path) -> None:
+def test_tf_keras_h5_with_our_tokenizer_is_bitwise(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from edge_lstm_device.bundle import tokenizers
+
+    reads, load = [], tokenizers.load
+    monkeypatch.setattr(tokenizers, "load", lambda path: reads.append(path) or load(path))
     result = _invoke("import", REFERENCE / "model.h5", "--tokenizer", REFERENCE / "tokenizer.json",
                      "--out", tmp_path / "b", "--json")
     assert result.exit_code == 0, result.output
+    assert reads == [REFERENCE / "tokenizer.json"]  # read once: the length hint is the bundle's tokenizer
     record = json.loads(result.stdout)
     assert record["equivalence"]["max_abs_diff"] == 0.0 and "tf-keras" in record["equivalence"]["reference"]
     assert (tmp_path / "b" / "tokenizer.json").read_bytes() == (REFERENCE / "tokenizer.json").read_bytes()

@@ -9,33 +9,12 @@ from edge_lstm_device.runtime.scoring import TFLiteScorer
 
 from edge_lstm.export import lstm_loop
 from edge_lstm.export.lstm_loop import LoopModel, pad_state_table
+from edge_lstm.samples.models import CELLS, STACKS, stacked_model, tiny_model
 from tests.support.fixtures import BUNDLE
 
 pytestmark = pytest.mark.tensorflow
 
 FLOAT_EXACT = 1e-5
-
-
-CELLS = {
-    "lstm": lambda keras, seed: keras.layers.LSTM(6, bias_initializer=keras.initializers.RandomNormal(seed=seed)),
-    "gru": lambda keras, seed: keras.layers.GRU(6, bias_initializer=keras.initializers.RandomNormal(seed=seed)),
-    "gru-reset-before": lambda keras, seed: keras.layers.GRU(
-        6, reset_after=False, bias_initializer=keras.initializers.RandomNormal(seed=seed)),
-}
-
-
-def _tiny_model(mask_zero: bool, max_len: int = 13, seed: int = 0, cell: str = "lstm"):
-    """A random Embedding -> LSTM or GRU -> Dense(1, sigmoid) (exactness needs no training)."""
-    import tf_keras as keras
-
-    keras.utils.set_random_seed(seed)
-    model = keras.Sequential([
-        keras.layers.Embedding(50, 8, mask_zero=mask_zero, input_length=max_len),
-        CELLS[cell](keras, seed),
-        keras.layers.Dense(1, activation="sigmoid"),
-    ])
-    model.build((None, max_len))
-    return model
 
 
 def _rows(max_len: int, seed: int) -> np.ndarray:
@@ -58,7 +37,7 @@ def _float_loop(model, max_len: int) -> TFLiteScorer:
 @pytest.mark.parametrize("cell", sorted(CELLS))
 @pytest.mark.parametrize("mask_zero", [False, True])
 def test_float_loop_equals_keras_for_any_padding(mask_zero: bool, cell: str) -> None:
-    model = _tiny_model(mask_zero, cell=cell)
+    model = tiny_model(mask_zero, cell=cell)
     rows = _rows(13, seed=1)
     keras_scores = model.predict(rows, verbose=0).reshape(-1)
     scores = _float_loop(model, 13).score(rows)
@@ -66,11 +45,11 @@ def test_float_loop_equals_keras_for_any_padding(mask_zero: bool, cell: str) -> 
 
 
 def test_pad_state_table_stops_where_the_state_stops_changing() -> None:
-    unmasked = pad_state_table(LoopModel.from_model(_tiny_model(False)), 1000)
+    unmasked = pad_state_table(LoopModel.from_model(tiny_model(False)), 1000)
     assert 1 < unmasked.rows < 1000 and unmasked.last_change < unmasked.tolerance
-    masked = pad_state_table(LoopModel.from_model(_tiny_model(True)), 1000)
+    masked = pad_state_table(LoopModel.from_model(tiny_model(True)), 1000)
     assert masked.rows == 1 and not any(state.any() for state in masked.states)  # pad steps change nothing
-    gru = pad_state_table(LoopModel.from_model(_tiny_model(False, cell="gru")), 1000)
+    gru = pad_state_table(LoopModel.from_model(tiny_model(False, cell="gru")), 1000)
     assert len(gru.states) == 1 and gru.rows > 1  # a GRU's state is h alone
 
 
@@ -87,35 +66,10 @@ def test_shipped_model_float_loop_equals_keras_on_real_and_short_reviews() -> No
 
 
 def test_manifest_record_of_the_form() -> None:
-    record = lstm_loop.describe(_tiny_model(False), 13)
+    record = lstm_loop.describe(tiny_model(False), 13)
     assert record["length_aware"] and not record["masked"] and record["steps_per_iteration"] == 4
-    assert record["cell"] == "lstm" and lstm_loop.describe(_tiny_model(True, cell="gru"), 13)["cell"] == "gru"
+    assert record["cell"] == "lstm" and lstm_loop.describe(tiny_model(True, cell="gru"), 13)["cell"] == "gru"
     assert record["pad_state_table"]["rows"] > 1 and "float64" in record["pad_state_table"]["computed"]
-
-
-STACKS = {  # name -> the layers between Embedding and the head
-    "lstm": lambda k: [k.layers.LSTM(5)],  # one forward layer: the pad-state table's form
-    "bidirectional": lambda k: [k.layers.Bidirectional(k.layers.LSTM(5))],
-    "bidirectional-gru-sum": lambda k: [k.layers.Bidirectional(k.layers.GRU(5), merge_mode="sum")],
-    "stacked-bidirectional": lambda k: [k.layers.Bidirectional(k.layers.LSTM(5, return_sequences=True)),
-                                        k.layers.Bidirectional(k.layers.LSTM(4), merge_mode="ave")],
-    "stacked-three": lambda k: [k.layers.GRU(5, return_sequences=True), k.layers.LSTM(4, return_sequences=True),
-                                k.layers.Bidirectional(k.layers.GRU(3, reset_after=False), merge_mode="mul")],
-}
-
-
-def _stacked_model(stack: str, mask_zero: bool, head: str, max_len: int = 13):
-    """Embedding -> recurrent layers -> Dense(6, relu) -> the head, random weights."""
-    import tf_keras as keras
-
-    keras.utils.set_random_seed(3)
-    heads = {"sigmoid": keras.layers.Dense(1, activation="sigmoid"), "logits": keras.layers.Dense(1),
-             "softmax": keras.layers.Dense(4, activation="softmax")}
-    model = keras.Sequential([keras.layers.Embedding(50, 8, mask_zero=mask_zero, input_length=max_len),
-                              *STACKS[stack](keras), keras.layers.Dropout(0.5),
-                              keras.layers.Dense(6, activation="relu"), heads[head]])
-    model.build((None, max_len))
-    return model
 
 
 @pytest.mark.parametrize("head", ["sigmoid", "logits"])
@@ -123,7 +77,7 @@ def _stacked_model(stack: str, mask_zero: bool, head: str, max_len: int = 13):
 @pytest.mark.parametrize("stack", sorted(STACKS))
 def test_stacked_and_bidirectional_float_loops_equal_keras(stack: str, mask_zero: bool, head: str) -> None:
     """Every direction and layer, masked or not, any padding; a logit head comes out as its sigmoid."""
-    model = _stacked_model(stack, mask_zero, head)
+    model = stacked_model(stack, mask_zero, head)
     rows = _rows(13, seed=2)
     keras_scores = model.predict(rows, verbose=0).reshape(-1)
     if head == "logits":
@@ -136,7 +90,7 @@ def test_stacked_and_bidirectional_float_loops_equal_keras(stack: str, mask_zero
 @pytest.mark.parametrize("stack", ["lstm", "stacked-bidirectional"])
 def test_softmax_head_gives_every_class_probability(stack: str, mask_zero: bool) -> None:
     """A Dense(4, softmax) head: (B, 4) probabilities equal to Keras', whatever the batch."""
-    model = _stacked_model(stack, mask_zero, "softmax")
+    model = stacked_model(stack, mask_zero, "softmax")
     rows = _rows(13, seed=5)
     scorer = _float_loop(model, 13)
     scores = scorer.score(rows)
@@ -150,7 +104,7 @@ def test_softmax_head_gives_every_class_probability(stack: str, mask_zero: bool)
 def test_stacked_loops_over_whole_blocks_equal_keras(stack: str) -> None:
     """A window of whole blocks (max_len a multiple of the 10 steps per iteration of a stacked
     model): an unmasked model holds no step at all."""
-    model = _stacked_model(stack, False, "sigmoid", max_len=20)
+    model = stacked_model(stack, False, "sigmoid", max_len=20)
     rows = _rows(20, seed=4)
     scores = _float_loop(model, 20).score(rows)
     assert np.abs(scores - model.predict(rows, verbose=0).reshape(-1)).max() <= FLOAT_EXACT

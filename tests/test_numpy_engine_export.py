@@ -17,8 +17,9 @@ from edge_lstm_device.runtime.scoring import TFLiteScorer
 from edge_lstm.export import lstm_loop
 from edge_lstm.export.lstm_loop import LoopModel
 from edge_lstm.export.numpy_weights import to_weights_file
+from edge_lstm.samples.models import CELLS, HEADS, STACKS, stacked_model, tiny_model
 from tests.support.fixtures import BUNDLE
-from tests.test_lstm_loop import CELLS, FLOAT_EXACT, STACKS, _rows, _stacked_model, _tiny_model
+from tests.test_lstm_loop import FLOAT_EXACT, _rows
 
 pytestmark = pytest.mark.tensorflow
 
@@ -95,13 +96,10 @@ def test_a_rows_score_does_not_depend_on_its_batch_mates(shipped: dict) -> None:
 @pytest.mark.parametrize("cell", sorted(CELLS))
 @pytest.mark.parametrize("mask_zero", [False, True])
 def test_float_engine_equals_keras_for_any_padding(mask_zero: bool, cell: str) -> None:
-    model = _tiny_model(mask_zero, cell=cell)
+    model = tiny_model(mask_zero, cell=cell)
     rows = _rows(13, seed=1)
     scores = _engine(model, 13, max_batch=7).score(rows)
     assert np.abs(scores - model.predict(rows, verbose=0).reshape(-1)).max() <= FLOAT_EXACT
-
-
-HEADS = ("sigmoid", "logits", "softmax")
 
 
 @pytest.mark.parametrize("mask_zero", [False, True])
@@ -109,7 +107,7 @@ HEADS = ("sigmoid", "logits", "softmax")
 def test_stacked_and_bidirectional_float_engine_equals_keras(stack: str, mask_zero: bool) -> None:
     """Every stack masked and not; the heads in turn (each stack meets two of them: 10 models, not 30)."""
     head = HEADS[(sorted(STACKS).index(stack) + mask_zero) % len(HEADS)]
-    model = _stacked_model(stack, mask_zero, head)
+    model = stacked_model(stack, mask_zero, head)
     rows = _rows(13, seed=2)
     expected = model.predict(rows, verbose=0)
     if head == "logits":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -61,7 +62,6 @@ def parity_command(bundle_dir: Path, data: Path | None, limit: int | None, seed:
     from edge_lstm_device.bundle.text import ReviewTooLongError
     from edge_lstm_device.runtime.model import BundleError
 
-    from edge_lstm.evaluate import report as report_files
     from edge_lstm.evaluate.check import ParityRequest, check_parity
     from edge_lstm.evaluate.parity import Thresholds
     from edge_lstm.evaluate.subjects import UnknownArtifactError
@@ -76,11 +76,21 @@ def parity_command(bundle_dir: Path, data: Path | None, limit: int | None, seed:
         raise click.UsageError(str(err)) from err
     except (BundleError, DataError, ReviewTooLongError, ModelFileError) as err:
         raise click.ClickException(str(err)) from err
+    _report(result, (report_dir or bundle_dir) if report else None, as_json)
+    if not result.passed:
+        sys.exit(EXIT_THRESHOLD_FAILED)
+
+
+def _report(result: Any, folder: Path | None, as_json: bool) -> None:
+    """Write the report files into ``folder`` (None: none) and print the verdict, as JSON or a
+    table; a report that cannot be written fails the command after the verdict is printed."""
+    from edge_lstm.evaluate import report as report_files
+
     try:
-        written = report_files.write(result, report_dir or bundle_dir) if report else []
+        written = report_files.write(result, folder) if folder else []
         report_error = None
     except OSError as err:  # the verdict is printed all the same
-        written, report_error = [], f"cannot write the report into {report_dir or bundle_dir}: {err.strerror or err}"
+        written, report_error = [], f"cannot write the report into {folder}: {err.strerror or err}"
     if as_json:
         echo_json({**result.to_dict(), "report_files": [str(p) for p in written]})
     else:
@@ -89,5 +99,3 @@ def parity_command(bundle_dir: Path, data: Path | None, limit: int | None, seed:
             click.echo(f"wrote {path}")
     if report_error:
         raise click.ClickException(report_error)
-    if not result.passed:
-        sys.exit(EXIT_THRESHOLD_FAILED)

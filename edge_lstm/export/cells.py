@@ -23,7 +23,6 @@ class LstmCell:
     kernel: np.ndarray  # (inputs, 4 units)
     recurrent: np.ndarray  # (units, 4 units)
     bias: np.ndarray  # (4 units,)
-    gates_form: str = "split"  # for comparison only: "whole" or "one-sigmoid" (tanh as 2 sigmoid(2x) - 1)
     kind = "lstm"
     gates = 4
     states = 2
@@ -32,15 +31,9 @@ class LstmCell:
     def units(self) -> int:
         return self.recurrent.shape[0]
 
-    def _scale(self) -> np.ndarray:
-        scale = np.ones(4 * self.units, np.float32)
-        if self.gates_form == "one-sigmoid":
-            scale[2 * self.units : 3 * self.units] = 2.0
-        return scale
-
     def projection(self) -> tuple[np.ndarray, np.ndarray]:
         """``(W, b)`` of the hoisted input projection."""
-        return self.kernel * self._scale(), self.bias * self._scale()
+        return self.kernel, self.bias
 
     def step64(self, projected: np.ndarray, state: State) -> State:
         h, c = state
@@ -52,19 +45,11 @@ class LstmCell:
         """``step(projected, state) -> state`` in TensorFlow ops (constants made once)."""
         import tensorflow as tf
 
-        recurrent = tf.constant(self.recurrent * self._scale())
+        recurrent = tf.constant(self.recurrent)
 
         def step(projected: Any, state: State) -> State:
             h, c = state
             z = projected + tf.matmul(h, recurrent)
-            if self.gates_form == "whole":
-                s_i, s_f, _, s_o = tf.split(tf.sigmoid(z), 4, axis=1)
-                c = s_f * c + s_i * tf.split(tf.tanh(z), 4, axis=1)[2]
-                return s_o * tf.tanh(c), c
-            if self.gates_form == "one-sigmoid":
-                s_i, s_f, s_c, s_o = tf.split(tf.sigmoid(z), 4, axis=1)
-                c = s_f * c + s_i * (2.0 * s_c - 1.0)
-                return s_o * tf.tanh(c), c
             z_i, z_f, z_c, z_o = tf.split(z, 4, axis=1)
             c = tf.sigmoid(z_f) * c + tf.sigmoid(z_i) * tf.tanh(z_c)
             return tf.sigmoid(z_o) * tf.tanh(c), c
@@ -136,9 +121,9 @@ class GruCell:
 Cell = LstmCell | GruCell
 
 
-def cell_of(layer: Any, gates_form: str = "split") -> Cell:
+def cell_of(layer: Any) -> Cell:
     """The cell of a tf-keras ``LSTM`` or ``GRU`` layer."""
     kernel, recurrent, bias = layer.get_weights()
     if type(layer).__name__ == "GRU":
         return GruCell(kernel, recurrent, bias, bool(layer.reset_after))
-    return LstmCell(kernel, recurrent, bias, gates_form)
+    return LstmCell(kernel, recurrent, bias)

@@ -17,7 +17,6 @@ PAD_ID = 0
 TABLE_TOLERANCE = 1e-7  # the pad-state table stops once a step changes the state by less than this
 
 
-
 @dataclass(frozen=True)
 class RecurrentLayer:
     """One recurrent layer: its forward cell, and a backward one when Bidirectional."""
@@ -44,17 +43,17 @@ class LoopModel:
     masked: bool = False  # Embedding(mask_zero=True): pad steps leave the state as it is
 
     @classmethod
-    def from_model(cls, model: Any, gates_form: str = "split") -> LoopModel:
+    def from_model(cls, model: Any) -> LoopModel:
         """From a tf-keras model rebuilt by the importer (dropout layers are no-ops at inference)."""
         embedding, *rest = model.layers
         layers, dense = [], []
         for layer in rest:
             kind = type(layer).__name__
             if kind == "Bidirectional":
-                cells = (cell_of(layer.forward_layer, gates_form), cell_of(layer.backward_layer, gates_form))
+                cells = (cell_of(layer.forward_layer), cell_of(layer.backward_layer))
                 layers.append(RecurrentLayer(cells, layer.merge_mode, bool(layer.return_sequences)))
             elif kind in ("LSTM", "GRU"):
-                layers.append(RecurrentLayer((cell_of(layer, gates_form),), "concat", bool(layer.return_sequences)))
+                layers.append(RecurrentLayer((cell_of(layer),), "concat", bool(layer.return_sequences)))
             elif kind == "Dense":
                 dense.append(DenseLayer(*layer.get_weights(), layer.get_config()["activation"]))
         return cls(embedding.get_weights()[0], tuple(layers), tuple(dense), bool(getattr(embedding, "mask_zero", False)))
@@ -82,19 +81,17 @@ class LoopModel:
 
 @dataclass(frozen=True)
 class LoopForm:
-    """How the loop is written (the defaults are the shipped form; the others are for comparison)."""
+    """How many steps each loop iteration runs (the defaults are the shipped form). The loop is
+    always length-aware, its input projection hoisted and its blocks taken apart with ``UNPACK``;
+    ``scripts/loop_variants.py`` builds the forms it compares these with itself."""
 
     steps_per_iteration: int = STEPS_PER_ITERATION
     # where a layer's outputs are kept for the next, every iteration copies them all (the loop's
     # DYNAMIC_UPDATE_SLICE): fewer, longer iterations (keras.io bundle: 0.87x the time of 4 steps)
     collecting_steps_per_iteration: int = COLLECTING_STEPS_PER_ITERATION
-    length_aware: bool = True  # False: every row runs all max_len steps from the zero state
-    hoist: bool = True  # False: each block's input projection inside the loop
-    unpack: bool = True  # False: a STRIDED_SLICE per step (slower under XNNPACK)
-    gates: str = "split"  # LSTM: "whole" (sigmoid and tanh of all gates at once), "one-sigmoid" (tanh as 2σ(2x) − 1)
 
     def describe(self) -> dict:
-        return {"steps_per_iteration": self.steps_per_iteration, "length_aware": self.length_aware,
+        return {"steps_per_iteration": self.steps_per_iteration, "length_aware": True,
                 "batch": "any (input resizable to (B, max_len); converted as 1)"}
 
 

@@ -71,26 +71,25 @@ def _padded_ids(token_ids: Any, max_len: int, padded_len: int) -> tuple[int, Any
     return lead, ids, real, position
 
 
-def _held_runner(cell_step: Callable, block: int, form: LoopForm, kernel: Any, bias: Any) -> Callable:
+def block_steps(block_tensor: Any) -> list[Any]:
+    """A block's steps, taken apart with one ``UNPACK`` (a ``STRIDED_SLICE`` per step halves
+    XNNPACK's speed). The one hook ``scripts/loop_variants.py`` replaces, to measure that."""
+    import tensorflow as tf
+
+    return tf.unstack(block_tensor, axis=0)
+
+
+def _held_runner(cell_step: Callable, block: int) -> Callable:
     """One forward direction's loop over blocks of ``block`` steps: ``run(inputs, active, first,
     stop, base, state, hold)`` runs blocks ``first`` to ``stop`` of ``inputs`` (indexed from
     ``base``); with ``hold``, a row's state changes only at its active steps."""
     import tensorflow as tf
 
-    width = int(kernel.shape[1])
-
-    def steps_of(block_tensor: Any) -> list[Any]:
-        if form.unpack:
-            return tf.unstack(block_tensor, axis=0)
-        return [block_tensor[j] for j in range(block)]
-
     def run(inputs: Any, active: Any, first: Any, stop: Any, base: Any, state: tuple, hold: bool) -> tuple:
         def body(i: Any, *state: Any) -> tuple:
             x = tf.gather(inputs, i - base)
-            if not form.hoist:
-                x = tf.reshape(tf.matmul(tf.reshape(x, [-1, kernel.shape[0]]), kernel) + bias, [block, -1, width])
-            keep = steps_of(tf.gather(active, i)) if hold else [None] * block
-            for x_t, keep_t in zip(steps_of(x), keep):
+            keep = block_steps(tf.gather(active, i)) if hold else [None] * block
+            for x_t, keep_t in zip(block_steps(x), keep):
                 following = cell_step(x_t, state)
                 state = tuple(tf.where(keep_t, a, b) for a, b in zip(following, state)) if hold else following
             return (i + 1, *state)
@@ -108,18 +107,18 @@ def _single_layer_function(m: LoopModel, max_len: int, form: LoopForm) -> Any:
     block = form.steps_per_iteration
     padded_len = whole_blocks(max_len, block)  # the graph pre-pads the input to whole blocks
     blocks = padded_len // block
-    table = pad_state_table(m, padded_len if form.length_aware else 0)
+    table = pad_state_table(m, padded_len)
     kernel, bias = (tf.constant(a) for a in m.cell.projection())
     embedding = tf.constant(m.embedding)
     tables = [tf.constant(t) for t in table.states]  # read with GATHER_ND: the converter quantizes a GATHER's table
-    run = _held_runner(m.cell.tf_step(), block, form, kernel, bias)
+    run = _held_runner(m.cell.tf_step(), block)
     head = dense_stack(m.dense)
 
     @tf.function(input_signature=[tf.TensorSpec([None, max_len], tf.int32, name=INPUT_NAME)])
     def score(token_ids: Any) -> Any:
         lead, ids, real, position = _padded_ids(token_ids, max_len, padded_len)
         start = tf.reduce_min(tf.where(real, position[None, :], padded_len), axis=1)  # (B,): padded_len if none
-        start_block = start // block if form.length_aware else tf.zeros_like(start)
+        start_block = start // block
         row_start = tf.maximum(start_block * block, lead)  # the first step each row runs
         row_state = tf.minimum(row_start - lead, table.rows - 1)[:, None]  # pad steps before it
         state = tuple(tf.gather_nd(t, row_state) for t in tables)
@@ -129,7 +128,7 @@ def _single_layer_function(m: LoopModel, max_len: int, form: LoopForm) -> Any:
         if lead:  # the added pads are held in the ramp
             main = tf.maximum(main, 1)
         stop = tf.maximum(main, (end + block - 1) // block)
-        inputs = _projected_window(ids, first, stop, block, embedding, kernel, bias, form.hoist)
+        inputs = _projected_window(ids, first, stop, block, embedding, kernel, bias)
         active = tf.reshape(tf.transpose(active), [blocks, block, -1, 1])
         state = run(inputs, active, first, main, first, state, hold=True)  # the ramp: rows start one by one
         state = run(inputs, active, main, stop, first, state, hold=m.masked)
@@ -148,18 +147,14 @@ def _end_and_active(masked: bool, real: Any, position: Any, row_start: Any, padd
     return tf.constant(padded_len), position[None, :] >= row_start[:, None]
 
 
-def _projected_window(ids: Any, first: Any, stop: Any, block: int, embedding: Any, kernel: Any, bias: Any,
-                      hoist: bool) -> Any:
-    """The embedded ids of blocks ``first`` to ``stop``, time-major, as ``(blocks, block, B,
-    width)``; with ``hoist``, already through the input projection ``x·W + b`` (one matmul)."""
+def _projected_window(ids: Any, first: Any, stop: Any, block: int, embedding: Any, kernel: Any, bias: Any) -> Any:
+    """The embedded ids of blocks ``first`` to ``stop``, time-major, through the input projection
+    ``x·W + b`` (one matmul), as ``(blocks, block, B, width)``."""
     import tensorflow as tf
 
     time_major = tf.transpose(ids)[first * block : stop * block]  # (steps, B): the window the loops run
-    inputs = tf.gather(embedding, tf.reshape(time_major, [-1]))
-    if hoist:
-        inputs = tf.matmul(inputs, kernel) + bias
-    width = int(kernel.shape[1]) if hoist else kernel.shape[0]
-    return tf.reshape(inputs, [stop - first, block, tf.shape(ids)[0], width])
+    inputs = tf.matmul(tf.gather(embedding, tf.reshape(time_major, [-1])), kernel) + bias
+    return tf.reshape(inputs, [stop - first, block, tf.shape(ids)[0], int(kernel.shape[1])])
 
 
 def dense_stack(layers: tuple[DenseLayer, ...]) -> Callable[[Any], Any]:
@@ -299,7 +294,7 @@ def describe(model: Any, max_len: int, form: LoopForm = LoopForm()) -> dict:
               "layers": [{"cells": [c.kind for c in layer.cells], "merge_mode": layer.merge_mode if len(layer.cells) > 1 else None}
                          for layer in loop_model.layers]}
     if loop_model.single:
-        return {**record, "pad_state_table": pad_state_table(loop_model, padded_len if form.length_aware else 0).describe()}
+        return {**record, "pad_state_table": pad_state_table(loop_model, padded_len).describe()}
     skipping = "pad ids are held; the loops run the real ids' window" if loop_model.masked else "every step runs, as in Keras"
     return {**record, "length_aware": loop_model.masked, "pads": skipping}
 
@@ -309,11 +304,15 @@ def to_tflite_loop(
     form: LoopForm = LoopForm(),
 ) -> bytes:
     """The loop form as TFLite, quantized by ``scheme`` (a key of ``LOOP_SCHEMES``)."""
-    import tensorflow as tf
-
     if scheme not in LOOP_SCHEMES:
         raise ConversionError(f"unknown loop scheme {scheme!r}")
-    function = loop_function(LoopModel.from_model(model, form.gates), max_len, form)
+    return convert_loop(loop_function(LoopModel.from_model(model), max_len, form), scheme, calibration)
+
+
+def convert_loop(function: Any, scheme: str, calibration: Callable[[], Iterable[np.ndarray]]) -> bytes:
+    """A loop function (:func:`loop_function`, :func:`stacked_function`) as TFLite, quantized by ``scheme``."""
+    import tensorflow as tf
+
     converter = tf.lite.TFLiteConverter.from_concrete_functions([function.get_concrete_function()], function)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if scheme != "float":

@@ -8,14 +8,24 @@ sum, ave or mul; every one but the last returns sequences) -> 0 to 2 Dense hidde
 tanh, gelu, linear) -> the head, Dense(1, sigmoid), Dense(1) logits or Dense(k, softmax) with k >= 2
 classes``, with Dropout and
 SpatialDropout1D (no-ops at inference) anywhere after the Embedding. Anything else is one
-``ModelFileError`` naming the layer and the option.
+``ModelFileError`` naming the layer and the option. The chain itself (built-in layers, no code,
+one input each) is ``chain.py``'s; the rules for a layer's options ``layer_options.py``'s.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
+from edge_lstm.importing.chain import chain_layers, wrong_layers
+from edge_lstm.importing.layer_options import (
+    SUPPORTED_ARCHITECTURE,
+    check_dtype,
+    checked_name,
+    expect,
+    expect_absent,
+    expect_bool,
+    int_option,
+)
 from edge_lstm.importing.spec import (
     MAX_PARAMETERS,
     DenseSpec,
@@ -31,16 +41,12 @@ MAX_LEN_LIMIT = 100_000
 MAX_UNITS = 4096
 MAX_RECURRENT, MAX_HIDDEN = 3, 2
 MAX_CLASSES = 1000
-SUPPORTED_ARCHITECTURE = ("[Input ->] [TextVectorization ->] Embedding -> 1-3 LSTM/GRU layers, optionally "
-                          "Bidirectional -> 0-2 Dense -> Dense(1, sigmoid), Dense(1) logits or Dense(k, softmax)")
 WHOLE_REVIEWS = 2500  # the window of a model that reads whole reviews (IMDB's longest has ~2,500 words)
 VECTORIZER_STANDARDIZE = ("lower_and_strip_punctuation", "lower", None)
 RECURRENT_KINDS = ("LSTM", "GRU")
 MERGE_MODES = ("concat", "sum", "ave", "mul")
 HIDDEN_ACTIVATIONS = ("relu", "tanh", "gelu", "linear")
 NO_OPS = ("Dropout", "SpatialDropout1D")  # inference ignores them
-_CODE_CLASSES = {"Lambda", "__lambda__", "function", "TFOpLambda", "SlicingOpLambda"}
-_SUBMODEL_CLASSES = {"Sequential", "Functional", "Model"}
 
 
 def check_config(config: dict, kind: str, keras_version: str, max_len: int | None,
@@ -51,11 +57,11 @@ def check_config(config: dict, kind: str, keras_version: str, max_len: int | Non
     body = [layer for layer in layers if layer.get("class_name") != "InputLayer"]
     vectorizer = _vectorizer(body.pop(0)["config"]) if body and body[0].get("class_name") == "TextVectorization" else None
     if not body or body[0].get("class_name") != "Embedding":
-        raise ModelFileError(_wrong_layers(layers))
+        raise ModelFileError(wrong_layers(layers))
     embedding = body[0]["config"]
     _check_embedding(embedding)
     recurrent, dense = _recurrent_and_dense(body[1:], layers)
-    names = [_name(layer["config"]) for layer in body]
+    names = [checked_name(layer["config"]) for layer in body]
     if len(set(names)) != len(names):
         raise ModelFileError(f"the layers' names are not unique: {', '.join(names)}")
     fixed = vectorizer.output_sequence_length if vectorizer else _fixed_length(config, layers)
@@ -69,86 +75,17 @@ def check_config(config: dict, kind: str, keras_version: str, max_len: int | Non
         max_len = max_len or WHOLE_REVIEWS  # pads are skipped: a long window costs nothing
     spec = ModelSpec(
         format=kind, keras_version=keras_version,
-        num_words=_int(embedding, "input_dim", "Embedding", 4, MAX_PARAMETERS),
-        embedding_dim=_int(embedding, "output_dim", "Embedding", 1, MAX_UNITS),
+        num_words=int_option(embedding, "input_dim", "Embedding", 4, MAX_PARAMETERS),
+        embedding_dim=int_option(embedding, "output_dim", "Embedding", 1, MAX_UNITS),
         max_len=_resolve_length(fixed, max_len),
         max_len_from="model" if fixed else "whole reviews" if whole else "caller", whole_reviews=whole,
-        embedding_name=_name(embedding), recurrent=recurrent, dense=dense,
+        embedding_name=checked_name(embedding), recurrent=recurrent, dense=dense,
         mask_zero=embedding.get("mask_zero", False), functional=config.get("class_name") != "Sequential",
         vectorizer=vectorizer,
     )
     if parameter_count(spec) > MAX_PARAMETERS:
         raise ModelFileError(f"the model has {parameter_count(spec):,} parameters; at most {MAX_PARAMETERS:,} are read")
     return spec
-
-
-# ---------------------------------------------------------------- the chain of layers
-
-
-def chain_layers(config: dict) -> list[dict]:
-    """The layers of a Sequential, or of a Functional model that is a single-input chain, each
-    checked to be built-in and free of code."""
-    name = config.get("class_name")
-    if name not in ("Sequential", "Functional", "Model") or not _keras_module(config.get("module")) \
-            or config.get("registered_name") not in (None, name):
-        raise ModelFileError(f"the model is a {_show(name)}, not a Keras Sequential or Functional model; "
-                             f"supported: {SUPPORTED_ARCHITECTURE}")
-    inner = config.get("config")
-    layers = inner if isinstance(inner, list) else inner.get("layers") if isinstance(inner, dict) else None
-    if not isinstance(layers, list) or not all(isinstance(layer, dict) for layer in layers):
-        raise ModelFileError(f"the {name} config has no list of layers")
-    if any(layer.get("class_name") in _CODE_CLASSES for layer in layers):
-        raise ModelFileError(_wrong_layers(layers))
-    for layer in layers:
-        if not isinstance(layer.get("config"), dict):
-            raise ModelFileError(f"layer {_layer_label(layer)} has no config")
-        _check_builtin(layer)
-        _scan_objects(layer["config"], f"the {layer['class_name']} layer")
-    if name != "Sequential":
-        _check_chain(inner, layers)
-    return layers
-
-
-def _check_chain(inner: dict, layers: list[dict]) -> None:
-    """Each layer's only input is the layer before it; the model's one output is the last layer."""
-    if not layers or layers[0].get("class_name") != "InputLayer":
-        raise ModelFileError("a Functional model must start with its Input")
-    for before, layer in zip(layers, layers[1:]):
-        sources = _inbound(layer)
-        if sources != [_layer_name(before)]:
-            raise ModelFileError(f"the {layer['class_name']} layer {_show(_layer_name(layer))} takes "
-                                 f"{', '.join(map(_show, sources)) or 'no input'}, not only the layer before it; "
-                                 "only a single chain of layers is supported")
-    outputs = inner.get("output_layers")
-    if isinstance(outputs, list) and outputs and isinstance(outputs[0], str):
-        outputs = [outputs]  # Keras 3 writes a single output as [name, 0, 0]
-    names = [o[0] for o in outputs] if isinstance(outputs, list) and all(isinstance(o, list) and o for o in outputs) else None
-    if names != [_layer_name(layers[-1])]:
-        raise ModelFileError(f"the model's outputs are {_show(outputs)}; supported: one output, the last layer")
-
-
-def _inbound(layer: dict) -> list[str]:
-    """Names of the layers whose outputs ``layer`` takes (Keras 3 and tf-keras config styles)."""
-    nodes = layer.get("inbound_nodes")
-    if not isinstance(nodes, list) or len(nodes) != 1:
-        return [] if not nodes else ["(called more than once)"]
-    node = nodes[0]
-    if isinstance(node, dict):  # Keras 3: {"args": [keras tensors], "kwargs": {...}}
-        kwargs = node.get("kwargs") or {}
-        extra = [k for k, v in kwargs.items() if k not in ("mask", "training") and isinstance(v, dict)] \
-            if isinstance(kwargs, dict) else ["kwargs"]
-        if extra:
-            return [f"(also {', '.join(map(str, extra))})"]
-        args = node.get("args")
-        return [a["config"]["keras_history"][0] for a in args if isinstance(a, dict) and "keras_history" in a.get("config", {})] \
-            if isinstance(args, list) else []
-    if isinstance(node, list):  # tf-keras: [[name, node index, tensor index, kwargs], ...]
-        return [entry[0] for entry in node if isinstance(entry, list) and entry]
-    return []
-
-
-def _layer_name(layer: dict) -> str:
-    return str(layer.get("name") or layer["config"].get("name"))
 
 
 def _recurrent_and_dense(body: list[dict], layers: list[dict]) -> tuple[tuple[RecurrentSpec, ...], tuple[DenseSpec, ...]]:
@@ -158,18 +95,18 @@ def _recurrent_and_dense(body: list[dict], layers: list[dict]) -> tuple[tuple[Re
     for layer in body:
         kind, cfg = layer.get("class_name"), layer["config"]
         if kind in NO_OPS:
-            _check_dtype(cfg, kind)
+            check_dtype(cfg, kind)
             continue
         if kind in RECURRENT_KINDS or kind == "Bidirectional":
             if dense:
                 raise ModelFileError(f"a {kind} layer after a Dense layer; supported: {SUPPORTED_ARCHITECTURE}")
             recurrent.append(_recurrent(kind, cfg))
         elif kind == "Dense":
-            dense.append(DenseSpec(_name(cfg), _int(cfg, "units", "Dense", 1, MAX_UNITS), _dense_activation(cfg)))
+            dense.append(DenseSpec(checked_name(cfg), int_option(cfg, "units", "Dense", 1, MAX_UNITS), _dense_activation(cfg)))
         else:
-            raise ModelFileError(_wrong_layers(layers))
+            raise ModelFileError(wrong_layers(layers))
     if not recurrent or not dense:
-        raise ModelFileError(_wrong_layers(layers))
+        raise ModelFileError(wrong_layers(layers))
     if len(recurrent) > MAX_RECURRENT:
         raise ModelFileError(f"{len(recurrent)} recurrent layers; supported: 1 to {MAX_RECURRENT}")
     if len(dense) > MAX_HIDDEN + 1:
@@ -188,8 +125,8 @@ def _recurrent_and_dense(body: list[dict], layers: list[dict]) -> tuple[tuple[Re
 
 def _vectorizer(cfg: dict) -> VectorizerSpec:
     """A TextVectorization the device tokenizer reproduces: whitespace split, int ids."""
-    name = _name(cfg)
-    _expect(cfg, "TextVectorization", split="whitespace", output_mode="int", sparse=False, ragged=False,
+    name = checked_name(cfg)
+    expect(cfg, "TextVectorization", split="whitespace", output_mode="int", sparse=False, ragged=False,
             encoding="utf-8", ngrams=None)
     standardize = cfg.get("standardize", "lower_and_strip_punctuation")
     if standardize not in VECTORIZER_STANDARDIZE:
@@ -197,7 +134,7 @@ def _vectorizer(cfg: dict) -> VectorizerSpec:
                              "lower_and_strip_punctuation, lower or None")
     length = cfg.get("output_sequence_length")
     if length is not None:
-        length = _int(cfg, "output_sequence_length", "TextVectorization", 1, MAX_LEN_LIMIT)
+        length = int_option(cfg, "output_sequence_length", "TextVectorization", 1, MAX_LEN_LIMIT)
     vocabulary = cfg.get("vocabulary")
     if vocabulary is not None and not (isinstance(vocabulary, list) and all(isinstance(w, str) for w in vocabulary)):
         raise ModelFileError("TextVectorization's vocabulary in the config is not a list of words")
@@ -205,9 +142,9 @@ def _vectorizer(cfg: dict) -> VectorizerSpec:
 
 
 def _recurrent(kind: str, cfg: dict) -> RecurrentSpec:
-    name = _name(cfg)
+    name = checked_name(cfg)
     if kind == "Bidirectional":
-        _check_dtype(cfg, kind)
+        check_dtype(cfg, kind)
         merge = cfg.get("merge_mode", "concat")
         if merge not in MERGE_MODES:
             raise ModelFileError(f"Bidirectional {_show(name)} has merge_mode={_show(merge)}; supported: {', '.join(MERGE_MODES)}")
@@ -220,7 +157,7 @@ def _recurrent(kind: str, cfg: dict) -> RecurrentSpec:
         layer = _recurrent(inner_kind, inner["config"])
         return RecurrentSpec(name, layer.cell, layer.units, layer.reset_after, True, merge, layer.return_sequences)
     _check_recurrent(cfg, kind)
-    return RecurrentSpec(name, kind, _int(cfg, "units", kind, 1, MAX_UNITS),
+    return RecurrentSpec(name, kind, int_option(cfg, "units", kind, 1, MAX_UNITS),
                          cfg.get("reset_after", True) if kind == "GRU" else True,
                          return_sequences=cfg.get("return_sequences", False))
 
@@ -240,68 +177,20 @@ def _mirrors(backward: Any, forward: dict) -> bool:
         back.get(key) == front.get(key) for key in _MIRRORED)
 
 
-def _check_builtin(layer: dict) -> None:
-    name, module = layer.get("class_name"), layer.get("module")
-    if not _keras_module(module) or layer.get("registered_name") not in (None, name):
-        raise ModelFileError(f"the {name} layer is a custom class {_show(layer.get('registered_name') or name)} "
-                             f"from module {_show(module)}; only built-in Keras layers are supported")
-
-
-def _scan_objects(node: Any, where: str) -> None:
-    """Refuse code (lambdas, functions) and any class from outside Keras, anywhere in a layer."""
-    if isinstance(node, list):
-        for item in node:
-            _scan_objects(item, where)
-        return
-    if not isinstance(node, dict):
-        return
-    if "class_name" in node:
-        name, module = node.get("class_name"), node.get("module")
-        if name in _CODE_CLASSES:
-            raise ModelFileError(f"{where} holds code ({_show(name)}), which is never run from a model file; "
-                                 f"supported: {SUPPORTED_ARCHITECTURE}")
-        if name != "__keras_tensor__" and (not _keras_module(module) or node.get("registered_name") not in (None, name)):
-            raise ModelFileError(f"{where} uses the custom object {_show(node.get('registered_name') or name)} "
-                                 f"from module {_show(module)}; only built-in Keras objects are supported")
-        if name in _SUBMODEL_CLASSES:
-            raise ModelFileError(f"{where} nests a {name} model; supported: {SUPPORTED_ARCHITECTURE}")
-    for value in node.values():
-        _scan_objects(value, where)
-
-
-def _keras_module(module: Any) -> bool:
-    return module is None or (isinstance(module, str) and (module == "keras" or module.startswith("keras.")))
-
-
-def _wrong_layers(layers: list[dict]) -> str:
-    found = " -> ".join(_layer_label(layer) for layer in layers) or "no layers"
-    if any(layer.get("class_name") in _CODE_CLASSES for layer in layers):
-        return (f"unsupported model: {found}; a Lambda layer holds code, which is never run from a model file; "
-                f"supported: {SUPPORTED_ARCHITECTURE}")
-    return f"unsupported model: {found}; supported: {SUPPORTED_ARCHITECTURE}"
-
-
-def _layer_label(layer: dict) -> str:
-    name = layer.get("class_name")
-    label = _show(name).strip("'") if isinstance(name, str) else _show(name)
-    module = layer.get("module")
-    return label if _keras_module(module) else f"{label} (module {_show(module)})"
-
-
 def _check_embedding(cfg: dict) -> None:
-    _check_dtype(cfg, "Embedding")
-    _expect_bool(cfg, "Embedding", "mask_zero", False)
-    _expect_absent(cfg, "Embedding", "lora_rank", "quantization_config")
+    check_dtype(cfg, "Embedding")
+    expect_bool(cfg, "Embedding", "mask_zero", False)
+    expect_absent(cfg, "Embedding", "lora_rank", "quantization_config")
 
 
 def _check_recurrent(cfg: dict, kind: str) -> None:
     """An LSTM or GRU as Keras builds it by default (its sequences, or its last state only)."""
-    _check_dtype(cfg, kind)
-    _expect(cfg, kind, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
+    check_dtype(cfg, kind)
+    expect(cfg, kind, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
             return_state=False, go_backwards=False, stateful=False, time_major=False)
-    _expect_bool(cfg, kind, "return_sequences", False)
+    expect_bool(cfg, kind, "return_sequences", False)
     if kind == "GRU":
-        _expect_bool(cfg, kind, "reset_after", True)
+        expect_bool(cfg, kind, "reset_after", True)
     for key in ("dropout", "recurrent_dropout"):  # training only: inference ignores them
         value = cfg.get(key, 0.0)
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < 1:
@@ -309,9 +198,9 @@ def _check_recurrent(cfg: dict, kind: str) -> None:
 
 
 def _dense_activation(cfg: dict) -> str:
-    _check_dtype(cfg, "Dense")
-    _expect(cfg, "Dense", use_bias=True)
-    _expect_absent(cfg, "Dense", "lora_rank", "quantization_config")
+    check_dtype(cfg, "Dense")
+    expect(cfg, "Dense", use_bias=True)
+    expect_absent(cfg, "Dense", "lora_rank", "quantization_config")
     activation = cfg.get("activation", "linear")
     if not isinstance(activation, str):
         raise ModelFileError(f"Dense {_show(cfg.get('name'))} has activation {_show(activation)}; "
@@ -336,52 +225,6 @@ def _check_head(head: DenseSpec) -> None:
     if head.activation not in ("sigmoid", "linear", "softmax"):
         raise ModelFileError(f"the Dense head has activation {_show(head.activation)}; supported: sigmoid, "
                              "linear (logits: the device applies the sigmoid), or softmax with k >= 2 units")
-
-
-def _expect(cfg: dict, layer: str, **wanted: Any) -> None:
-    """Options that change the computation must have the supported value (absent = default)."""
-    for key, value in wanted.items():
-        found = cfg.get(key, value)
-        if found != value or type(found) is not type(value):
-            raise ModelFileError(f"{layer} has {key}={_show(found)}; supported: {key}={value!r} "
-                                 f"({SUPPORTED_ARCHITECTURE})")
-
-
-def _expect_bool(cfg: dict, layer: str, key: str, default: bool) -> None:
-    """An option that may be either True or False (absent = ``default``)."""
-    if type(cfg.get(key, default)) is not bool:
-        raise ModelFileError(f"{layer} has {key}={_show(cfg[key])}; supported: True or False")
-
-
-def _expect_absent(cfg: dict, layer: str, *keys: str) -> None:
-    for key in keys:
-        if cfg.get(key) not in (None, 0):
-            raise ModelFileError(f"{layer} has {key}={_show(cfg[key])}; only plain float layers are supported")
-
-
-def _check_dtype(cfg: dict, layer: str) -> None:
-    dtype = cfg.get("dtype", "float32")
-    if isinstance(dtype, dict):  # Keras 3 DTypePolicy / tf-keras Policy
-        dtype = (dtype.get("config") or {}).get("name")
-    if dtype not in (None, "float32"):
-        raise ModelFileError(f"{layer} computes in {_show(dtype)}; supported: float32")
-
-
-def _int(cfg: dict, key: str, layer: str, low: int, high: int) -> int:
-    value = cfg.get(key)
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise ModelFileError(f"{layer} {key} must be an integer in [{low}, {high}], found {_show(value)}")
-    return value
-
-
-_NAME = re.compile(r"[^/\x00]{1,200}")
-
-
-def _name(cfg: dict) -> str:
-    name = cfg.get("name")
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise ModelFileError(f"unusable layer name {_show(name)}")
-    return name
 
 
 def _fixed_length(config: dict, layers: list[dict]) -> int | None:

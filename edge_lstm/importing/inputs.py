@@ -78,19 +78,17 @@ def named(model_file: Any, labels: str | None) -> Any:
     return dataclasses.replace(model_file, spec=dataclasses.replace(spec, class_names=names))
 
 
-def tokenizer_for(kind: str, path: Path, spec: Any) -> Any:
-    """Our tokenizer for the model's vocabulary and length (built from the Keras index, or loaded)."""
-    from edge_lstm_device.bundle import tokenizers
-    from edge_lstm_device.bundle.tokenizer_file import TokenizerError
-
+def tokenizer_for(kind: str, path: Path, spec: Any, loaded: Any = None) -> Any:
+    """Our tokenizer for the model's vocabulary and length (built from the Keras index, or loaded;
+    ``loaded``: the edge-lstm tokenizer :func:`read_tokenizer` read already)."""
     from edge_lstm.importing.keras_index import WordIndexError, tokenizer_from_word_index
 
-    try:
-        if kind == "word-index":
+    if kind == "word-index":
+        try:
             return tokenizer_from_word_index(path, spec.num_words, spec.max_len)
-        tokenizer = tokenizers.load(path)
-    except (WordIndexError, TokenizerError) as err:
-        raise ImportModelError(str(err)) from err
+        except WordIndexError as err:
+            raise ImportModelError(str(err)) from err
+    tokenizer = loaded if loaded is not None else read_tokenizer(path)
     if (tokenizer.num_words, tokenizer.max_len) != (spec.num_words, spec.max_len):
         raise ImportModelError(
             f"{path.name} has {tokenizer.num_words} ids and {tokenizer.max_len} tokens per review; "
@@ -106,14 +104,13 @@ def vectorizer_tokenizer(model_file: Any) -> Any:
     return VectorizerTokenizer(model_file.vocabulary, spec.max_len, spec.vectorizer.standardize)
 
 
-def max_len_hint(tok_path: Path, max_len: int | None) -> int | None:
-    """--max-len, else the length of an edge-lstm tokenizer (used only if the model leaves it open)."""
-    if max_len is not None:
-        return max_len
+def read_tokenizer(path: Path) -> Any:
+    """An edge-lstm tokenizer file (``--tokenizer``), read once: its length is the hint for a model
+    that leaves its input length open (without --max-len), and it is the bundle's tokenizer."""
     from edge_lstm_device.bundle import tokenizers
     from edge_lstm_device.bundle.tokenizer_file import TokenizerError
 
     try:
-        return tokenizers.load(tok_path).max_len
+        return tokenizers.load(path)
     except TokenizerError as err:
         raise ImportModelError(str(err)) from err

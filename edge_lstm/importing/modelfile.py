@@ -28,7 +28,8 @@ from typing import Any
 import h5py
 import numpy as np
 
-from edge_lstm.importing.architecture import chain_layers, check_config
+from edge_lstm.importing.architecture import check_config
+from edge_lstm.importing.chain import chain_layers
 from edge_lstm.importing.spec import (  # noqa: F401 (the description's names, re-exported)
     ModelFileError,
     ModelSpec,

@@ -42,24 +42,26 @@ class ImportResult:
 def import_model(request: ImportRequest, log: Callable[[str], None] = lambda _: None) -> ImportResult:
     """Read the model as data, rebuild it in tf-keras, prove it equal, write the bundle."""
     from edge_lstm.importing.equivalence import prove_equal
-    from edge_lstm.importing.inputs import check_out, max_len_hint, named, read_model
+    from edge_lstm.importing.inputs import check_out, named, read_model, read_tokenizer
     from edge_lstm.importing.modelfile import build_model
     from edge_lstm.importing.writing import import_record, write_bundle
 
     check_out(request.out, request.force)
-    hint = max_len_hint(request.tokenizer_path, request.max_len) if request.tokenizer_path else request.max_len
-    model_file = named(read_model(request.model_path, hint), request.labels)
+    # the --tokenizer file gives the length of a model that leaves it open, and is read once
+    loaded = read_tokenizer(request.tokenizer_path) if request.tokenizer_path and request.max_len is None else None
+    model_file = named(read_model(request.model_path, request.max_len if loaded is None else loaded.max_len), request.labels)
     spec = model_file.spec
     log(f"{request.model_path.name}: {spec.description}, {spec.architecture}, {spec.max_len} tokens; read as data")
-    tok_kind, tok_path, tokenizer = _tokenizer(request, model_file)
+    tok_kind, tok_path, tokenizer = _tokenizer(request, model_file, loaded)
     model = build_model(model_file)
     loader, max_diff, rows = prove_equal(request.model_path, spec, model, tokenizer, log)
     record = import_record(request.model_path, spec, tok_kind, tok_path, tokenizer, loader, max_diff, rows)
     return ImportResult(request.out, write_bundle(request.out, model, model_file, tokenizer, record), record)
 
 
-def _tokenizer(request: ImportRequest, model_file: Any) -> tuple[str, Path, Any]:
-    """(kind, file, tokenizer): the model's own TextVectorization, else the ids it was trained on."""
+def _tokenizer(request: ImportRequest, model_file: Any, loaded: Any) -> tuple[str, Path, Any]:
+    """(kind, file, tokenizer): the model's own TextVectorization, else the ids it was trained on
+    (``loaded``: the --tokenizer file, if read already)."""
     from edge_lstm.importing.inputs import tokenizer_for, tokenizer_source, vectorizer_tokenizer
 
     if model_file.spec.vectorizer:
@@ -68,4 +70,4 @@ def _tokenizer(request: ImportRequest, model_file: Any) -> tuple[str, Path, Any]
                                    "drop --word-index and --tokenizer")
         return "text-vectorization", request.model_path, vectorizer_tokenizer(model_file)
     kind, path = tokenizer_source(request.word_index, request.tokenizer_path)
-    return kind, path, tokenizer_for(kind, path, model_file.spec)
+    return kind, path, tokenizer_for(kind, path, model_file.spec, loaded)

@@ -9,7 +9,8 @@ from typing import Any
 import h5py
 import numpy as np
 
-from edge_lstm.importing.architecture import RECURRENT_KINDS, _layer_name
+from edge_lstm.importing.architecture import RECURRENT_KINDS
+from edge_lstm.importing.chain import layer_name
 from edge_lstm.importing.spec import ModelFileError, ModelSpec, weight_shapes
 from edge_lstm.importing.spec import show_value as _show
 
@@ -32,7 +33,7 @@ def _text(raw: Any) -> str:
 
 def _read_weights(root: h5py.Group, kind: str, spec: ModelSpec, layers: list[dict]) -> tuple[np.ndarray, ...]:
     """Every array in ``set_weights`` order, each checked against the shape the architecture needs."""
-    kinds = {_layer_name(layer): layer["class_name"] for layer in layers}
+    kinds = {layer_name(layer): layer["class_name"] for layer in layers}
     groups = _zip_groups(layers)
     arrays: list[np.ndarray] = []
     for name, weights in weight_shapes(spec):
@@ -71,7 +72,7 @@ def _zip_groups(layers: list[dict]) -> dict[str, str]:
     for layer in layers:
         snake = re.sub(r"(?<!^)(?=[A-Z][a-z])|(?<=[a-z0-9])(?=[A-Z])", "_", layer["class_name"]).lower()
         count = seen.get(snake, 0)
-        groups[_layer_name(layer)] = snake if count == 0 else f"{snake}_{count}"
+        groups[layer_name(layer)] = snake if count == 0 else f"{snake}_{count}"
         seen[snake] = count + 1
     return groups
 

@@ -140,7 +140,18 @@ def train(
         order = np.random.default_rng(cfg.seed).permutation(len(x_all))
         model, refit = _refit(cfg, x_all[order], y_all[order], best.kept, best.kind, verbose, log)
     test_loss, test_acc = model.evaluate(x_test, test_reviews.labels, batch_size=256, verbose=0)
-    metrics = {
+    metrics = _metrics(cfg, history, best, refit, (test_loss, test_acc), (len(x_fit), len(x_val), len(x_test)),
+                       data_sha256, started)
+    bundle.write_trained(out_dir, model, tokenizer, metrics)
+    return metrics
+
+
+def _metrics(cfg: TrainConfig, history: Any, best: Any, refit: dict | None, test: tuple[float, float],
+             counts: tuple[int, int, int], data_sha256: str, started: float) -> dict:
+    """metrics.json: the config, every epoch and validation check, the kept weights, the test
+    split's ``(loss, accuracy)``, the ``(fit, validation, test)`` review counts, the data's hash."""
+    test_loss, test_acc = test
+    return {
         "config": asdict(cfg),
         "epochs": _per_epoch(history.history),
         "validation_checks": best.checks,
@@ -153,16 +164,14 @@ def train(
         "refit": refit,
         "test_accuracy": round(float(test_acc), 5),
         "test_loss": round(float(test_loss), 5),
-        "n_train": len(x_fit),
-        "n_validation": len(x_val),
-        "n_test": len(x_test),
+        "n_train": counts[0],
+        "n_validation": counts[1],
+        "n_test": counts[2],
         "data_sha256": data_sha256,
         "wall_time_s": round(time.perf_counter() - started, 1),
         "seed": cfg.seed,
         "versions": library_versions(),
     }
-    bundle.write_trained(out_dir, model, tokenizer, metrics)
-    return metrics
 
 
 def _fit_keeping_best(cfg: TrainConfig, fit: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray],
@@ -236,6 +245,39 @@ def _per_epoch(history: dict[str, list[float]]) -> list[dict]:
     return [{"epoch": i + 1, **{k: round(float(history[k][i]), 5) for k in keys}} for i in range(n)]
 
 
+class _KeptWeights:
+    """The best validation check so far and every check made: the state and bookkeeping of the
+    tf-keras callback :func:`_best_checkpoint_callback` makes (a mixin: tf-keras is imported
+    there). ``accuracy(model)`` measures a check; ``log`` takes one line."""
+
+    def _start(self, accuracy: Callable[[Any], float], log: Callable[[str], None]) -> None:
+        self.best_acc, self.kept, self.kind, self.weights = -1.0, 0.0, TRAINED, None
+        self.checks: list[dict] = []
+        self._epoch = 0
+        self._ema: list[np.ndarray] | None = None
+        self._accuracy, self._log = accuracy, log
+
+    def _check(self, position: float, acc: float) -> None:
+        check = {"epoch": round(position, 3), "val_accuracy": round(acc, 5)}
+        raw = self.model.get_weights()
+        self._consider(acc, position, TRAINED, raw)
+        if self._ema is not None:
+            self.model.set_weights(self._ema)
+            check["ema_val_accuracy"] = round(ema_acc := self._accuracy(self.model), 5)
+            self.model.set_weights(raw)
+            self._consider(ema_acc, position, MOVING_AVERAGE, self._ema)
+        self.checks.append(check)
+
+    def _consider(self, acc: float, position: float, kind: str, weights: list[np.ndarray]) -> None:
+        if acc > self.best_acc:
+            self.best_acc, self.kept, self.kind = acc, round(position, 3), kind
+            self.weights = [w.copy() for w in weights]
+
+    def restore(self, model: Any) -> None:
+        model.set_weights(self.weights)
+        self._log(f"kept the {self.kind} weights of epoch {self.kept} (val_accuracy {self.best_acc:.4f})")
+
+
 def _best_checkpoint_callback(x_val: np.ndarray, y_val: np.ndarray, checks_per_epoch: int, steps: int,
                               ema_momentum: float, log: Callable[[str], None]) -> Any:
     """A tf-keras callback that measures validation accuracy ``checks_per_epoch`` times per epoch
@@ -249,13 +291,10 @@ def _best_checkpoint_callback(x_val: np.ndarray, y_val: np.ndarray, checks_per_e
         scores = model.predict(x_val, batch_size=512, verbose=0).reshape(-1)
         return float(np.mean((scores >= 0.5) == y_val))
 
-    class BestCheckpoint(keras.callbacks.Callback):
+    class BestCheckpoint(_KeptWeights, keras.callbacks.Callback):
         def __init__(self) -> None:
             super().__init__()
-            self.best_acc, self.kept, self.kind, self.weights = -1.0, 0.0, TRAINED, None
-            self.checks: list[dict] = []
-            self._epoch = 0
-            self._ema: list[np.ndarray] | None = None
+            self._start(accuracy, log)
 
         def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
             self._epoch = epoch
@@ -270,25 +309,5 @@ def _best_checkpoint_callback(x_val: np.ndarray, y_val: np.ndarray, checks_per_e
             logs = logs or {}
             log(f"epoch {epoch + 1}: " + " ".join(f"{k}={v:.4f}" for k, v in sorted(logs.items())))
             self._check(float(epoch + 1), float(logs.get("val_accuracy", -1.0)))
-
-        def _check(self, position: float, acc: float) -> None:
-            check = {"epoch": round(position, 3), "val_accuracy": round(acc, 5)}
-            raw = self.model.get_weights()
-            self._consider(acc, position, TRAINED, raw)
-            if self._ema is not None:
-                self.model.set_weights(self._ema)
-                check["ema_val_accuracy"] = round(ema_acc := accuracy(self.model), 5)
-                self.model.set_weights(raw)
-                self._consider(ema_acc, position, MOVING_AVERAGE, self._ema)
-            self.checks.append(check)
-
-        def _consider(self, acc: float, position: float, kind: str, weights: list[np.ndarray]) -> None:
-            if acc > self.best_acc:
-                self.best_acc, self.kept, self.kind = acc, round(position, 3), kind
-                self.weights = [w.copy() for w in weights]
-
-        def restore(self, model: Any) -> None:
-            model.set_weights(self.weights)
-            log(f"kept the {self.kind} weights of epoch {self.kept} (val_accuracy {self.best_acc:.4f})")
 
     return BestCheckpoint()
