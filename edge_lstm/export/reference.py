@@ -15,8 +15,9 @@ from edge_lstm_device.runtime.model import REFERENCE_BUNDLE
 from edge_lstm import bundle
 from edge_lstm.export.exporter import ExportOptions, export_bundle
 from edge_lstm.export.recipes import RECIPES
+from edge_lstm.transaction import BundleTransaction
 
-TRAINED_FILES = (bundle.MODEL_FILE, TOKENIZER_FILE, bundle.METRICS_FILE)
+TRAINED_FILES = bundle.TRAINED_FILES
 
 
 def device_files(manifest: dict) -> list[str]:
@@ -29,15 +30,15 @@ def device_files(manifest: dict) -> list[str]:
 
 
 def adopt(source: Path, bundle_dir: Path) -> None:
-    """Copy a trained bundle's model, tokenizer and metrics into ``bundle_dir`` (each atomically)."""
+    """Copy a trained bundle's model, tokenizer and metrics into ``bundle_dir`` (together)."""
     missing = [name for name in TRAINED_FILES if not (source / name).is_file()]
     if missing:
         raise bundle.BundleError(f"{source} is not a trained bundle (missing {', '.join(missing)})")
     bundle.ensure_writable(bundle_dir)
-    for name in TRAINED_FILES:
-        tmp = bundle_dir / f".{name}.adopt"
-        shutil.copyfile(source / name, tmp)
-        os.replace(tmp, bundle_dir / name)
+    with BundleTransaction(bundle_dir) as txn:
+        for name in TRAINED_FILES:
+            shutil.copyfile(source / name, txn.stage(name))
+        txn.commit()
 
 
 def copy_to_device(bundle_dir: Path, manifest: dict, device_dir: Path) -> list[str]:
