@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
-from edge_lstm_device.runtime.model import PACKAGED_REFERENCE, REFERENCE_BUNDLE
+import pytest
+from edge_lstm_device.bundle.manifest import BundleError, read_bounded, read_manifest
+from edge_lstm_device.runtime.model import REFERENCE_BUNDLE
 
 from edge_lstm.export.reference import device_files
 from tests.support.fixtures import BUNDLE
@@ -14,11 +17,14 @@ from tests.support.fixtures import BUNDLE
 
 def test_device_ships_the_exported_reference_files_as_links_into_export() -> None:
     manifest = json.loads((BUNDLE / "manifest.json").read_text())
-    assert sorted(p.name for p in PACKAGED_REFERENCE.iterdir()) == sorted(device_files(manifest))
-    for path in PACKAGED_REFERENCE.iterdir():
+    assert sorted(p.name for p in REFERENCE_BUNDLE.iterdir()) == sorted(device_files(manifest))
+    for path in REFERENCE_BUNDLE.iterdir():
         assert path.is_symlink() and os.readlink(path) == f"../../../export/{path.name}", path
         assert path.resolve() == (BUNDLE / path.name).resolve(), path
 
 
-def test_in_a_source_tree_the_device_reads_the_reference_from_export() -> None:
-    assert REFERENCE_BUNDLE == BUNDLE.resolve()  # (no bundle file is read through a link)
+def test_links_are_read_in_the_reference_folder_only(tmp_path: Path) -> None:
+    assert read_manifest(REFERENCE_BUNDLE) == read_manifest(BUNDLE)
+    (tmp_path / "manifest.json").symlink_to(BUNDLE / "manifest.json")
+    with pytest.raises(BundleError, match="symbolic links"):
+        read_bounded(tmp_path / "manifest.json", 1 << 20)

@@ -21,7 +21,7 @@ import numpy.testing  # noqa: F401 (numpy 1.x runs lscpu when it is first import
 import pytest
 import tiers
 from edge_lstm_device.bundle.files import bytes_sha256
-from edge_lstm_device.runtime.model import PACKAGED_REFERENCE, SentimentModel
+from edge_lstm_device.runtime.model import REFERENCE_BUNDLE, SentimentModel
 
 # 300 real IMDB test reviews (the host package's shipped sample: plain gzipped JSON lines)
 SAMPLE = Path(__file__).resolve().parents[2] / "edge_lstm" / "samples" / "test_reviews.jsonl.gz"
@@ -60,7 +60,7 @@ def register(config: pytest.Config) -> None:
 def copy_reference(dest: Path) -> Path:
     """The shipped reference bundle, copied to ``dest`` (every file its manifest names)."""
     dest.mkdir(parents=True, exist_ok=True)
-    for path in PACKAGED_REFERENCE.iterdir():  # what the package ships (in a source tree: links, followed)
+    for path in REFERENCE_BUNDLE.iterdir():
         if path.is_file() and path.suffix in (".tflite", ".json"):
             shutil.copy(path, dest / path.name)
     return dest

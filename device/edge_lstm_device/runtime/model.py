@@ -11,8 +11,8 @@ import numpy as np
 
 from edge_lstm_device.bundle import tokenizers
 from edge_lstm_device.bundle.manifest import (
-    MANIFEST_FILE,
     NUMPY_WEIGHTS,
+    REFERENCE_BUNDLE,
     TOKENIZER_FILE,
     BundleError,
     class_names,
@@ -31,11 +31,6 @@ from edge_lstm_device.runtime.scoring import TFLiteScorer
 if TYPE_CHECKING:
     from edge_lstm_device.runtime.calibrate import Calibration
 
-PACKAGED_REFERENCE = Path(__file__).resolve().parent.parent / "reference"  # the package data
-# The shipped reference bundle. A built wheel holds its files; in a source tree they are links into
-# the repository's export/ (stored once), and no bundle file is read through a link: there the
-# reference is the folder they point to (docs/decisions/bundle-transaction.md).
-REFERENCE_BUNDLE = (PACKAGED_REFERENCE / MANIFEST_FILE).resolve().parent
 MODEL_ENV = "EDGE_LSTM_MODEL"  # the model the CLI runs when --model is not given
 NO_CALIBRATE_ENV = "EDGE_LSTM_NO_CALIBRATE"  # set (not "" or "0"): the manifest's order, no calibration
 __all__ = ["BundleError", "ModelChoice", "Prediction", "REFERENCE_BUNDLE", "ReviewError", "SentimentModel", "device_order",
