@@ -25,8 +25,8 @@ import os
 import shutil
 import signal
 import tempfile
-from pathlib import Path
 from collections.abc import Collection, Iterable, Iterator
+from pathlib import Path
 
 from edge_lstm_device.bundle.files import atomic_write_json
 

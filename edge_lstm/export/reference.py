@@ -8,8 +8,12 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
-from edge_lstm_device.bundle.manifest import MANIFEST_FILE, NUMPY_WEIGHTS, REFERENCE_SCORES_FILE, TOKENIZER_FILE
-from edge_lstm_device.bundle.numpy_weights import WEIGHTS_FILE
+from edge_lstm_device.bundle.manifest import (
+    MANIFEST_FILE,
+    NUMPY_WEIGHTS,
+    REFERENCE_SCORES_FILE,
+    TOKENIZER_FILE,
+)
 
 from edge_lstm import bundle
 from edge_lstm.export.exporter import ExportOptions, export_bundle
