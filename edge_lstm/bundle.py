@@ -9,13 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from edge_lstm_device.bundle import tokenizers
-from edge_lstm_device.bundle.files import atomic_write_json
 from edge_lstm_device.bundle.manifest import (  # noqa: F401 (the format's names, re-exported for the host)
     MANIFEST_FILE,
     TOKENIZER_FILE,
     BundleError,
 )
 from edge_lstm_device.bundle.tokenizer_file import TokenizerError, TokenizerFile
+
+from edge_lstm.transaction import BundleTransaction
 
 DEFAULT_BUNDLE = Path("export")
 MODEL_FILE = "model.h5"  # the float model (the device never reads it)
@@ -33,21 +34,26 @@ def ensure_writable(directory: Path) -> None:
         raise BundleError(f"cannot write to {directory}: {err.strerror or err}") from err
 
 
+TRAINED_FILES = (MODEL_FILE, TOKENIZER_FILE, METRICS_FILE)
+
+
 def write_trained(out_dir: Path, model: Any, tokenizer: TokenizerFile, metrics: dict) -> None:
-    """Write model, tokenizer and metrics; each file appears whole or not at all."""
+    """Write model, tokenizer and metrics; they appear together, each whole, or not at all."""
     ensure_writable(out_dir)
-    fd, tmp_model = tempfile.mkstemp(dir=out_dir, prefix=".model.", suffix=".h5")
-    os.close(fd)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # "HDF5 is legacy": it is small and exact
-            model.save(tmp_model, include_optimizer=False)
-        os.chmod(tmp_model, 0o644)
-        tokenizer.save(out_dir / TOKENIZER_FILE)
-        os.replace(tmp_model, out_dir / MODEL_FILE)
-    finally:
-        Path(tmp_model).unlink(missing_ok=True)
-    atomic_write_json(out_dir / METRICS_FILE, metrics)
+    with BundleTransaction(out_dir, owns=TRAINED_FILES) as txn:
+        stage_trained(txn, model, tokenizer, metrics)
+        txn.commit()
+
+
+def stage_trained(txn: BundleTransaction, model: Any, tokenizer: TokenizerFile, metrics: dict) -> None:
+    """Model, tokenizer and metrics staged in the ``BundleTransaction`` ``txn``."""
+    path = txn.stage(MODEL_FILE)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "HDF5 is legacy": it is small and exact
+        model.save(path, include_optimizer=False)
+    os.chmod(path, 0o644)
+    tokenizer.save(txn.stage(TOKENIZER_FILE))
+    txn.stage_json(METRICS_FILE, metrics)
 
 
 def load_tokenizer(bundle_dir: Path) -> TokenizerFile:

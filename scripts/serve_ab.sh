@@ -1,7 +1,7 @@
 #!/bin/bash
 # Two servers side by side, interleaved hey runs: requests/s, p99 and server CPU per request.
 #   scripts/serve_ab.sh OLD_DEVICE_DIR NEW_DEVICE_DIR [ROUNDS]
-# e.g. git archive d680da2 device | tar -x -C /tmp/old && scripts/serve_ab.sh /tmp/old/device ./device 6
+# e.g. git archive d680da2 device export | tar -x -C /tmp/old && scripts/serve_ab.sh /tmp/old/device ./device 6
 # Each round: hey -n 20000 -c 32 posting one short review, first to the old server, then to the new
 # one (both `serve --quiet --workers 2` on 127.0.0.1). CPU: utime+stime of the server from
 # /proc/PID/stat (10 ms ticks) over the run, per request.

@@ -9,7 +9,7 @@ and 2,000 half-open heads, held for 15 s; ``GET /v1/health`` on a new connection
 (b) **Reconnect flood**: 2,000 half-open heads, each one the server closes opened again at once.
 (c) **Memory**: 100 clients each post a 1 MiB body in 64 KiB pieces every 0.25 s, all at once.
 (d) **Throughput**: ``hey -n 20000 -c 32``, one short review per request, to this tree's server
-and to each ``--old`` commit's (``git archive COMMIT device``), interleaved within the round.
+and to each ``--old`` commit's (``git archive COMMIT device export``), interleaved within the round.
 The machine is shared and noisy, so every figure is given as the median and range of the rounds.
 """
 
@@ -83,13 +83,14 @@ def _q(values: list[float], cut: int) -> float:
 
 
 def old_trees(specs: list[str], tmp: Path) -> dict[str, Path]:
-    """NAME=COMMIT -> the ``device`` folder of that commit, unpacked under ``tmp``."""
+    """NAME=COMMIT -> the ``device`` folder of that commit, unpacked under ``tmp`` (with ``export``:
+    the device's reference files are links into it)."""
     trees = {}
     for spec in specs:
         name, commit = spec.split("=", 1)
         dest = tmp / name
         dest.mkdir()
-        archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit, "device"], capture_output=True, check=True).stdout
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit, "device", "export"], capture_output=True, check=True).stdout
         subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
         trees[f"{name} ({commit})"] = dest / "device"
     return trees
@@ -216,7 +217,7 @@ the full accept queue drops SYNs (the client's TCP retries after 1 s): see
 ## Throughput: `hey -n {HEY_REQUESTS} -c 32`, one short review per request, servers side by side
 
 All servers run at once (idle but for the one measured); each round runs `hey` against each in the order
-of the table. An older server is `git archive COMMIT device` run the same way.
+of the table. An older server is `git archive COMMIT device export` run the same way.
 
 | server | requests/s | p99 ms | answered 200 | server CPU µs per request |
 | --- | --- | --- | --- | --- |

@@ -18,6 +18,7 @@ from edge_lstm_device.runtime.model import REFERENCE_BUNDLE, SentimentModel
 from edge_lstm.cli import main
 from edge_lstm.commands.export import signature_note
 from edge_lstm.export import exporter
+from edge_lstm.transaction import BundleTransaction
 
 
 def run(*argv: str):
@@ -124,10 +125,9 @@ def test_sign_errors_are_one_line(bundle: Path, key: Path, tmp_path: Path, which
 
 
 def staged_commit(bundle: Path, manifest: dict) -> str | None:
-    """``exporter._commit`` of a staging folder holding no artifacts, only a new manifest."""
-    staging = bundle / ".export-staging-test"
-    staging.mkdir()
-    return exporter._commit(bundle, staging, [], manifest, {"artifacts": {}})
+    """``exporter._commit`` of a transaction holding no artifacts, only a new manifest."""
+    with BundleTransaction(bundle, owns=exporter.EXPORT_FILES, prefix=exporter.STAGING_PREFIX) as txn:
+        return exporter._commit(txn, [], manifest, {"artifacts": {}})
 
 
 def test_export_removes_a_signature_its_new_manifest_makes_stale(bundle: Path, key: Path) -> None:
@@ -144,7 +144,6 @@ def test_export_keeps_a_signature_of_the_same_manifest_bytes(bundle: Path, key: 
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert staged_commit(bundle, manifest) is None  # unsigned: nothing to say
     assert run("sign", "--bundle", str(bundle), "--key", str(key)).exit_code == 0
-    shutil.rmtree(bundle / ".export-staging-test")
     assert staged_commit(bundle, manifest) == "kept"
     signing.read_trusted_manifest(bundle, str(key) + ".pub")  # still valid (the commit removed the artifacts)
     assert signature_note({}) is None and "kept" in signature_note({"signature": "kept"})
@@ -175,7 +174,6 @@ def test_export_commit_versions_the_manifest_it_writes(bundle: Path) -> None:
     manifest = {k: v for k, v in before.items() if k != "bundle_version"}
     staged_commit(bundle, manifest)
     assert json.loads((bundle / "manifest.json").read_text()) == before  # the same model: the same bytes
-    shutil.rmtree(bundle / ".export-staging-test")
     manifest = {**manifest, "device_order": before["device_order"][::-1]}
     staged_commit(bundle, manifest)
     written = json.loads((bundle / "manifest.json").read_text())

@@ -1,4 +1,4 @@
-"""``edge-lstm reference``: refresh the shipped reference bundle and the device package's copy."""
+"""``edge-lstm reference``: refresh the shipped reference bundle (the device package links to it)."""
 
 from __future__ import annotations
 
@@ -15,13 +15,14 @@ from edge_lstm.tf_setup import quiet_tensorflow
               help="Make this trained bundle (model.h5, tokenizer.json, metrics.json) the new reference.")
 @JSON_OPTION
 def reference_command(source: Path | None, as_json: bool) -> None:
-    """Re-export the shipped reference bundle (./export) with --int8 and copy its int8 TFLite
-    files, tokenizer and manifest into the device package (device/edge_lstm_device/reference).
-    No other command writes there; `train` writes to runs/ unless given --out.
+    """Re-export the shipped reference bundle (./export) with --int8. The device package ships
+    its int8 TFLite files, numpy weights, tokenizer, reference scores and manifest through links
+    (device/edge_lstm_device/reference), so they are refreshed too. No other command writes
+    there; `train` writes to runs/ unless given --out.
 
     \b
     Examples:
-      edge-lstm reference                              # re-export ./export, refresh the device copy
+      edge-lstm reference                              # re-export ./export (the device links to it)
       edge-lstm reference --from runs/20261124-140000  # adopt a new trained model, then the same
     """
     quiet_tensorflow()
@@ -37,5 +38,5 @@ def reference_command(source: Path | None, as_json: bool) -> None:
         echo_json(result)
     else:
         order = ", ".join(result["manifest"]["device_order"])
-        click.echo(f"reference exported (device order: {order}); device package files refreshed: "
+        click.echo(f"reference exported (device order: {order}); the device package ships: "
                    f"{', '.join(result['device_files'])}")

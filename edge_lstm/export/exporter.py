@@ -1,20 +1,16 @@
 """Export a bundle's float model to TFLite and ONNX (float and int8) with a manifest.
 
 Everything is built and checked in a staging folder inside the bundle, then renamed into
-place with SIGINT/SIGTERM held back: a failed or interrupted export leaves the previous
-artifacts and manifest exactly as they were.
+place with SIGINT/SIGTERM held back (``edge_lstm.transaction``): a failed or interrupted export
+leaves the previous artifacts and manifest exactly as they were.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
-import signal
-import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 from edge_lstm_device.bundle import manifest as bundle_format
@@ -37,6 +33,7 @@ from edge_lstm.export.recipes import (  # noqa: F401 (ExportOptions, not_exporte
     planned,
 )
 from edge_lstm.samples import TEST_SAMPLE, TRAIN_SAMPLE, read_sample
+from edge_lstm.transaction import BundleTransaction
 
 STAGING_PREFIX = ".export-staging-"
 SELFCHECK_REVIEWS = 64
@@ -105,17 +102,6 @@ def _check_onnx(path: Path) -> None:
         raise convert.ConversionError(f"{path.name} fails onnx.checker: {' '.join(str(err).split())[:200]}") from err
 
 
-@contextlib.contextmanager
-def _signals_held() -> Iterator[None]:
-    """Hold back SIGINT/SIGTERM while files are renamed into place."""
-    held = {signal.SIGINT, signal.SIGTERM}
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
-
-
 def _signature_status(bundle_dir: Path, staged_manifest: Path) -> str | None:
     """None (the bundle is not signed), "kept" (the new manifest has the very bytes of the one in
     place, so ``manifest.sig`` still holds) or "removed" (it would sign the previous manifest)."""
@@ -128,29 +114,21 @@ def _signature_status(bundle_dir: Path, staged_manifest: Path) -> str | None:
     return "kept" if unchanged else "removed"
 
 
-def _commit(bundle_dir: Path, staging: Path, files: list[str], new_manifest: dict, report: dict) -> str | None:
-    """Rename the staged files into place, manifest last; remove artifacts of an earlier export
-    that this one did not write, and a ``manifest.sig`` the new manifest makes stale (returns
-    ``_signature_status``). Only files an export writes (``EXPORT_FILES``, plain names in the
-    bundle) and the signature are ever replaced or removed, whatever the old manifest says."""
-    stamped = manifest.stamp_version(new_manifest, _previous_manifest(bundle_dir))
+def _commit(txn: BundleTransaction, files: list[str], new_manifest: dict, report: dict) -> str | None:
+    """Put the staged ``files``, the report and the manifest (last) in place; the transaction removes
+    artifacts of an earlier export that this one did not write, and a ``manifest.sig`` the new
+    manifest makes stale (returns ``_signature_status``). Only files an export writes
+    (``EXPORT_FILES``, plain names in the bundle) and the signature are ever replaced or removed,
+    whatever the old manifest says."""
+    stamped = manifest.stamp_version(new_manifest, _previous_manifest(txn.target))
     new_manifest.clear()  # in place: the caller's result is the manifest written, keys in the file's order
     new_manifest.update(stamped)
-    atomic_write_json(staging / bundle.MANIFEST_FILE, new_manifest)
-    atomic_write_json(staging / REPORT_FILE, report)
-    stale = [name for name in EXPORT_FILES - set(files) - {bundle.MANIFEST_FILE, REPORT_FILE}
-             if (bundle_dir / name).is_file() and not (bundle_dir / name).is_symlink()]
-    signature = _signature_status(bundle_dir, staging / bundle.MANIFEST_FILE)
-    with _signals_held():
-        termination.check()  # a SIGTERM a converter swallowed: nothing is committed
-        for name in files:
-            os.replace(staging / name, bundle_dir / name)
-        os.replace(staging / REPORT_FILE, bundle_dir / REPORT_FILE)
-        if signature == "removed":
-            (bundle_dir / SIGNATURE_FILE).unlink(missing_ok=True)
-        os.replace(staging / bundle.MANIFEST_FILE, bundle_dir / bundle.MANIFEST_FILE)
-        for name in stale:
-            (bundle_dir / name).unlink(missing_ok=True)
+    for name in files:
+        txn.stage(name)
+    staged_manifest = txn.stage_json(bundle.MANIFEST_FILE, new_manifest)
+    txn.stage_json(REPORT_FILE, report)
+    signature = _signature_status(txn.target, staged_manifest)
+    txn.commit(last=bundle.MANIFEST_FILE, drop=[SIGNATURE_FILE] if signature == "removed" else [])
     return signature
 
 
@@ -253,33 +231,30 @@ def export_bundle(
     rows = tokenizer.encode_batch(sample.texts[:SELFCHECK_REVIEWS])
     reference = KerasBackend(model).score(rows)
     tools = manifest.tool_versions()
-    for leftover in bundle_dir.glob(STAGING_PREFIX + "*"):
-        shutil.rmtree(leftover, ignore_errors=True)
     scores = reference_scores.build(KerasBackend(model).score, tokenizer, sample, f"shipped sample {TEST_SAMPLE.name}")
     judge = _onnx_judge(tokenizer, scores)
-    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=bundle_dir))  # (removed by the finally below)
-    try:
-        inputs = BuildInputs(model, config["max_len"], staging, calibration, judge)
-        built, skipped = _build_all(options, config, inputs, calibration_origin, rows, reference, tools, log)
-        entries = {name: entry for name, (entry, _) in built.items()}
-        measured = {name: m for name, (_, m) in built.items()}
-        _add_size_ratios(entries)
-        scores_entry = _write_reference_scores(staging, scores, log)
-        result = manifest.build_manifest(bundle_dir / bundle.MODEL_FILE, bundle_dir / bundle.TOKENIZER_FILE,
-                                         tokenizer, config, entries,
-                                         device_order(measured, _previous_order(bundle_dir)), skipped, scores_entry)
-        report = manifest.export_report(measured, SELFCHECK_REVIEWS, LATENCY_CALLS)
-        files = [e["file"] for e in entries.values()] + [scores_entry["file"]]
-        if options.int8:  # the numpy engine's weights: int8, as the int8 loop file holds them
-            result[NUMPY_WEIGHTS], report["artifacts"][NUMPY_WEIGHTS] = _build_numpy_weights(
-                model, config["max_len"], staging, rows, reference, log)
-            files.append(WEIGHTS_FILE)
-        signature = _commit(bundle_dir, staging, files, result, report)
-        return {"manifest": result, "report": report, **({"signature": signature} if signature else {})}
-    except (convert.ConversionError, selfcheck.SelfCheckError) as err:
-        raise ExportError(str(err)) from err
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    with BundleTransaction(bundle_dir, owns=EXPORT_FILES, prefix=STAGING_PREFIX) as txn:
+        try:
+            staging = txn.staging
+            inputs = BuildInputs(model, config["max_len"], staging, calibration, judge)
+            built, skipped = _build_all(options, config, inputs, calibration_origin, rows, reference, tools, log)
+            entries = {name: entry for name, (entry, _) in built.items()}
+            measured = {name: m for name, (_, m) in built.items()}
+            _add_size_ratios(entries)
+            scores_entry = _write_reference_scores(staging, scores, log)
+            result = manifest.build_manifest(bundle_dir / bundle.MODEL_FILE, bundle_dir / bundle.TOKENIZER_FILE,
+                                             tokenizer, config, entries,
+                                             device_order(measured, _previous_order(bundle_dir)), skipped, scores_entry)
+            report = manifest.export_report(measured, SELFCHECK_REVIEWS, LATENCY_CALLS)
+            files = [e["file"] for e in entries.values()] + [scores_entry["file"]]
+            if options.int8:  # the numpy engine's weights: int8, as the int8 loop file holds them
+                result[NUMPY_WEIGHTS], report["artifacts"][NUMPY_WEIGHTS] = _build_numpy_weights(
+                    model, config["max_len"], staging, rows, reference, log)
+                files.append(WEIGHTS_FILE)
+            signature = _commit(txn, files, result, report)
+            return {"manifest": result, "report": report, **({"signature": signature} if signature else {})}
+        except (convert.ConversionError, selfcheck.SelfCheckError) as err:
+            raise ExportError(str(err)) from err
 
 
 def _build_all(options: ExportOptions, config: dict, inputs: BuildInputs, calibration_origin: str, rows: np.ndarray,

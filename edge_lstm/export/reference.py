@@ -1,27 +1,30 @@
-"""The shipped reference: ``export/`` (the float model and its exports) and the device
-package's copy of its int8 TFLite files, refreshed together by one command."""
+"""The shipped reference: ``export/`` (the float model and its exports), refreshed by one
+command. The device package ships some of its files: ``device/edge_lstm_device/reference/`` holds
+links to them (stored once; a built wheel holds their bytes)."""
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 from typing import Callable
 
-from edge_lstm_device.bundle.manifest import MANIFEST_FILE, NUMPY_WEIGHTS, REFERENCE_SCORES_FILE, TOKENIZER_FILE
-from edge_lstm_device.bundle.numpy_weights import WEIGHTS_FILE
-from edge_lstm_device.runtime.model import REFERENCE_BUNDLE
+from edge_lstm_device.bundle.manifest import (
+    MANIFEST_FILE,
+    NUMPY_WEIGHTS,
+    REFERENCE_SCORES_FILE,
+    TOKENIZER_FILE,
+)
 
 from edge_lstm import bundle
 from edge_lstm.export.exporter import ExportOptions, export_bundle
-from edge_lstm.export.recipes import RECIPES
+from edge_lstm.transaction import BundleTransaction
 
-TRAINED_FILES = (bundle.MODEL_FILE, TOKENIZER_FILE, bundle.METRICS_FILE)
+TRAINED_FILES = bundle.TRAINED_FILES
 
 
 def device_files(manifest: dict) -> list[str]:
-    """What the device package ships: the int8 TFLite files, the numpy engine's weights, the
-    tokenizer, the reference scores (``verify``) and the manifest."""
+    """What the device package ships (its ``reference/`` links): the int8 TFLite files, the numpy
+    engine's weights, the tokenizer, the reference scores (``verify``) and the manifest."""
     tflite = [e["file"] for e in manifest["artifacts"].values() if e["format"] == "tflite" and e["precision"] == "int8"]
     weights = [manifest[NUMPY_WEIGHTS]["file"]] if NUMPY_WEIGHTS in manifest else []
     scores = [REFERENCE_SCORES_FILE] if "reference_scores" in manifest else []
@@ -29,35 +32,22 @@ def device_files(manifest: dict) -> list[str]:
 
 
 def adopt(source: Path, bundle_dir: Path) -> None:
-    """Copy a trained bundle's model, tokenizer and metrics into ``bundle_dir`` (each atomically)."""
+    """Copy a trained bundle's model, tokenizer and metrics into ``bundle_dir`` (together)."""
     missing = [name for name in TRAINED_FILES if not (source / name).is_file()]
     if missing:
         raise bundle.BundleError(f"{source} is not a trained bundle (missing {', '.join(missing)})")
     bundle.ensure_writable(bundle_dir)
-    for name in TRAINED_FILES:
-        tmp = bundle_dir / f".{name}.adopt"
-        shutil.copyfile(source / name, tmp)
-        os.replace(tmp, bundle_dir / name)
-
-
-def copy_to_device(bundle_dir: Path, manifest: dict, device_dir: Path) -> list[str]:
-    """Replace the device package's reference files; returns their names."""
-    names = device_files(manifest)
-    bundle.ensure_writable(device_dir)
-    for stale in ({r.file for r in RECIPES} | {WEIGHTS_FILE, REFERENCE_SCORES_FILE}) - set(names):
-        (device_dir / stale).unlink(missing_ok=True)
-    for name in names:
-        tmp = device_dir / f".{name}.copy"
-        shutil.copyfile(bundle_dir / name, tmp)
-        os.replace(tmp, device_dir / name)
-    return names
+    with BundleTransaction(bundle_dir) as txn:
+        for name in TRAINED_FILES:
+            shutil.copyfile(source / name, txn.stage(name))
+        txn.commit()
 
 
 def refresh_reference(source: Path | None = None, bundle_dir: Path = bundle.DEFAULT_BUNDLE,
-                      device_dir: Path = REFERENCE_BUNDLE, log: Callable[[str], None] = print) -> dict:
-    """Optionally adopt ``source``'s trained model, export ``bundle_dir`` with int8, and copy
-    the device's files; returns the export's result and the files copied."""
+                      log: Callable[[str], None] = print) -> dict:
+    """Optionally adopt ``source``'s trained model, then export ``bundle_dir`` with int8; returns
+    the export's result and the files the device package ships (its links into ``export/``)."""
     if source is not None and source.resolve() != bundle_dir.resolve():
         adopt(source, bundle_dir)
     result = export_bundle(bundle_dir, ExportOptions(int8=True), log=log)
-    return {**result, "device_files": copy_to_device(bundle_dir, result["manifest"], device_dir)}
+    return {**result, "device_files": device_files(result["manifest"])}

@@ -1,13 +1,10 @@
 """An import's output: ``import.json`` (what was imported and proven) and the bundle, written
-beside ``--out``, read back, then renamed into place."""
+beside ``--out``, read back, then renamed into place (``edge_lstm.transaction``)."""
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import platform
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -46,47 +43,28 @@ def import_record(model_path: Path, spec: Any, tok_kind: str, tok_path: Path, to
 
 def write_bundle(out: Path, model: Any, model_file: Any, tokenizer: Any, record: dict) -> list[str]:
     """Write the bundle into a folder beside ``out``, check it reads back, then rename it into place."""
-    from edge_lstm_device.bundle.files import atomic_write_json
-
     from edge_lstm import bundle
     from edge_lstm.importing.modelfile import ModelFileError, read_model_file, write_bundle_attrs
+    from edge_lstm.transaction import BundleTransaction
 
+    txn = BundleTransaction(out, prefix=STAGING_PREFIX, whole=True)
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=out.parent))
+        staging = txn.begin()
     except OSError as err:
         raise ImportModelError(f"cannot write beside {out}: {err.strerror or err}") from err
-    try:
-        config = {k: record["architecture"][k] for k in ("num_words", "max_len", "embedding_dim", "cell", "units", "mask_zero")}
-        model.compile(loss="binary_crossentropy")  # as training saves it (else tf-keras warns on save)
-        bundle.write_trained(staging, model, tokenizer, {"config": config, "import": record})
-        write_bundle_attrs(staging / bundle.MODEL_FILE, model_file.spec)
-        atomic_write_json(staging / IMPORT_FILE, record)
-        written = read_model_file(staging / bundle.MODEL_FILE)
-        if not all(np.array_equal(a, b) for a, b in zip(written.weights, model_file.weights)):
-            raise ImportModelError("the written model.h5 does not hold the imported weights")
-        if (written.spec.labels, written.spec.whole_reviews) != (model_file.spec.labels, model_file.spec.whole_reviews):
-            raise ImportModelError("the written model.h5 does not hold the class names or the window's reading")
-        os.chmod(staging, 0o755)
-        _swap(staging, out)
-        return sorted(p.name for p in out.iterdir())
-    except (bundle.BundleError, ModelFileError, OSError) as err:
-        raise ImportModelError(f"cannot write the bundle to {out}: {err}") from err
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def _swap(staging: Path, out: Path) -> None:
-    """Rename ``staging`` to ``out``; an old bundle there (``--force``) is moved aside, then removed."""
-    if not out.exists() or not any(out.iterdir()):
-        os.replace(staging, out)
-        return
-    aside = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX + "old.", dir=out.parent))
-    os.replace(out, aside / "bundle")
-    try:
-        os.replace(staging, out)
-    except OSError:
-        os.replace(aside / "bundle", out)
-        raise
-    finally:
-        shutil.rmtree(aside, ignore_errors=True)
+    with txn:
+        try:
+            config = {k: record["architecture"][k] for k in ("num_words", "max_len", "embedding_dim", "cell", "units", "mask_zero")}
+            model.compile(loss="binary_crossentropy")  # as training saves it (else tf-keras warns on save)
+            bundle.stage_trained(txn, model, tokenizer, {"config": config, "import": record})
+            write_bundle_attrs(staging / bundle.MODEL_FILE, model_file.spec)
+            txn.stage_json(IMPORT_FILE, record)
+            written = read_model_file(staging / bundle.MODEL_FILE)
+            if not all(np.array_equal(a, b) for a, b in zip(written.weights, model_file.weights)):
+                raise ImportModelError("the written model.h5 does not hold the imported weights")
+            if (written.spec.labels, written.spec.whole_reviews) != (model_file.spec.labels, model_file.spec.whole_reviews):
+                raise ImportModelError("the written model.h5 does not hold the class names or the window's reading")
+            txn.commit()
+            return sorted(p.name for p in out.iterdir())
+        except (bundle.BundleError, ModelFileError, OSError) as err:
+            raise ImportModelError(f"cannot write the bundle to {out}: {err}") from err

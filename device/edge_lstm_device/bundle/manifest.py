@@ -58,6 +58,12 @@ class BundleError(ValueError):
     """A bundle is missing, tampered with, truncated, malformed or inconsistent."""
 
 
+# The shipped reference bundle (package data). In a source tree its files are relative links into the
+# repository's export/ (stored once; a built wheel holds their bytes): as trusted as this code, the
+# only folder whose links are read (docs/decisions/bundle-transaction.md).
+REFERENCE_BUNDLE = Path(__file__).resolve().parent.parent / "reference"
+
+
 class FileTooLargeError(BundleError):
     """A file is larger than the bound it is read with."""
 
@@ -71,7 +77,10 @@ def plain_name(name: object) -> str:
 
 
 def read_bounded(path: Path, limit: int) -> bytes:
-    """A regular file's bytes (not a symlink, not a device), refused beyond ``limit`` bytes."""
+    """A regular file's bytes (not a symlink, not a device), refused beyond ``limit`` bytes. The
+    one exception: a link in the package's own reference folder (``REFERENCE_BUNDLE``) is followed."""
+    if os.path.islink(path) and Path(path).parent.resolve() == REFERENCE_BUNDLE:
+        path = Path(path).resolve()
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError as err:

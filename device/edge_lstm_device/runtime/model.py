@@ -12,6 +12,7 @@ import numpy as np
 from edge_lstm_device.bundle import tokenizers
 from edge_lstm_device.bundle.manifest import (
     NUMPY_WEIGHTS,
+    REFERENCE_BUNDLE,
     TOKENIZER_FILE,
     BundleError,
     class_names,
@@ -30,7 +31,6 @@ from edge_lstm_device.runtime.scoring import TFLiteScorer
 if TYPE_CHECKING:
     from edge_lstm_device.runtime.calibrate import Calibration
 
-REFERENCE_BUNDLE = Path(__file__).resolve().parent.parent / "reference"
 MODEL_ENV = "EDGE_LSTM_MODEL"  # the model the CLI runs when --model is not given
 NO_CALIBRATE_ENV = "EDGE_LSTM_NO_CALIBRATE"  # set (not "" or "0"): the manifest's order, no calibration
 __all__ = ["BundleError", "ModelChoice", "Prediction", "REFERENCE_BUNDLE", "ReviewError", "SentimentModel", "device_order",
