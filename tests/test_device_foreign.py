@@ -40,7 +40,10 @@ ENVIRONMENTS = [  # (where, flavour): ai-edge-litert has no armv7l wheel
     pytest.param("armhf", "tflite-runtime", marks=pytest.mark.arm),
 ]
 TEXT = "What a wonderful film"
-VERIFY_TEXTS = 100  # verify --limit: the first 100 of each reference set (~4 s a review emulated on the ARM1176)
+# verify --limit: the first N of each reference set; the ARM1176 (soft-float, ~4 s a review emulated) judges
+# fewer (docs/pi_installs.md, written by scripts/pi_installs.py, holds the 100-text runs of every case)
+VERIFY_TEXTS = {"armel": 25}
+VERIFY_TEXTS_DEFAULT = 100
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +162,7 @@ def test_numpy_engine_where_no_interpreter_wheel_exists(where: str, sample_file:
     np.testing.assert_allclose(scores, host, atol=1e-5, rtol=0, err_msg=py.description)
     assert np.array_equal(scores >= 0.5, host >= 0.5)
     if where == "armhf":  # (elsewhere slower emulated: the scores above are the check)
-        summary = _run_device_tests(py, "-p", "no_child_process", "-k", "test_numpy_engine")
+        summary = _run_device_tests(py, "-p", "no_child_process", "-k", "test_numpy_engine", "-m", "not heavy")
         assert re.search(r"(\d+) passed", summary), summary
 
 
@@ -245,13 +248,14 @@ def test_pip_install_device_where_no_interpreter_wheel_exists(case: PiCase, tmp_
     """What a user runs on the Pi, with Debian's Python and python3-numpy: ``python3 -m venv
     --system-site-packages``, ``pip install ./device`` (numpy alone: no interpreter wheel), then the
     installed ``edge-lstm-device``: ``info`` names the numpy engine and why, ``predict`` scores,
-    ``verify`` judges the first 100 texts of each reference set against the float model."""
-    result = _pi_install(case, tmp_path, VERIFY_TEXTS)
+    ``verify`` judges the first 100 texts of each reference set (25 on the ARM1176) against the float model."""
+    texts = VERIFY_TEXTS.get(case.where, VERIFY_TEXTS_DEFAULT)
+    result = _pi_install(case, tmp_path, texts)
     about = result.steps["info"].json
     assert about["model"] == "numpy_weights" and about["interpreter"].startswith("numpy "), about
     assert about["why"].startswith("no TFLite interpreter is installed"), about
     sets = result.steps["verify"].json["models"][0]["sets"]
-    assert sets["reviews"]["texts"] == VERIFY_TEXTS and sets["reviews"]["label_agreement"] >= 0.995, sets
+    assert sets["reviews"]["texts"] == texts and sets["reviews"]["label_agreement"] >= 0.995, sets
 
 
 @pytest.mark.qemu
