@@ -14,8 +14,8 @@ import support
 
 # a test module imports another by its file name, from any folder (``bundle/test_rollback.py``
 # serves through ``serving/test_serve.py``): every folder is on sys.path, whichever file runs
-for _folder in sorted(p for p in Path(__file__).resolve().parent.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))):
-    if str(_folder) not in sys.path:
+for _folder in sorted(Path(__file__).resolve().parent.iterdir()):
+    if _folder.is_dir() and not _folder.name.startswith(("_", ".")) and str(_folder) not in sys.path:
         sys.path.append(str(_folder))
 
 
