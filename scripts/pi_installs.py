@@ -1,6 +1,6 @@
 """Write docs/pi_installs.md: ``pip install ./device`` as a user runs it on the Raspberry Pis where no
 TFLite interpreter wheel exists, under qemu user emulation with Debian's own Python and
-python3-numpy (tests/support/pi_install.py runs each case; tests/test_device_foreign.py asserts the same).
+python3-numpy (tests/support/pi_install.py runs each case; tests/device_from_host/test_device_foreign.py asserts the same).
 
     python3 scripts/pi_installs.py            # every case, ~15 min on 2 cores (cached Debian rootfs)
     python3 scripts/pi_installs.py --only armel

@@ -1,5 +1,5 @@
 """``edge-lstm keygen`` and ``edge-lstm sign`` (the device's check of the result is in
-device/tests/test_signing.py), and export removing a signature its new manifest makes stale."""
+device/tests/bundle/test_signing.py), and export removing a signature its new manifest makes stale."""
 
 from __future__ import annotations
 
@@ -149,7 +149,7 @@ def test_export_keeps_a_signature_of_the_same_manifest_bytes(bundle: Path, key: 
     assert signature_note({}) is None and "kept" in signature_note({"signature": "kept"})
 
 
-# --- bundle_version (rollback protection; the device's side is device/tests/test_rollback.py) ------
+# --- bundle_version (rollback protection; the device's side is device/tests/bundle/test_rollback.py)
 
 
 def test_a_reexport_keeps_the_version_and_a_changed_manifest_gets_a_newer_one(

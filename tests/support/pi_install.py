@@ -2,7 +2,7 @@
 timed: a venv of Debian's Python made with ``--system-site-packages`` (Debian's python3-numpy), the
 install, then the installed ``edge-lstm-device``'s ``info``, ``predict`` and ``verify``.
 
-Shared by ``tests/test_device_foreign.py`` (which asserts on the result) and
+Shared by ``tests/device_from_host/test_device_foreign.py`` (which asserts on the result) and
 ``scripts/pi_installs.py`` (which writes ``docs/pi_installs.md``).
 """
 

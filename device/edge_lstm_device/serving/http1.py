@@ -4,7 +4,7 @@ A request head is framed and parsed by the rules of RFC 9112 as the ``h11`` libr
 so that ``serve`` and any proxy before it agree on where each message ends: the head ends at the
 first empty line (``\\n\\r?\\n``), the request line is ``method SP target SP HTTP/d.d``, each field
 is ``token ":" OWS value OWS``, and a body is framed by one ``Transfer-Encoding: chunked`` or by
-``Content-Length`` values that all agree. ``device/tests/test_http1_h11.py`` checks that the two
+``Content-Length`` values that all agree. ``device/tests/serving/test_http1_h11.py`` checks that the two
 agree over hostile heads and fuzzed ones. Stricter than ``h11`` in two ways, both allowed by RFC
 9112: control bytes in a field value and obsolete line folding are refused. Byte-level regular
 expressions, not ``str.split``/``strip``: those treat ``\\xa0``, ``\\x85`` and ``\\x0b`` as

@@ -41,7 +41,7 @@ def quantize_rows(x: np.ndarray, clamp: bool = True) -> tuple[np.ndarray, np.nda
     where its scaled range rounds to 256 values: often in embedding rows (multiples of one int8
     scale, a tie at ±127.5), rarely in a state. ``clamp=False`` skips it (7 operations, half the
     quantization's time at one row): the recurrent step's choice, measured in
-    ``tests/test_numpy_engine_export.py`` against the TFLite model."""
+    ``tests/export/test_numpy_weights.py`` against the TFLite model."""
     if len(x) == 1 and not clamp:
         return _quantize_row(x)
     high = x.max(axis=1, keepdims=True)

@@ -26,7 +26,7 @@ import pytest
 
 from tests.support.browser import CTRL, Browser, Page, find_chromium
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 60.0
 ANSWER_TIMEOUT_S = 30.0
 REVIEWS = ["What a wonderful film", "Dull, predictable and badly acted",

@@ -19,7 +19,7 @@ from edge_lstm.export.lstm_loop import LoopModel
 from edge_lstm.export.numpy_weights import to_weights_file
 from edge_lstm.samples.models import CELLS, HEADS, STACKS, stacked_model, tiny_model
 from tests.support.fixtures import BUNDLE
-from tests.test_lstm_loop import FLOAT_EXACT, _rows
+from tests.export.test_lstm_loop import FLOAT_EXACT, _rows
 
 pytestmark = pytest.mark.tensorflow
 

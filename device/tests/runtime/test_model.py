@@ -15,7 +15,7 @@ import pytest
 from edge_lstm_device.runtime.model import REFERENCE_BUNDLE, BundleError, SentimentModel, device_order
 from support import sample_reviews
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SHIPPED = ("model_int8_loop.tflite", "model_int8.tflite", "model_int8_dynamic.tflite", "tokenizer.json",
            "reference_scores.json", "manifest.json")
 

@@ -1,6 +1,6 @@
 """The numpy engine with the device package alone: weights files made here from random arrays
 (``numpy_weights.write``), checked against a float64 LSTM written out below, and for what must
-hold whatever the weights: pads, batches, hostile files. ``tests/test_numpy_engine_export.py``
+hold whatever the weights: pads, batches, hostile files. ``tests/export/test_numpy_weights.py``
 checks it against Keras and the TFLite files for every architecture."""
 
 from __future__ import annotations

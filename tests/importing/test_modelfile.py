@@ -19,7 +19,7 @@ from edge_lstm.importing.modelfile import ModelFileError, read_model_file
 
 pytestmark = pytest.mark.tensorflow
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = ROOT / "export" / "model.h5"
 VOCAB, EMB, UNITS, LEN = 50, 4, 4, 10  # tiny models: fast to build and save
 

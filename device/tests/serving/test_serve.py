@@ -33,7 +33,7 @@ from edge_lstm_device.serving.service import Service, Services
 from edge_lstm_device.tools.loadtest import run_load
 from support import sample_reviews
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 60.0

@@ -11,7 +11,7 @@ import socket
 import pytest
 from test_http1_h11 import CORPUS, build_head, random_pick
 from test_serve import CALL_TIMEOUT_S, HOST, call
-from test_slow_bodies import serving
+from test_connections import serving
 
 pytestmark = pytest.mark.process
 

@@ -24,7 +24,7 @@ from edge_lstm.importing.keras_index import (
     tokenizer_from_word_index,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 WORD_INDEX = ROOT.parent / "shared" / "data" / "imdb_word_index.json"
 REFERENCE = ROOT / "export"
 
