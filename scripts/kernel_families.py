@@ -25,9 +25,9 @@ CACHE = Path(os.environ.get("EDGE_LSTM_TEST_CACHE", Path.home() / ".cache" / "ed
 INTRO = """## Every kernel family: the device checks itself
 
 XNNPACK, TFLite and onnxruntime pick their int8 kernels from the CPU at run time. In each family
-below the device ran `edge-lstm-device calibrate` (which model runs there) and `edge-lstm-device
-verify` of that model on the shipped reference bundle: its 300 whole test reviews and the short
-texts cut from them, against the float model's scores stored in the bundle, with the thresholds
+below the device ran `edge-lstm-device calibrate` (which model runs there), which verifies the
+models fastest first as `edge-lstm-device verify` does, on the shipped reference bundle: its 300
+whole test reviews and the short texts cut from them, against the float model's scores stored in the bundle, with the thresholds
 above. Where onnxruntime has a wheel, `python -m edge_lstm.evaluate.onnx_verify` checked a fresh
 export's `int8_onnx` the same way. Emulated CPUs (qemu user mode) run the kernels of the CPU
 named, at emulation speed: the calibration times there say what choosing costs under qemu, not on

@@ -2,9 +2,9 @@
 
 XNNPACK, TFLite and onnxruntime pick their int8 kernels from the CPU at run time, so a model's
 scores are a fact about a kernel family, not about the model. Each family here runs the device's
-own ``calibrate`` (which model runs there, and what choosing cost) and ``verify`` of that model
-on the shipped reference bundle, and, where onnxruntime has a wheel, ``edge_lstm.evaluate.
-onnx_verify`` of an exported bundle's ``int8_onnx``: this CPU natively, other x86-64 CPUs under
+own ``calibrate`` (which model runs there, and what choosing cost; it verifies the model it
+chooses on the shipped reference bundle, as ``verify`` would) and, where onnxruntime has a wheel,
+``edge_lstm.evaluate.onnx_verify`` of an exported bundle's ``int8_onnx``: this CPU natively, other x86-64 CPUs under
 ``qemu-x86_64 -cpu``, and Raspberry Pi cores under ``qemu-aarch64``/``qemu-arm`` (``foreign.py``).
 """
 
@@ -69,25 +69,36 @@ def _tool(name: str) -> str:
 
 
 def _json(py: ForeignPython, args: list[str], codes: tuple[int, ...] = (0,)) -> dict:
+    """The command's JSON; a failed threshold (exit 3, one line on stderr and no JSON) as ``{"error": ...}``."""
     proc = py.run(args, pythonpath=[ROOT / "device", ROOT], timeout=3600, cwd=ROOT)
     assert proc.returncode in codes, f"{py.description}: {' '.join(args)}: {proc.stderr[-2000:]}"
-    return json.loads(proc.stdout)
+    return json.loads(proc.stdout) if proc.stdout.strip() else {"error": proc.stderr[-2000:]}
 
 
 def check_family(family: Family, py: ForeignPython, exported: Path | None) -> dict:
-    """``calibrate`` and ``verify`` of the shipped reference in ``py``; ``int8_onnx`` of
-    ``exported`` where onnxruntime runs. Returns what was measured (verify's records, the choice,
-    the wall time of calibrating); exit 3 (a failed threshold) is recorded, not raised."""
+    """``calibrate`` of the shipped reference in ``py`` (which verifies, fastest first, the model it
+    chooses); ``int8_onnx`` of ``exported`` where onnxruntime runs. Returns what was measured (the
+    verdict of the chosen model, in ``verify --json``'s shape, the choice, the wall time of
+    calibrating); exit 3 (a failed threshold) is recorded, not raised."""
     started = time.perf_counter()
     calibration = _json(py, ["-m", "edge_lstm_device", "calibrate", "--json"], (0, 3))
     seconds = time.perf_counter() - started
-    chosen = calibration.get("chosen")
-    verify = _json(py, ["-m", "edge_lstm_device", "verify", "--json", *(["--only", chosen] if chosen else [])], (0, 3))
     onnx = None
     if family.onnx and exported is not None:
         onnx = _json(py, ["-m", "edge_lstm.evaluate.onnx_verify", str(exported), "--only", "int8_onnx", "--json"], (0, 3))
-    return {"family": family.key, "title": family.title, "runs": py.description, "chosen": chosen,
-            "calibrate_s": round(seconds, 2), "calibration": calibration, "verify": verify, "onnx": onnx}
+    return {"family": family.key, "title": family.title, "runs": py.description, "chosen": calibration.get("chosen"),
+            "calibrate_s": round(seconds, 2), "calibration": calibration, "verify": verified(calibration), "onnx": onnx}
+
+
+def verified(calibration: dict) -> dict:
+    """The chosen model's verdict as ``verify --only CHOSEN --json`` would give it: calibrating
+    judged it on the whole reference sets with the same thresholds (a second ``verify`` would
+    score them all again); when no model passed, every verdict and the error."""
+    chosen, verdicts = calibration.get("chosen"), calibration.get("verdicts", {})
+    return {"passed": bool(chosen) and verdicts[chosen]["passed"],
+            "cpu": calibration.get("environment", {}).get("cpu", {"machine": "?", "features": []}),
+            "models": [verdicts[chosen]] if chosen else list(verdicts.values()),
+            **({"error": calibration["error"]} if "error" in calibration else {})}
 
 
 def markdown(results: list[dict]) -> str:

@@ -134,7 +134,8 @@ def timed_texts(reference: ReferenceScores) -> list[str]:
 
 
 def _verdict_record(verdict: ModelVerdict) -> dict:
-    return {"passed": verdict.passed, "summary": verdict.summary(), "failures": verdict.failures}
+    """What ``verify --json`` says of the model (every set's agreement), and its summary in words."""
+    return {**verdict.to_dict(), "summary": verdict.summary()}
 
 
 def choose(models: dict[str, SentimentModel], manifest_first: str, reference: ReferenceScores, env: dict,
