@@ -116,15 +116,18 @@ def test_pip_install_device_alone_then_predict(tmp_path: Path) -> None:
 
 
 @pytest.mark.qemu
-@pytest.mark.parametrize("flavour", ["tflite-runtime", "litert"])
-def test_device_tests_pass_with_only_the_device_package(flavour: str) -> None:
-    """``device/tests`` (what a Pi can run) in a venv with numpy, one interpreter and pytest."""
+@pytest.mark.parametrize("flavour, tiers", [("tflite-runtime", None), ("litert", "unit")])
+def test_device_tests_pass_with_only_the_device_package(flavour: str, tiers: str | None) -> None:
+    """``device/tests`` (what a Pi can run) in a venv with numpy, one interpreter and pytest: every
+    test with tflite-runtime (its only x86-64 run); with ai-edge-litert, the interpreter this
+    session's own device tests ran, the unit tier proves they need nothing of the host's."""
     try:
         py = isolated_venv(flavour, CACHE, extra=("pytest",))
     except ForeignEnvUnavailable as err:
         pytest.skip(str(err))
     check_no_tensorflow(py)
-    _run_device_tests(py)
+    summary = _run_device_tests(py, *(["-m", tiers] if tiers else []))
+    assert re.search(r"(\d+) passed", summary) and " failed" not in summary, summary
 
 
 @pytest.mark.qemu
