@@ -20,7 +20,6 @@ from pathlib import Path
 from tests.support.foreign import ForeignEnvUnavailable, ForeignPython, arm_python
 
 ROOT = Path(__file__).resolve().parents[2]
-REFERENCE = ROOT / "device" / "edge_lstm_device" / "reference"
 
 
 @dataclass(frozen=True)
