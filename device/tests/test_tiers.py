@@ -76,6 +76,35 @@ def test_cheapest_first_and_a_failing_tier_skips_the_later_ones(inner: pytest.Py
     result.stdout.fnmatch_lines(["*the unit tier failed (test_order.py::test_unit_fails), so the process tier*"])
 
 
+def test_within_a_tier_the_long_tests_run_first(inner: pytest.Pytester) -> None:
+    inner.makepyfile(test_long="""
+        import pytest
+
+        @pytest.mark.process
+        def test_serves(): pass
+        def test_quick(): pass
+        @pytest.mark.minutes
+        @pytest.mark.process
+        def test_serves_long(): pass
+        @pytest.mark.minutes
+        def test_long(): pass
+        def test_quick_too(): pass
+    """)
+    result = inner.runpytest_inprocess("--collect-only", "-q")
+    order = [line.split("::")[1] for line in result.outlines if "::" in line]
+    assert order == ["test_long", "test_quick", "test_quick_too", "test_serves_long", "test_serves"]
+
+
+def test_xdist_hands_out_one_test_at_a_time_unless_told(inner: pytest.Pytester) -> None:
+    pytest.importorskip("xdist")
+    inner.makepyfile(test_chunk="""
+        def test_chunk(request): assert request.config.option.maxschedchunk == int(request.config.option.expected)
+    """)
+    inner.makeconftest(CONFTEST + "\ndef pytest_addoption(parser):\n    parser.addoption('--expected')\n")
+    inner.runpytest_inprocess("-p", "xdist", "--expected", "1").assert_outcomes(passed=1)
+    inner.runpytest_inprocess("-p", "xdist", "--maxschedchunk", "8", "--expected", "8").assert_outcomes(passed=1)
+
+
 @pytest.mark.process  # xdist's workers are child processes
 def test_a_failure_on_one_xdist_worker_stops_the_later_tiers_on_every_worker(
         inner: pytest.Pytester) -> None:

@@ -43,6 +43,11 @@ FIXTURE_TIERS = {
     "open_server": "process",
 }
 MARKER_TIERS = {"arm": "qemu"}  # arm: the ARM part of the qemu tier (`-m arm`)
+# a test that takes a minute or more runs first within its tier, so the two workers of ``pytest -n 2``
+# end the run together (longest first); xdist then hands out one test at a time (``--maxschedchunk 1``
+# unless given), so a worker never holds a queue of long tests while the other is idle. (``--dist
+# worksteal`` would start the second worker on the last half of the run: the expensive tiers first.)
+LONG_MARKER = "minutes"
 ALL_TIERS_ENV = "EDGE_LSTM_ALL_TIERS"
 # under pytest-xdist (``-n 2``) every worker records the first failure in one file, whose path the
 # controller hands each worker under this key: a failure on one worker stops the later tiers on all
@@ -161,7 +166,8 @@ class Tiers:
             for node in item.listchain():
                 node.own_markers[:] = [mark for mark in node.own_markers if mark.name not in RANK]
             item.add_marker(item.stash[_TIER])
-        items.sort(key=lambda item: RANK[_tier(item)])  # stable: each module stays in order within a tier
+        # stable: within a tier the long tests first, and each module's tests in their order
+        items.sort(key=lambda item: (RANK[_tier(item)], item.get_closest_marker(LONG_MARKER) is None))
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
@@ -206,4 +212,7 @@ def register(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{name}: tier {RANK[name]}: {description}")
     for name, tier in MARKER_TIERS.items():
         config.addinivalue_line("markers", f"{name}: part of the {tier} tier")
+    config.addinivalue_line("markers", f"{LONG_MARKER}: takes a minute or more on 2 cores (runs first within its tier)")
+    if getattr(config.option, "maxschedchunk", False) is None:  # pytest-xdist's controller, not given
+        config.option.maxschedchunk = 1
     config.pluginmanager.register(Tiers(config), PLUGIN_NAME)

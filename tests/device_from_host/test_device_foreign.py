@@ -119,6 +119,7 @@ def test_pip_install_device_alone_then_predict(tmp_path: Path) -> None:
     assert tf.returncode != 0
 
 
+@pytest.mark.minutes
 @pytest.mark.qemu
 @pytest.mark.parametrize("flavour, tiers", [("tflite-runtime", None), ("litert", "unit")])
 def test_device_tests_pass_with_only_the_device_package(flavour: str, tiers: str | None) -> None:
@@ -136,6 +137,7 @@ def test_device_tests_pass_with_only_the_device_package(flavour: str, tiers: str
     assert re.search(r"(\d+) passed", summary) and " failed" not in summary, summary
 
 
+@pytest.mark.minutes
 @pytest.mark.qemu
 @pytest.mark.arm
 def test_device_tests_pass_on_armv7() -> None:
@@ -253,6 +255,7 @@ def _pi_install(case: PiCase, tmp_path: Path, verify_limit: int | None) -> PiIns
     return result
 
 
+@pytest.mark.minutes
 @pytest.mark.qemu
 @pytest.mark.arm
 @pytest.mark.parametrize("case", [c for c in CASES if not c.uname_machine], ids=lambda c: c.where)

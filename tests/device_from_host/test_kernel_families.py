@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.families import FAMILIES, check_family, python_for
+from tests.support.families import FAMILIES, check_family, is_this_cpu, python_for
 from tests.support.foreign import ForeignEnvUnavailable
 
 CACHE = Path(os.environ.get("EDGE_LSTM_TEST_CACHE", Path.home() / ".cache" / "edge-lstm-tests"))
@@ -20,6 +20,7 @@ def _marks(family) -> list:
     return [pytest.mark.qemu, *([pytest.mark.arm] if family.where in ("arm64", "armhf") else [])]
 
 
+@pytest.mark.minutes
 @pytest.mark.parametrize("family", [pytest.param(f, id=f.key, marks=_marks(f)) for f in FAMILIES])
 def test_the_device_verifies_its_chosen_model_in_every_family(family, exported_reference: Path) -> None:
     try:
@@ -28,6 +29,8 @@ def test_the_device_verifies_its_chosen_model_in_every_family(family, exported_r
         if os.environ.get("CI"):
             raise
         pytest.skip(str(err))
+    if is_this_cpu(family, py):
+        pytest.skip(f"this CPU is the {family.key} family (the same kernel-picking features): the native run covers it")
     result = check_family(family, py, exported_reference)
     chosen, verify = result["chosen"], result["verify"]
     assert chosen and verify["passed"], f"{py.description}: {verify}"

@@ -60,6 +60,23 @@ def python_for(family: Family, cache: Path) -> ForeignPython:
     return replace(py, command=tuple(command), description=py.description.replace(py.command[2], family.cpu))
 
 
+def kernel_features(py: ForeignPython) -> dict:
+    """The CPU as the device's kernels see it in ``py`` (``edge_lstm_device.runtime.cpu.detect``)."""
+    code = "import json; from edge_lstm_device.runtime.cpu import detect; print(json.dumps(detect().to_dict()))"
+    proc = py.run(["-c", code], pythonpath=[ROOT / "device"], timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, f"{py.description}: {proc.stderr[-2000:]}"
+    return json.loads(proc.stdout)
+
+
+def is_this_cpu(family: Family, py: ForeignPython) -> bool:
+    """An emulated x86-64 family whose kernel-picking features are this CPU's: the native run is
+    that family (qemu -cpu Haswell on an AVX2 host gives the same scores bit for bit), and the
+    device's calibration cache already counts the two as one environment."""
+    from edge_lstm_device.runtime.cpu import detect
+
+    return family.where == "x86" and kernel_features(py) == detect().to_dict()
+
+
 def _tool(name: str) -> str:
     path = shutil.which(name)
     if path is None:

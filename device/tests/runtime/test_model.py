@@ -34,6 +34,7 @@ def test_predictions_are_sensible(model: SentimentModel) -> None:
     assert 0.5 <= good.confidence <= 1 and good.words == 11 and not good.truncated
 
 
+@pytest.mark.heavy
 def test_accuracy_on_the_shipped_sample(model: SentimentModel) -> None:
     texts, labels = sample_reviews()
     predictions = model.predict_batch(texts)
@@ -49,7 +50,7 @@ def test_scores_do_not_depend_on_what_came_before(model: SentimentModel) -> None
 
 
 def test_thread_safe(model: SentimentModel) -> None:
-    texts = sample_reviews()[0][:40]
+    texts = sample_reviews()[0][:24]
     expected = [model.predict(t).probability for t in texts]  # as the threads call it (batch sizes round apart)
     results: dict[int, list[float]] = {}
 
@@ -199,7 +200,7 @@ def test_env_picks_the_default_model() -> None:
 def test_workers_give_the_same_predictions_in_input_order(model: SentimentModel, workers: int) -> None:
     from edge_lstm_device.runtime.pool import ModelPool
 
-    texts = sample_reviews()[0][:50]
+    texts = sample_reviews()[0][:24]
     with ModelPool([model] + [model.replica() for _ in range(workers - 1)]) as pool:
         assert pool.predict_batch(texts) == model.predict_batch(texts)
 
