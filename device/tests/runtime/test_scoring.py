@@ -33,7 +33,7 @@ def _alone(scorer: TFLiteScorer, rows: np.ndarray) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def alone(model: SentimentModel, rows: np.ndarray) -> np.ndarray:
+def scored_alone(model: SentimentModel, rows: np.ndarray) -> np.ndarray:
     """Each of ``rows`` scored by itself (once for every batch size below: seconds under emulation)."""
     return _alone(model.scorer, rows)
 
@@ -48,15 +48,15 @@ def test_fused_models_run_one_review_per_call(model: SentimentModel) -> None:
 
 
 @pytest.mark.parametrize("max_batch", [2, 7, 16, 64])
-def test_a_score_does_not_depend_on_batch_mates_or_batch_size(model: SentimentModel, rows: np.ndarray, alone: np.ndarray,
-                                                              max_batch: int) -> None:
+def test_a_score_does_not_depend_on_batch_mates_or_batch_size(model: SentimentModel, rows: np.ndarray,
+                                                              scored_alone: np.ndarray, max_batch: int) -> None:
     batched = TFLiteScorer(model.scorer.model_content, max_batch=max_batch)
     shuffled = np.random.default_rng(max_batch).permutation(len(rows))
     scores = np.empty(len(rows), np.float32)
     scores[shuffled] = batched.score(rows[shuffled])
     # every row has its own start state, steps and quantization: bit for bit in ai-edge-litert; tflite-runtime
     # 2.14's builtin kernels round differently by batch size
-    np.testing.assert_allclose(scores, alone, rtol=0, atol=_same(model))
+    np.testing.assert_allclose(scores, scored_alone, rtol=0, atol=_same(model))
 
 
 def test_every_length_from_empty_to_over_the_window(model: SentimentModel) -> None:
