@@ -122,19 +122,19 @@ def test_pip_install_device_alone_then_predict(tmp_path: Path) -> None:
 
 @pytest.mark.minutes
 @pytest.mark.qemu
-@pytest.mark.parametrize("flavour, tiers", [("tflite-runtime", None), ("litert", "unit")])
-def test_device_tests_pass_with_only_the_device_package(flavour: str, tiers: str | None) -> None:
+@pytest.mark.parametrize("flavour, markers", [("tflite-runtime", "not heavy"), ("litert", "unit")])
+def test_device_tests_pass_with_only_the_device_package(flavour: str, markers: str) -> None:
     """``device/tests`` (what a Pi can run) in a venv with numpy, one interpreter and pytest: with
-    tflite-runtime (its only x86-64 run), every test of the bundle and the runtime; with
-    ai-edge-litert, the interpreter this session's own device tests ran, the unit tier proves they
-    need nothing of the host's."""
+    tflite-runtime (its only x86-64 run), the tests of the bundle and the runtime but the ``heavy``
+    ones (they judge whole reference sets: the cortex-a7 kernel family does that where tflite-runtime
+    is the device's interpreter); with ai-edge-litert, the interpreter this session's own device
+    tests ran, the unit tier proves they need nothing of the host's."""
     try:
         py = isolated_venv(flavour, CACHE, extra=("pytest",))
     except ForeignEnvUnavailable as err:
         pytest.skip(str(err))
     check_no_tensorflow(py)
-    summary = _run_device_tests(py, *(["-m", tiers] if tiers else []),
-                                folders=INTERPRETER_FOLDERS if flavour == "tflite-runtime" else ("",))
+    summary = _run_device_tests(py, "-m", markers, folders=INTERPRETER_FOLDERS if flavour == "tflite-runtime" else ("",))
     assert re.search(r"(\d+) passed", summary) and " failed" not in summary, summary
 
 

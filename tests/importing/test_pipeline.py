@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -24,10 +25,12 @@ from edge_lstm.importing.keras_index import (
     ranked_words,
     tokenizer_from_word_index,
 )
+from tests.support.once import built_once
 
 ROOT = Path(__file__).resolve().parents[2]
 WORD_INDEX = ROOT.parent / "shared" / "data" / "imdb_word_index.json"
 REFERENCE = ROOT / "export"
+STEPS_FILE = "steps.json"  # the imported fixture's steps: exit code and output of each
 
 
 def word_index() -> Path:
@@ -59,11 +62,17 @@ def _import(model: Path, out: Path, *extra: str):
 @pytest.fixture(scope="session")  # its tests run in two tiers (tensorflow, process): trained once
 def lecture(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The lecture's model built with Keras 3, compiled with adam and binary cross-entropy and
-    trained 1 epoch on the 400 shipped training reviews; saved as .keras and .h5.
+    trained 1 epoch on the 400 shipped training reviews; saved as .keras and .h5 (once per run:
+    under ``pytest -n 2`` the other worker waits for it).
 
     It starts from the shipped reference's weights and tokenizer: trained from scratch on a few
     hundred (or 1,200) reviews, its scores sit near 0.5 and full-integer int8 drifts from them
     (export's check failed: mean |Δp| 0.055 > 0.05; or parity's label agreement 99.3% < 99.5%)."""
+    folder = built_once(tmp_path_factory, "lecture", _train_lecture)
+    return {"keras": folder / "model.keras", "h5": folder / "model.h5", "folder": folder}
+
+
+def _train_lecture(folder: Path) -> None:
     import keras
 
     from edge_lstm.importing.modelfile import read_model_file
@@ -78,21 +87,25 @@ def lecture(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
     model.fit(tokenizer.encode_batch(reviews.texts), reviews.labels.astype("float32"), epochs=1, batch_size=64,
               verbose=0)
-    folder = tmp_path_factory.mktemp("lecture")
     for suffix in (".keras", ".h5"):
         model.save(folder / f"model{suffix}")
-    return {"keras": folder / "model.keras", "h5": folder / "model.h5", "folder": folder}
 
 
 @pytest.fixture(scope="session")  # (as lecture)
-def imported(lecture: dict[str, Path]) -> dict:
-    """import (.keras) -> export --int8 -> parity, once for the module."""
-    out = lecture["folder"] / "bundle"
-    steps = {"import": _invoke("import", lecture["keras"], "--out", out, "--tokenizer", REFERENCE / "tokenizer.json",
-                               "--json"),
+def imported(lecture: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """import (.keras) -> export --int8 -> parity, once for the run: each step's exit code and output."""
+    folder = built_once(tmp_path_factory, "lecture-imported", lambda out: _import_lecture(lecture["keras"], out))
+    steps = json.loads((folder / STEPS_FILE).read_text())
+    return {"out": folder / "bundle", **{name: SimpleNamespace(**step) for name, step in steps.items()}}
+
+
+def _import_lecture(model: Path, folder: Path) -> None:
+    out = folder / "bundle"
+    steps = {"import": _invoke("import", model, "--out", out, "--tokenizer", REFERENCE / "tokenizer.json", "--json"),
              "export": _invoke("export", "--int8", "--bundle", out, "--calibration-reviews", "50"),
-             "parity": _invoke("parity", "--bundle", out, "--json", "--no-report", "--original", lecture["keras"])}
-    return {"out": out, **steps}
+             "parity": _invoke("parity", "--bundle", out, "--json", "--no-report", "--original", model)}
+    record = {name: {"exit_code": r.exit_code, "output": r.output, "stdout": r.stdout} for name, r in steps.items()}
+    (folder / STEPS_FILE).write_text(json.dumps(record), encoding="utf-8")
 
 
 @pytest.mark.process  # (and TensorFlow: the imported fixture) runs the device CLI
