@@ -95,6 +95,28 @@ def test_within_a_tier_the_long_tests_run_first(inner: pytest.Pytester) -> None:
     assert order == ["test_long", "test_quick", "test_quick_too", "test_serves_long", "test_serves"]
 
 
+def test_a_shared_fixtures_first_user_runs_early_and_the_others_after_the_rest_of_its_tier(
+        inner: pytest.Pytester) -> None:
+    inner.makepyfile(test_shared="""
+        import pytest
+
+        @pytest.mark.training
+        def test_trains(): pass
+        def test_reads_bundle(small_bundle): pass
+        def test_reads_it_too(small_bundle): pass
+        @pytest.mark.training
+        def test_trains_too(): pass
+        @pytest.mark.minutes
+        @pytest.mark.training
+        def test_trains_long(): pass
+        def test_unit(): pass
+    """)
+    result = inner.runpytest_inprocess("--collect-only", "-q")
+    order = [line.split("::")[1] for line in result.outlines if "::" in line]
+    assert order == ["test_unit", "test_trains_long", "test_reads_bundle", "test_trains", "test_trains_too",
+                     "test_reads_it_too"]
+
+
 def test_xdist_hands_out_one_test_at_a_time_unless_told(inner: pytest.Pytester) -> None:
     pytest.importorskip("xdist")
     inner.makepyfile(test_chunk="""

@@ -17,7 +17,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,10 @@ MARKER_TIERS = {"arm": "qemu"}  # arm: the ARM part of the qemu tier (`-m arm`)
 # unless given), so a worker never holds a queue of long tests while the other is idle. (``--dist
 # worksteal`` would start the second worker on the last half of the run: the expensive tiers first.)
 LONG_MARKER = "minutes"
+# session fixtures built once per run, whichever worker asks first, while the other waits for them
+# (tests/support/once.py): each one's first user runs early in its tier (two workers build two of them
+# at once), the others of that tier after the tests that need none (by then it is built: nobody waits)
+SHARED_FIXTURES = ("small_bundle", "exported_reference", "lecture")
 ALL_TIERS_ENV = "EDGE_LSTM_ALL_TIERS"
 # under pytest-xdist (``-n 2``) every worker records the first failure in one file, whose path the
 # controller hands each worker under this key: a failure on one worker stops the later tiers on all
@@ -166,8 +170,8 @@ class Tiers:
             for node in item.listchain():
                 node.own_markers[:] = [mark for mark in node.own_markers if mark.name not in RANK]
             item.add_marker(item.stash[_TIER])
-        # stable: within a tier the long tests first, and each module's tests in their order
-        items.sort(key=lambda item: (RANK[_tier(item)], item.get_closest_marker(LONG_MARKER) is None))
+        items.sort(key=lambda item: RANK[_tier(item)])  # stable: each module's tests stay in their order
+        items.sort(key=_place_in_tier(items))
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
@@ -194,6 +198,33 @@ class Tiers:
         if report.failed and self.failed is None:
             self._record_failure(item)
         return report
+
+
+def _place_in_tier(items: list[pytest.Item]) -> Callable[[pytest.Item], tuple[int, int]]:
+    """The sort key of ``items`` (in tier order) within their tier: long tests, the first user of each
+    shared fixture, the tests that need none, the other users of a shared fixture built in this tier."""
+    built_in: dict[str, str] = {}  # shared fixture -> the tier of its first user
+    firsts: set[str] = set()
+    for item in items:
+        for name in _shared(item):
+            if name not in built_in:
+                built_in[name] = _tier(item)
+                firsts.add(item.nodeid)
+
+    def place(item: pytest.Item) -> tuple[int, int]:
+        if item.get_closest_marker(LONG_MARKER) is not None:
+            group = 0
+        elif item.nodeid in firsts:
+            group = 1
+        else:
+            group = 3 if any(built_in[name] == _tier(item) for name in _shared(item)) else 2
+        return RANK[_tier(item)], group
+
+    return place
+
+
+def _shared(item: pytest.Item) -> list[str]:
+    return [name for name in SHARED_FIXTURES if name in getattr(item, "fixturenames", ())]
 
 
 _GUARD = pytest.StashKey[_Guard]()

@@ -45,8 +45,8 @@ class OnnxTextScorer:
         return np.concatenate(parts).astype(np.float32)
 
 
-def onnx_scorers(bundle_dir: Path, threads: int = 1) -> dict[str, tuple[TextScorer, str]]:
-    """Each ONNX file of the bundle with onnxruntime, and what it runs in."""
+def onnx_scorers(bundle_dir: Path, threads: int = 1, only: Sequence[str] = ()) -> dict[str, tuple[TextScorer, str]]:
+    """Each ONNX file of the bundle (those named in ``only``, if any) with onnxruntime, and what it runs in."""
     import onnxruntime
 
     manifest = read_trusted_manifest(bundle_dir, None)
@@ -54,7 +54,7 @@ def onnx_scorers(bundle_dir: Path, threads: int = 1) -> dict[str, tuple[TextScor
     return {name: (OnnxTextScorer(read_verified(bundle_dir, entry), tokenizer, threads),
                    f"onnxruntime {onnxruntime.__version__}")
             for name, entry in manifest["artifacts"].items()
-            if entry["format"] == "onnx" and (Path(bundle_dir) / entry["file"]).is_file()}
+            if entry["format"] == "onnx" and (Path(bundle_dir) / entry["file"]).is_file() and (not only or name in only)}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -64,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--only", action="append", default=[], metavar="MODEL")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    result = verify_bundle(args.bundle, args.only, extra=onnx_scorers(args.bundle))
+    result = verify_bundle(args.bundle, args.only, extra=onnx_scorers(args.bundle, only=args.only))
     print(json.dumps(result.to_dict(), indent=2) if args.json else table(result))
     return 0 if result.passed else 3
 

@@ -340,25 +340,15 @@ def _sequential(*layers, mask_zero: bool = False):
     return build
 
 
-def _keras_io_shaped(keras):
-    """The keras.io "Bidirectional LSTM on IMDB" example, small: Functional, Input(None), stacked."""
-    inputs = keras.Input(shape=(None,), dtype="int32")
-    x = keras.layers.Embedding(10000, 16)(inputs)
-    x = keras.layers.Bidirectional(keras.layers.LSTM(8, return_sequences=True))(x)
-    x = keras.layers.Bidirectional(keras.layers.LSTM(8))(x)
-    return keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(x))
-
-
-KIN = {  # name -> (Keras 3 model builder, head gives logits)
+# name -> (Keras 3 model builder, head gives logits). The keras.io example (Functional, Input(None), stacked
+# Bidirectional) and the TF tutorial's network (masked Bidirectional, a logit) have tests of their own below:
+# test_keras_io_example_at_real_size, test_tutorial_model_with_text_vectorization_reads_raw_text
+KIN = {
     "gru": (_sequential(lambda k: k.layers.GRU(32), lambda k: k.layers.Dense(1, activation="sigmoid")), False),
     "gru_reset_before": (_sequential(lambda k: k.layers.GRU(32, reset_after=False),
                                      lambda k: k.layers.Dense(1, activation="sigmoid")), False),
     "lstm_mask_zero": (_sequential(lambda k: k.layers.LSTM(32), lambda k: k.layers.Dense(1, activation="sigmoid"),
                                    mask_zero=True), False),
-    "keras_io_bidirectional": (_keras_io_shaped, False),
-    "tutorial_bidirectional_masked_logits": (_sequential(  # the TF RNN tutorial's network, without TextVectorization
-        lambda k: k.layers.Bidirectional(k.layers.LSTM(16)), lambda k: k.layers.Dense(16, activation="relu"),
-        lambda k: k.layers.Dense(1), mask_zero=True), True),
 }
 
 
