@@ -170,8 +170,7 @@ class Tiers:
             for node in item.listchain():
                 node.own_markers[:] = [mark for mark in node.own_markers if mark.name not in RANK]
             item.add_marker(item.stash[_TIER])
-        items.sort(key=lambda item: RANK[_tier(item)])  # stable: each module's tests stay in their order
-        items.sort(key=_place_in_tier(items))
+        items.sort(key=_place_in_tier(items))  # stable: each module's tests stay in their order
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
@@ -201,11 +200,11 @@ class Tiers:
 
 
 def _place_in_tier(items: list[pytest.Item]) -> Callable[[pytest.Item], tuple[int, int]]:
-    """The sort key of ``items`` (in tier order) within their tier: long tests, the first user of each
-    shared fixture, the tests that need none, the other users of a shared fixture built in this tier."""
+    """The sort key of ``items``: their tier, then within it long tests, the first user of each shared
+    fixture, the tests that need none, the other users of a shared fixture built in this tier."""
     built_in: dict[str, str] = {}  # shared fixture -> the tier of its first user
     firsts: set[str] = set()
-    for item in items:
+    for item in sorted(items, key=lambda item: RANK[_tier(item)]):
         for name in _shared(item):
             if name not in built_in:
                 built_in[name] = _tier(item)

@@ -265,13 +265,12 @@ def test_pip_install_device_where_no_interpreter_wheel_exists(case: PiCase, tmp_
     --system-site-packages``, ``pip install ./device`` (numpy alone: no interpreter wheel), then the
     installed ``edge-lstm-device``: ``info`` names the numpy engine and why, ``predict`` scores,
     ``verify`` judges the first 10 texts of each reference set against the float model."""
-    texts = VERIFY_TEXTS
-    result = _pi_install(case, tmp_path, texts)
+    result = _pi_install(case, tmp_path, VERIFY_TEXTS)
     about = result.steps["info"].json
     assert about["model"] == "numpy_weights" and about["interpreter"].startswith("numpy "), about
     assert about["why"].startswith("no TFLite interpreter is installed"), about
     sets = result.steps["verify"].json["models"][0]["sets"]
-    assert sets["reviews"]["texts"] == texts and sets["reviews"]["label_agreement"] >= 0.995, sets
+    assert sets["reviews"]["texts"] == VERIFY_TEXTS and sets["reviews"]["label_agreement"] >= 0.995, sets
 
 
 @pytest.mark.qemu
