@@ -3,7 +3,7 @@ onnxruntime's probabilities out, against the bundle's reference scores, on this 
 
 It needs numpy, onnxruntime and the device package only (no TensorFlow), so it runs where
 onnxruntime has a wheel (x86-64, aarch64), also under qemu:
-``python -m edge_lstm.evaluate.onnx_verify BUNDLE [--json]`` (exit 3 on a failed threshold).
+``python -m edge_lstm.evaluate.onnx_verify BUNDLE [--only MODEL] [--limit N] [--json]`` (exit 3 on a failed threshold).
 """
 
 from __future__ import annotations
@@ -62,9 +62,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      description="verify a bundle's ONNX (and TFLite) models on this CPU")
     parser.add_argument("bundle", type=Path)
     parser.add_argument("--only", action="append", default=[], metavar="MODEL")
+    parser.add_argument("--limit", type=int, default=None, metavar="N",
+                        help="judge only the first N texts of each reference set")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    result = verify_bundle(args.bundle, args.only, extra=onnx_scorers(args.bundle, only=args.only))
+    if args.limit is not None and args.limit < 1:
+        parser.error("--limit must be at least 1")
+    result = verify_bundle(args.bundle, args.only, extra=onnx_scorers(args.bundle, only=args.only), limit=args.limit)
     print(json.dumps(result.to_dict(), indent=2) if args.json else table(result))
     return 0 if result.passed else 3
 

@@ -14,6 +14,10 @@ from tests.support.foreign import ForeignEnvUnavailable
 
 CACHE = Path(os.environ.get("EDGE_LSTM_TEST_CACHE", Path.home() / ".cache" / "edge-lstm-tests"))
 MIN_REVIEWS = {"host": 300, "x86": 300, "arm64": 100, "armhf": 100}
+# onnxruntime's int8 file under emulation: the first 300 texts of each reference set (all 300 reviews, 300 of the
+# 580 short texts). Its scan runs all 200 steps of every text, pads too: the whole sets cost 50-60 s of emulation
+# a family. scripts/kernel_families.py (docs/parity_report.md) judges the whole sets.
+EMULATED_ONNX_TEXTS = 300
 
 
 def _marks(family) -> list:
@@ -31,7 +35,7 @@ def test_the_device_verifies_its_chosen_model_in_every_family(family, exported_r
         pytest.skip(str(err))
     if is_this_cpu(family, py):
         pytest.skip(f"this CPU is the {family.key} family (the same kernel-picking features): the native run covers it")
-    result = check_family(family, py, exported_reference)
+    result = check_family(family, py, exported_reference, None if family.where == "host" else EMULATED_ONNX_TEXTS)
     chosen, verify = result["chosen"], result["verify"]
     assert chosen and verify["passed"], f"{py.description}: {verify}"
     assert [m["name"] for m in verify["models"]] == [chosen] and verify["models"][0]["passed"]
@@ -41,3 +45,4 @@ def test_the_device_verifies_its_chosen_model_in_every_family(family, exported_r
         onnx = result["onnx"]["models"]
         assert [m["name"] for m in onnx] == ["int8_onnx"] and onnx[0]["passed"], f"{py.description}: {onnx}"
         assert onnx[0]["runs_in"].startswith("onnxruntime ")
+        assert onnx[0]["sets"]["reviews"]["texts"] >= 300 and onnx[0]["sets"]["short"]["texts"] >= 300

@@ -91,9 +91,10 @@ def _json(py: ForeignPython, args: list[str], codes: tuple[int, ...] = (0,)) -> 
     return json.loads(proc.stdout) if proc.stdout.strip() else {"error": proc.stderr[-2000:]}
 
 
-def check_family(family: Family, py: ForeignPython, exported: Path | None) -> dict:
+def check_family(family: Family, py: ForeignPython, exported: Path | None, onnx_limit: int | None = None) -> dict:
     """``calibrate`` of the shipped reference in ``py`` (which verifies, fastest first, the model it
-    chooses); ``int8_onnx`` of ``exported`` where onnxruntime runs. Returns what was measured (the
+    chooses); ``int8_onnx`` of ``exported`` where onnxruntime runs (on the first ``onnx_limit`` texts
+    of each reference set, if given). Returns what was measured (the
     verdict of the chosen model, in ``verify --json``'s shape, the choice, the wall time of
     calibrating); exit 3 (a failed threshold) is recorded, not raised."""
     started = time.perf_counter()
@@ -101,7 +102,9 @@ def check_family(family: Family, py: ForeignPython, exported: Path | None) -> di
     seconds = time.perf_counter() - started
     onnx = None
     if family.onnx and exported is not None:
-        onnx = _json(py, ["-m", "edge_lstm.evaluate.onnx_verify", str(exported), "--only", "int8_onnx", "--json"], (0, 3))
+        limit = () if onnx_limit is None else ("--limit", str(onnx_limit))
+        onnx = _json(py, ["-m", "edge_lstm.evaluate.onnx_verify", str(exported), "--only", "int8_onnx", *limit, "--json"],
+                     (0, 3))
     return {"family": family.key, "title": family.title, "runs": py.description, "chosen": calibration.get("chosen"),
             "calibrate_s": round(seconds, 2), "calibration": calibration, "verify": verified(calibration), "onnx": onnx}
 

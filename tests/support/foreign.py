@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -145,20 +145,23 @@ class ForeignPython:
         input: str | None = None,
         timeout: float = 600.0,
         cwd: Path | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        """Run ``python *args``; only ``pythonpath`` and the env's own site dirs are importable."""
-        env = {
+        """Run ``python *args``; only ``pythonpath`` and the env's own site dirs are importable;
+        ``env``: variables added to the clean environment."""
+        variables = {
             "PATH": "/usr/bin:/bin",
             "LANG": "C.UTF-8",
             "HOME": str(self.root),
             "PYTHONNOUSERSITE": "1",
             "PYTHONPYCACHEPREFIX": str(self.root / ".pycache"),  # keeps qemu restarts fast
+            **(env or {}),
         }
         paths = [str(p) for p in (*pythonpath, *self.site_dirs)]
         if paths:
-            env["PYTHONPATH"] = os.pathsep.join(paths)
+            variables["PYTHONPATH"] = os.pathsep.join(paths)
         return subprocess.run(
-            [*self.command, *args], env=env, input=input, text=True, capture_output=True,
+            [*self.command, *args], env=variables, input=input, text=True, capture_output=True,
             timeout=timeout, cwd=cwd or self.root, check=False,
         )
 
