@@ -16,6 +16,10 @@ Two kinds of commit:
         txn.commit(last="manifest.json")
 
 Leaving the ``with`` block without a commit (an exception, a signal) removes the staging folder.
+
+A writer's ``prefix`` names its staging folders (export's, import's, or the default that ``train``
+and ``reference`` share): an in-place transaction removes leftovers of its own prefix only, so it never
+deletes a folder that another kind of writer is still filling.
 """
 
 from __future__ import annotations

@@ -123,8 +123,8 @@ def _commit(txn: BundleTransaction, files: list[str], new_manifest: dict, report
     stamped = manifest.stamp_version(new_manifest, _previous_manifest(txn.target))
     new_manifest.clear()  # in place: the caller's result is the manifest written, keys in the file's order
     new_manifest.update(stamped)
-    for name in files:
-        txn.stage(name)
+    for name in files:  # built in the staging folder by the recipes; registered here, once they passed, so a
+        txn.stage(name)  # left-out ONNX file stays behind and goes with the folder
     staged_manifest = txn.stage_json(bundle.MANIFEST_FILE, new_manifest)
     txn.stage_json(REPORT_FILE, report)
     signature = _signature_status(txn.target, staged_manifest)
