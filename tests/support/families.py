@@ -94,9 +94,9 @@ def _json(py: ForeignPython, args: list[str], codes: tuple[int, ...] = (0,)) -> 
 def check_family(family: Family, py: ForeignPython, exported: Path | None, onnx_limit: int | None = None) -> dict:
     """``calibrate`` of the shipped reference in ``py`` (which verifies, fastest first, the model it
     chooses); ``int8_onnx`` of ``exported`` where onnxruntime runs (on the first ``onnx_limit`` texts
-    of each reference set, if given). Returns what was measured (the
-    verdict of the chosen model, in ``verify --json``'s shape, the choice, the wall time of
-    calibrating); exit 3 (a failed threshold) is recorded, not raised."""
+    of each reference set, if given). Returns what was measured (the verdict of the chosen model, in
+    ``verify --json``'s shape, the choice, the wall time of calibrating); exit 3 (a failed threshold)
+    is recorded, not raised."""
     started = time.perf_counter()
     calibration = _json(py, ["-m", "edge_lstm_device", "calibrate", "--json"], (0, 3))
     seconds = time.perf_counter() - started
