@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_lstm_device.bundle.tflite_file import verify_tflite
 from edge_lstm_device.runtime.interpreters import interpreter_class
 
 MAX_BATCH = 16  # reviews per invoke(); larger batches were no faster per review (docs/loop_variants.md)
@@ -51,6 +52,7 @@ class TFLiteScorer:
                  max_batch: int = MAX_BATCH) -> None:
         cls, self.interpreter_dist = interpreter_class(prefer)
         self.model_content, self.threads = model_content, threads
+        verify_tflite(model_content)  # the interpreters trust every offset in the file
         self.interpreter: Any = cls(model_content=model_content, num_threads=threads)
         self.interpreter.allocate_tensors()
         self._input = self.interpreter.get_input_details()[0]
