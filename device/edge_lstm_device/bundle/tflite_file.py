@@ -23,7 +23,8 @@ class TFLiteFileError(ValueError):
 
 @dataclass(frozen=True)
 class Vector:
-    item_bytes: int  # 1, 4 or 8; strings are Vector(1) with a terminating zero
+    item_bytes: int  # 1, 4 or 8
+    terminated: bool = False  # a string: its bytes and a zero
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ class Refused:
     what: str
 
 
-STRING = Vector(1)
+STRING = Vector(1, terminated=True)
 # schema name -> {field index: what the field holds}; a field not listed is a scalar of at most 8 bytes
 SCHEMAS: dict[str, dict[int, object]] = {
     "Model": {1: Tables("OperatorCode"), 2: Tables("SubGraph"), 3: STRING, 4: Tables("Buffer"), 5: Vector(4),
@@ -130,7 +131,7 @@ class _Walk:
             raise TFLiteFileError(f"the model holds {kind.what}, which the device does not run")
         target = at + self.u32(at, f"{schema} offset")
         if isinstance(kind, Vector):
-            self.vector(target, kind.item_bytes, schema, terminated=kind is STRING)
+            self.vector(target, kind.item_bytes, schema, kind.terminated)
         elif isinstance(kind, Tables):
             for item in range(self.vector(target, 4, schema)):
                 element = target + 4 + 4 * item
