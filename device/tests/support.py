@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import random
 import shutil
 import sys
 from collections.abc import Iterator
@@ -64,6 +65,18 @@ def copy_reference(dest: Path) -> Path:
         if path.is_file() and path.suffix in (".tflite", ".json"):
             shutil.copy(path, dest / path.name)
     return dest
+
+
+def mutated_copies(path: Path, count: int) -> list[bytes]:
+    """``count`` copies of the file at ``path``, each with 1, 8 or 64 random bytes changed (seeded:
+    the same files in every run and on every platform)."""
+    original, rng, copies = path.read_bytes(), random.Random(1), []
+    for _ in range(count):
+        data = bytearray(original)
+        for _ in range(rng.choice([1, 8, 64])):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        copies.append(bytes(data))
+    return copies
 
 
 def edit_manifest(bundle: Path, change: Callable[[dict], None]) -> dict:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import shutil
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from edge_lstm_device.bundle.files import bytes_sha256
 from edge_lstm_device.bundle.manifest import BundleError, read_manifest
 from edge_lstm_device.runtime.model import REFERENCE_BUNDLE, SentimentModel
 from edge_lstm_device.runtime.scoring import ModelRunError, TFLiteScorer
+from support import edit_manifest, mutated_copies
 
 LOOP = "model_int8_loop.tflite"
 
@@ -28,19 +28,13 @@ def bundle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return dest
 
 
-def _edit_manifest(bundle: Path, edit) -> None:
-    manifest = json.loads((bundle / "manifest.json").read_text())
-    edit(manifest)
-    (bundle / "manifest.json").write_text(json.dumps(manifest))
-
-
 def _cli(*args: str, **kwargs) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run([sys.executable, "-m", "edge_lstm_device", *args], capture_output=True, **kwargs)
 
 
 @pytest.mark.parametrize("name", ["../secret.tflite", "/etc/passwd", "sub/model.tflite", ".hidden", "a\\b", "", 7])
 def test_manifest_file_names_must_be_plain_names_inside_the_bundle(bundle: Path, name: object) -> None:
-    _edit_manifest(bundle, lambda m: m["artifacts"]["int8_loop_tflite"].update(file=name))
+    edit_manifest(bundle, lambda m: m["artifacts"]["int8_loop_tflite"].update(file=name))
     with pytest.raises(BundleError, match="plain file name"):
         read_manifest(bundle)
 
@@ -71,7 +65,7 @@ def test_symlinks_and_devices_are_not_read(bundle: Path, tmp_path: Path) -> None
     (lambda m: m.update(device_order="int8_tflite"), "'device_order' is not a list"),
 ])
 def test_malformed_manifest_is_a_one_line_error(bundle: Path, edit, message: str) -> None:
-    _edit_manifest(bundle, edit)
+    edit_manifest(bundle, edit)
     with pytest.raises(BundleError, match=message):
         SentimentModel.load(bundle)
     result = _cli("predict", "--bundle", str(bundle), "a fine film")
@@ -90,7 +84,7 @@ def test_deeply_nested_or_huge_manifest(bundle: Path) -> None:
 def test_malformed_tokenizer_with_a_matching_hash(bundle: Path) -> None:
     bad = json.dumps({"format_version": 1, "num_words": "many", "max_len": 200, "words": []}).encode()
     (bundle / "tokenizer.json").write_bytes(bad)
-    _edit_manifest(bundle, lambda m: m["tokenizer"].update(bytes=len(bad), sha256=bytes_sha256(bad)))
+    edit_manifest(bundle, lambda m: m["tokenizer"].update(bytes=len(bad), sha256=bytes_sha256(bad)))
     with pytest.raises(BundleError, match="tokenizer"):
         SentimentModel.load(bundle)
 
@@ -102,15 +96,10 @@ def test_mutated_models_with_updated_hashes_never_crash_the_caller(bundle: Path)
     crashes the interpreter crashes only the probe's child. (One process per file: in
     tflite-runtime 2.14 a file can pass the probe and still crash a process whose heap other
     corrupt files have already disturbed; a device loads one bundle.)"""
-    original = (bundle / LOOP).read_bytes()
-    rng = random.Random(1)
     outcomes = {"scored": 0, "refused": 0}
-    for _ in range(25):
-        data = bytearray(original)
-        for _ in range(rng.choice([1, 8, 64])):
-            data[rng.randrange(len(data))] = rng.randrange(256)
-        (bundle / LOOP).write_bytes(bytes(data))
-        _edit_manifest(bundle, lambda m: m["artifacts"]["int8_loop_tflite"].update(sha256=bytes_sha256(bytes(data))))
+    for data in mutated_copies(bundle / LOOP, 25):
+        (bundle / LOOP).write_bytes(data)
+        edit_manifest(bundle, lambda m: m["artifacts"]["int8_loop_tflite"].update(sha256=bytes_sha256(data)))
         done = _cli("predict", "--bundle", str(bundle), "--model", "int8_loop_tflite", "a fine film", timeout=120)
         assert done.returncode in (0, 1), done.stderr.decode()[-500:]
         assert done.returncode == 0 or len(done.stderr.decode().strip().splitlines()) == 1

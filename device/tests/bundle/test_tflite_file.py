@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import random
 import struct
 
 import pytest
 from edge_lstm_device.bundle.tflite_file import TFLiteFileError, verify_tflite
 from edge_lstm_device.runtime.model import REFERENCE_BUNDLE
+from support import mutated_copies
 
 LOOP = REFERENCE_BUNDLE / "model_int8_loop.tflite"
-
-
-def _mutated(count: int) -> list[bytes]:
-    """The byte-mutated loop models of test_hostile_bundles' subprocess test, in its order."""
-    original, rng, files = LOOP.read_bytes(), random.Random(1), []
-    for _ in range(count):
-        data = bytearray(original)
-        for _ in range(rng.choice([1, 8, 64])):
-            data[rng.randrange(len(data))] = rng.randrange(256)
-        files.append(bytes(data))
-    return files
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in REFERENCE_BUNDLE.glob("*.tflite")))
@@ -32,12 +21,12 @@ def test_a_quantization_table_outside_the_file_is_refused() -> None:
     """The 9th mutated file: the interpreter read its quantization 10 MB past the file, and crashed
     the caller in about 2% of loads (tflite-runtime 2.14, after the probe's child had passed)."""
     with pytest.raises(TFLiteFileError, match="QuantizationParameters table at byte 11,419,508 lies outside"):
-        verify_tflite(_mutated(9)[8])
+        verify_tflite(mutated_copies(LOOP, 9)[8])
 
 
 def test_vector_lengths_past_the_end_are_refused() -> None:
     """Files the interpreters loaded and scored, reading past the end of the file to do it."""
-    for data in _mutated(25)[22:]:
+    for data in mutated_copies(LOOP, 25)[22:]:
         with pytest.raises(TFLiteFileError, match="Tensor vector"):
             verify_tflite(data)
 
